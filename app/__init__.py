@@ -1,0 +1,61 @@
+"""The CRM application factory."""
+
+import logging
+
+from flask import Flask, jsonify
+from flask_appbuilder import AppBuilder
+from sqlalchemy.orm import Session
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import ProductionConfig, config_for_env
+
+
+def create_app(config_class=None):
+    """Build the Flask app: config, extensions, FAB security, screens and APIs."""
+    config_class = config_class or config_for_env()
+    if issubclass(config_class, ProductionConfig):
+        config_class.validate()
+
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_object(config_class)
+    # One proxy hop (gunicorn behind a load balancer) so audit rows get the client IP.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
+    logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from app import audit, events
+    from app.extensions import cache, db, limiter, migrate
+
+    audit.install(Session)
+    events.install(Session)
+
+    # FAB keeps a per-app registry of views, so each app gets its own AppBuilder.
+    appbuilder = AppBuilder(update_perms=app.config.get("FAB_UPDATE_PERMS", False))
+    with app.app_context():
+        import models  # noqa: F401  (registers every table on Model.metadata)
+
+        db.init_app(app)
+        migrate.init_app(app, db, directory=app.config.get("MIGRATIONS_DIR", _migrations_dir()))
+        cache.init_app(app)
+        limiter.init_app(app)
+        appbuilder.init_app(app, db.session)
+
+        from views import register_views
+
+        register_views(appbuilder)
+
+    from app.cli import crm_cli
+
+    app.cli.add_command(crm_cli)
+
+    @app.get("/health")
+    def health():
+        """Liveness: the process answers."""
+        return jsonify(status="ok")
+
+    return app
+
+
+def _migrations_dir():
+    import os
+
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")

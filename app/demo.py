@@ -1,0 +1,152 @@
+"""Realistic demo data: one user per role, Japanese customers and their activity."""
+
+import random
+from datetime import timedelta
+from decimal import Decimal
+
+from flask import current_app
+
+from app.cli import create_user
+from app.context import acting_as
+from app.extensions import db
+from models import (
+    ApprovalRequest,
+    ApprovalStatus,
+    ApprovalStep,
+    CompanySize,
+    Customer,
+    InvestmentProfile,
+    Meeting,
+    StepDecision,
+    Task,
+    TaskPriority,
+    TaskStatus,
+)
+from models.base import utcnow
+
+DEMO_USERS = [
+    ("admin@example.com", "管理 太郎", "Admin"),
+    ("manager@example.com", "鈴木 一郎", "Manager"),
+    ("compliance@example.com", "高橋 花子", "Compliance"),
+    ("sales@example.com", "田中 健太", "Sales"),
+    ("sales2@example.com", "佐藤 美咲", "Sales"),
+]
+SURNAMES = ["佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "山本", "中村", "小林", "加藤", "吉田", "山田", "佐々木", "山口", "松本"]
+GIVEN = ["翔太", "陽菜", "大輔", "結衣", "拓也", "美穂", "健一", "彩", "直樹", "恵子", "誠", "由美"]
+COMPANY_STEMS = ["東京", "大阪", "横浜", "名古屋", "札幌", "福岡", "京都", "神戸", "仙台", "広島", "千葉", "北陸", "湘南", "瀬戸内"]
+COMPANY_KINDS = [("商事", "商社"), ("製作所", "製造業"), ("不動産", "不動産"), ("物流", "物流"), ("食品", "食品"),
+                 ("テクノロジー", "IT"), ("建設", "建設"), ("薬品", "医薬品"), ("ホールディングス", "金融")]
+PRODUCTS = [("国内株式ファンド", 5), ("米国債券ファンド", 3), ("新興国株式ファンド", 8), ("個人向け国債", 1),
+            ("仕組債", 9), ("J-REITファンド", 6), ("バランスファンド", 4), ("外貨預金(USD)", 4)]
+MEETING_TITLES = ["初回ヒアリング", "ポートフォリオ見直し", "新商品のご提案", "運用報告", "相続対策のご相談", "定期訪問"]
+NEXT_ACTIONS = ["提案書を送付", "見積りを提示", "社内稟議の確認", "次回面談の日程調整", "契約書類の準備"]
+
+
+def seed_demo(customers=50, seed=2026):
+    """Create demo users and data; return [(email, role)] of the demo logins."""
+    rng = random.Random(seed)
+    sm = current_app.appbuilder.sm
+    password = current_app.config["DEMO_PASSWORD"]
+    users = {}
+    for email, name, role in DEMO_USERS:
+        users[email] = sm.find_user(email=email) or create_user(email, name, role, password)
+    reps = [users["sales@example.com"], users["sales2@example.com"]]
+    manager, compliance = users["manager@example.com"], users["compliance@example.com"]
+    now = utcnow()
+
+    for i in range(customers):
+        rep = reps[i % len(reps)]
+        with acting_as(rep):
+            stem, (kind, industry) = rng.choice(COMPANY_STEMS), rng.choice(COMPANY_KINDS)
+            contact = f"{rng.choice(SURNAMES)} {rng.choice(GIVEN)}"
+            customer = Customer(
+                name=f"株式会社{stem}{kind}",
+                email=f"contact{i + 1:03d}@{['tokyo', 'osaka', 'kanto', 'kansai', 'nippon'][i % 5]}-demo{i + 1:03d}.co.jp",
+                phone=f"03-{rng.randint(1000, 9999)}-{rng.randint(1000, 9999)}",
+                address=f"{stem}市 {rng.randint(1, 9)}-{rng.randint(1, 30)}-{rng.randint(1, 20)}",
+                industry=industry,
+                size=rng.choice(list(CompanySize)),
+                investment_profile=rng.choice([None, *InvestmentProfile]),
+                risk_tolerance=rng.randint(1, 10),
+                investment_experience=f"担当: {contact} / 投資経験 {rng.randint(0, 25)} 年",
+                assigned_sales_id=rep.id,
+                created_by_id=rep.id,
+            )
+            db.session.add(customer)
+            db.session.flush()
+            for m in range(rng.randint(1, 3)):
+                when = now + timedelta(days=rng.randint(-60, 20), hours=rng.randint(0, 8))
+                db.session.add(
+                    Meeting(
+                        customer_id=customer.id,
+                        sales_id=rep.id,
+                        created_by_id=rep.id,
+                        title=rng.choice(MEETING_TITLES),
+                        description=f"{contact}様と面談。ご意向を確認。",
+                        scheduled_at=when,
+                        location=rng.choice(["貴社会議室", "弊社応接室", "オンライン"]),
+                        next_action=rng.choice(NEXT_ACTIONS),
+                        next_action_date=when + timedelta(days=rng.randint(1, 14)),
+                    )
+                )
+            for t in range(rng.randint(1, 3)):
+                status = rng.choice(list(TaskStatus))
+                db.session.add(
+                    Task(
+                        user_id=rep.id,
+                        customer_id=customer.id,
+                        created_by_id=rep.id,
+                        title=f"{rng.choice(NEXT_ACTIONS)}: {customer.name}",
+                        due_date=now + timedelta(days=rng.randint(-10, 14)),
+                        status=status,
+                        priority=rng.choice(list(TaskPriority)),
+                        completed_at=now if status == TaskStatus.COMPLETED else None,
+                    )
+                )
+            if i % 2 == 0:
+                _demo_request(rng, customer, rep, manager, compliance, ApprovalStatus(list(ApprovalStatus)[(i // 2) % 4]))
+            db.session.commit()
+    return [(email, role) for email, _, role in DEMO_USERS]
+
+
+def _demo_request(rng, customer, rep, manager, compliance, status):
+    """A request in `status` with a history that matches it."""
+    product, risk = rng.choice(PRODUCTS)
+    amount = Decimal(rng.choice([500_000, 1_000_000, 3_000_000, 5_000_000, 12_000_000, 30_000_000]))
+    request = ApprovalRequest(
+        requester_id=rep.id,
+        customer_id=customer.id,
+        product_name=product,
+        product_risk=risk,
+        amount=amount,
+        comment=f"{customer.name}向け {product} のご提案",
+        status=status,
+        requested_at=utcnow() - timedelta(days=rng.randint(1, 20)),
+    )
+    steps = [ApprovalStep(sequence=1, required_role="Manager")]
+    needs_compliance = amount >= current_app.config["APPROVAL_COMPLIANCE_THRESHOLD"] or risk > customer.risk_tolerance or customer.investment_profile is None
+    if needs_compliance:
+        steps.append(ApprovalStep(sequence=2, required_role="Compliance"))
+        reasons = []
+        if amount >= current_app.config["APPROVAL_COMPLIANCE_THRESHOLD"]:
+            reasons.append("AMOUNT_AT_OR_ABOVE_THRESHOLD")
+        if risk > customer.risk_tolerance:
+            reasons.append("PRODUCT_RISK_ABOVE_TOLERANCE")
+        if customer.investment_profile is None:
+            reasons.append("NO_INVESTMENT_PROFILE")
+        request.compliance_reasons = reasons
+    decided = utcnow()
+    if status == ApprovalStatus.APPROVED:
+        for step in steps:
+            decider = manager if step.required_role == "Manager" else compliance
+            step.decided_by_id, step.decision, step.comment, step.decided_at = decider.id, StepDecision.APPROVED, "問題ありません", decided
+        request.approver_id, request.processed_at = steps[-1].decided_by_id, decided
+    elif status == ApprovalStatus.REJECTED:
+        steps[0].decided_by_id, steps[0].decision, steps[0].decided_at = manager.id, StepDecision.REJECTED, decided
+        steps[0].comment = "顧客の投資経験に対してリスクが高すぎます"
+        steps[1:] = []
+        request.approver_id, request.processed_at = manager.id, decided
+    elif status == ApprovalStatus.RECALLED:
+        request.processed_at = decided
+    request.steps = steps
+    db.session.add(request)

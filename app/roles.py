@@ -1,0 +1,138 @@
+"""Roles and their permissions (design.md §3), defined in code and applied by `crm init`.
+
+Screens and the generated API share one permission per resource and verb (FAB's
+`method_permission_name`), so a role's rights read the same in the Security screens as
+here. Row-level scope is separate: see app/scope.py.
+"""
+
+from app.scope import ADMIN, COMPLIANCE, MANAGER, SALES
+
+READ, ADD, EDIT, DELETE = "can_read", "can_add", "can_edit", "can_delete"
+DECIDE, RECALL = "can_decide", "can_recall"
+
+# Verbs of FAB's ModelView and ModelRestApi mapped onto the four shared permissions.
+VIEW_METHOD_PERMISSIONS = {
+    "list": "read",
+    "show": "read",
+    "download": "read",
+    "api": "read",
+    "api_read": "read",
+    "api_get": "read",
+    "api_column_add": "add",
+    "api_column_edit": "edit",
+    "api_readvalues": "read",
+    "add": "add",
+    "api_create": "add",
+    "edit": "edit",
+    "api_update": "edit",
+    "delete": "delete",
+    "api_delete": "delete",
+    "action": "read",
+    "action_post": "read",
+}
+API_METHOD_PERMISSIONS = {
+    "get_list": "read",
+    "get": "read",
+    "info": "read",
+    "post": "add",
+    "put": "edit",
+    "delete": "delete",
+}
+
+# Resource names (FAB view-menus) shared by screens and APIs.
+CUSTOMER, MEETING, TASK, APPROVAL = "Customer", "Meeting", "Task", "ApprovalRequest"
+NOTIFICATION, AUDIT = "Notification", "AuditLog"
+
+ROLE_PERMISSIONS = {
+    SALES: {
+        CUSTOMER: [READ, ADD, EDIT],
+        MEETING: [READ, ADD, EDIT, DELETE],
+        TASK: [READ, ADD, EDIT, DELETE],
+        APPROVAL: [READ, ADD, RECALL],
+        NOTIFICATION: [READ, EDIT, DELETE],
+    },
+    MANAGER: {
+        CUSTOMER: [READ, EDIT],
+        MEETING: [READ, EDIT],
+        TASK: [READ, EDIT],
+        APPROVAL: [READ, DECIDE],
+        NOTIFICATION: [READ, EDIT, DELETE],
+        AUDIT: [READ],
+    },
+    COMPLIANCE: {
+        CUSTOMER: [READ],
+        MEETING: [READ],
+        TASK: [READ],
+        APPROVAL: [READ, DECIDE],
+        NOTIFICATION: [READ, EDIT, DELETE],
+        AUDIT: [READ],
+    },
+}
+
+# Every signed-in role may see and edit its own profile and password.
+SELF_SERVICE = [
+    ("can_userinfo", "UserDBModelView"),
+    ("resetmypassword", "UserDBModelView"),
+    ("can_this_form_get", "ResetMyPasswordView"),
+    ("can_this_form_post", "ResetMyPasswordView"),
+    ("can_this_form_get", "UserInfoEditView"),
+    ("can_this_form_post", "UserInfoEditView"),
+    ("can_get", "OpenApi"),
+    ("can_show", "SwaggerView"),
+]
+
+# Menu entries opened by a read permission on a resource.
+MENU_FOR_RESOURCE = {
+    CUSTOMER: ["Customers", "Sales"],
+    MEETING: ["Meetings", "Sales"],
+    TASK: ["Tasks", "Sales"],
+    APPROVAL: ["Approval Requests", "Approvals"],
+    NOTIFICATION: ["Notifications"],
+    AUDIT: ["Audit Log", "Admin"],
+}
+ROLES = (ADMIN, MANAGER, SALES, COMPLIANCE)
+
+
+def role_permission_pairs(role):
+    """Return the (permission, view-menu) pairs a non-Admin role holds."""
+    pairs = set(SELF_SERVICE)
+    for resource, perms in ROLE_PERMISSIONS.get(role, {}).items():
+        pairs.update((perm, resource) for perm in perms)
+        if READ in perms:
+            pairs.update(("menu_access", menu) for menu in MENU_FOR_RESOURCE.get(resource, []))
+    # Approval inboxes are their own menus.
+    if DECIDE in ROLE_PERMISSIONS.get(role, {}).get(APPROVAL, []):
+        pairs.add(("menu_access", "Pending My Decision"))
+    if ADD in ROLE_PERMISSIONS.get(role, {}).get(APPROVAL, []):
+        pairs.add(("menu_access", "My Requests"))
+    return pairs
+
+
+def sync_roles(appbuilder):
+    """Create or update every role so its permissions match this module exactly."""
+    sm = appbuilder.sm
+    appbuilder.add_permissions(update_perms=True)
+    every_pair = set()
+    for role in ROLES:
+        every_pair |= role_permission_pairs(role)
+    for perm, view in every_pair:
+        sm.add_permission_view_menu(perm, view)
+    for resource in (CUSTOMER, MEETING, TASK, APPROVAL, NOTIFICATION, AUDIT):
+        for perm in (READ, ADD, EDIT, DELETE):
+            sm.add_permission_view_menu(perm, resource)
+    sm.add_permission_view_menu(DECIDE, APPROVAL)
+    sm.add_permission_view_menu(RECALL, APPROVAL)
+
+    session = sm.session
+    all_pvs = session.query(sm.permissionview_model).all()
+    by_pair = {(pv.permission.name, pv.view_menu.name): pv for pv in all_pvs}
+    for role_name in ROLES:
+        role = sm.find_role(role_name) or sm.add_role(role_name)
+        if role_name == ADMIN:
+            role.permissions = list(all_pvs)
+        else:
+            wanted = role_permission_pairs(role_name)
+            role.permissions = [by_pair[p] for p in sorted(wanted) if p in by_pair]
+    public = sm.find_role(sm.auth_role_public) or sm.add_role(sm.auth_role_public)
+    public.permissions = []
+    session.commit()

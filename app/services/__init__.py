@@ -1,0 +1,1 @@
+"""Domain rules shared by screens, both APIs, the CLI and workers."""

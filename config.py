@@ -1,0 +1,141 @@
+"""Class-based configuration, read from the environment.
+
+`create_app(config_class)` takes one of the classes below; `config_for_env()` picks it from
+`CRM_ENV` (development, test, production). Every variable is listed in the README.
+"""
+
+import os
+from datetime import timedelta
+
+BASE_DIR = os.path.abspath(os.path.dirname(__file__))
+DEFAULT_SECRET = "dev-insecure-secret-change-me-in-production"
+
+
+def env_bool(name, default=False):
+    """Read a boolean environment variable ("1", "true", "yes", "on" are true)."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_int(name, default):
+    """Read an integer environment variable."""
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def _sqlite_default():
+    return "sqlite:///" + os.path.join(BASE_DIR, "instance", "crm.db")
+
+
+def normalise_db_url(url):
+    """Use the psycopg 3 driver for plain postgresql:// URLs (Heroku-style postgres:// too)."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+class Config:
+    """Defaults shared by every environment."""
+
+    APP_NAME = "Sales CRM"
+    APP_THEME = ""
+    SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET)
+    SQLALCHEMY_DATABASE_URI = normalise_db_url(os.environ.get("DATABASE_URL", _sqlite_default()))
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+
+    # Flask-AppBuilder. Tables come from Alembic migrations, never from create_all.
+    FAB_CREATE_DB = False
+    FAB_UPDATE_PERMS = env_bool("FAB_UPDATE_PERMS", False)
+    FAB_SECURITY_MANAGER_CLASS = "app.security.CrmSecurityManager"
+    FAB_API_SWAGGER_UI = True
+    FAB_ADD_SECURITY_API = False
+    FAB_API_MAX_PAGE_SIZE = 100
+    FAB_PASSWORD_HASH_METHOD = "scrypt"  # memory-hard (werkzeug: n=2**15, r=8, p=1)
+    AUTH_TYPE = 1  # AUTH_DB
+    AUTH_ROLE_ADMIN = "Admin"
+    AUTH_ROLE_PUBLIC = "Public"
+    AUTH_USER_REGISTRATION = False
+    AUTH_RATE_LIMITED = True
+    AUTH_RATE_LIMIT = os.environ.get("AUTH_RATE_LIMIT", "10 per minute")
+    BABEL_DEFAULT_LOCALE = os.environ.get("BABEL_DEFAULT_LOCALE", "ja")
+    LANGUAGES = {
+        "ja": {"flag": "jp", "name": "日本語"},
+        "en": {"flag": "gb", "name": "English"},
+    }
+    WTF_CSRF_ENABLED = True
+
+    # JWT (FAB creates the JWTManager; identities are strings).
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 60))
+    JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=env_int("JWT_REFRESH_DAYS", 7))
+
+    # Redis, caching, rate limiting.
+    REDIS_URL = os.environ.get("REDIS_URL", "")
+    CACHE_TYPE = "RedisCache" if REDIS_URL else "SimpleCache"
+    CACHE_REDIS_URL = REDIS_URL
+    CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 300)
+    RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
+    RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
+
+    # Domain settings.
+    DISPLAY_TIMEZONE = os.environ.get("DISPLAY_TIMEZONE", "Asia/Tokyo")
+    APPROVAL_COMPLIANCE_THRESHOLD = env_int("APPROVAL_COMPLIANCE_THRESHOLD", 10_000_000)
+
+    # Events (seed names kept). Disabled: the outbox drains in-process.
+    KAFKA_ENABLED = env_bool("KAFKA_ENABLED", False)
+    KAFKA_BROKERS = os.environ.get("KAFKA_BROKERS", "")
+    KAFKA_USERNAME = os.environ.get("KAFKA_USERNAME", "")
+    KAFKA_PASSWORD = os.environ.get("KAFKA_PASSWORD", "")
+    KAFKA_CLIENT_ID = os.environ.get("KAFKA_CLIENT_ID", "crm")
+    KAFKA_TOPIC_PREFIX = os.environ.get("KAFKA_TOPIC_PREFIX", "")
+
+    DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "demo-pass-2026")
+
+
+class DevelopmentConfig(Config):
+    """`make run`: SQLite under instance/, in-process events and cache, demo data."""
+
+    DEBUG = False
+
+
+class TestConfig(Config):
+    """pytest: a private PostgreSQL database per run, set by tests/conftest.py."""
+
+    TESTING = True
+    WTF_CSRF_ENABLED = False
+    SQLALCHEMY_DATABASE_URI = normalise_db_url(
+        os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    )
+    FAB_PASSWORD_HASH_METHOD = "scrypt"
+    RATELIMIT_ENABLED = False
+    CACHE_TYPE = "NullCache"
+
+
+class ProductionConfig(Config):
+    """Production: refuses a default or missing secret and a SQLite database."""
+
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+
+    @classmethod
+    def validate(cls):
+        """Raise if the configuration is not safe for production."""
+        secret = os.environ.get("SECRET_KEY", "")
+        if not secret or secret == DEFAULT_SECRET or len(secret) < 32:
+            raise RuntimeError("SECRET_KEY must be set to a random value of 32+ characters in production")
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "test": TestConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_for_env(name=None):
+    """Return the config class named by `name` or `CRM_ENV` (default development)."""
+    return CONFIGS[(name or os.environ.get("CRM_ENV", "development")).lower()]

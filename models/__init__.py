@@ -1,0 +1,35 @@
+"""SQLAlchemy models on Flask-AppBuilder's declarative base, one module per concept."""
+
+from flask_appbuilder import Model
+from flask_appbuilder.security.sqla.models import User
+
+from models.approval import ApprovalRequest, ApprovalStatus, ApprovalStep, StepDecision
+from models.audit import AuditAction, AuditLog
+from models.customer import CompanySize, Customer, InvestmentProfile
+from models.meeting import Meeting
+from models.notification import Notification, NotificationType
+from models.outbox import OutboxEvent, ProcessedEvent
+from models.task import OPEN_STATUSES, Task, TaskPriority, TaskStatus
+
+__all__ = [
+    "Model",
+    "User",
+    "ApprovalRequest",
+    "ApprovalStatus",
+    "ApprovalStep",
+    "StepDecision",
+    "AuditAction",
+    "AuditLog",
+    "CompanySize",
+    "Customer",
+    "InvestmentProfile",
+    "Meeting",
+    "Notification",
+    "NotificationType",
+    "OutboxEvent",
+    "ProcessedEvent",
+    "OPEN_STATUSES",
+    "Task",
+    "TaskPriority",
+    "TaskStatus",
+]

@@ -1,0 +1,63 @@
+"""Customer: a client of the sales team (soft-deleted, never removed)."""
+
+import sqlalchemy as sa
+from flask_appbuilder import Model
+from sqlalchemy.orm import relationship
+
+from models.base import StrEnum, TimestampMixin, UTCDateTime, enum_column, id_column
+
+
+class CompanySize(StrEnum):
+    SMALL = "SMALL"
+    MEDIUM = "MEDIUM"
+    LARGE = "LARGE"
+    ENTERPRISE = "ENTERPRISE"
+
+
+class InvestmentProfile(StrEnum):
+    conservative = "conservative"
+    moderate = "moderate"
+    aggressive = "aggressive"
+
+
+class Customer(TimestampMixin, Model):
+    """A customer (or lead) owned by one sales rep."""
+
+    __tablename__ = "customers"
+    # Columns that make a row "own" for a Sales user (see app/scope.py).
+    __scope_owner_columns__ = ("assigned_sales_id", "created_by_id")
+    __audit_resource__ = "customer"
+
+    id = id_column()
+    name = sa.Column(sa.String(200), nullable=False)
+    email = sa.Column(sa.String(254), nullable=True)
+    phone = sa.Column(sa.String(50))
+    address = sa.Column(sa.String(500))
+    industry = sa.Column(sa.String(100), index=True)
+    size = enum_column(CompanySize, "company_size", index=True)
+    investment_profile = enum_column(InvestmentProfile, "investment_profile", index=True)
+    risk_tolerance = sa.Column(sa.Integer, nullable=False, default=5, server_default="5")
+    investment_experience = sa.Column(sa.String(500))
+    assigned_sales_id = sa.Column(sa.Integer, sa.ForeignKey("ab_user.id"), nullable=True, index=True)
+    created_by_id = sa.Column(sa.Integer, sa.ForeignKey("ab_user.id"), nullable=True, index=True)
+    deleted_at = sa.Column(UTCDateTime, nullable=True, index=True)
+
+    assigned_sales = relationship("User", foreign_keys=[assigned_sales_id], lazy="joined")
+    created_by = relationship("User", foreign_keys=[created_by_id])
+
+    __table_args__ = (
+        sa.CheckConstraint("risk_tolerance BETWEEN 1 AND 10", name="ck_customers_risk_tolerance"),
+        # Email is unique among live rows only: a soft-deleted customer frees its address.
+        sa.Index(
+            "uq_customers_email_live",
+            "email",
+            unique=True,
+            postgresql_where=sa.text("deleted_at IS NULL"),
+            sqlite_where=sa.text("deleted_at IS NULL"),
+        ),
+        sa.Index("ix_customers_created_at", "created_at"),
+        sa.Index("ix_customers_name", "name"),
+    )
+
+    def __repr__(self):
+        return self.name or self.id

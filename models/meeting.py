@@ -1,0 +1,33 @@
+"""Meeting: a record of a sales meeting (商談記録)."""
+
+import sqlalchemy as sa
+from flask_appbuilder import Model
+from sqlalchemy.orm import relationship
+
+from models.base import TimestampMixin, UTCDateTime, id_column
+
+
+class Meeting(TimestampMixin, Model):
+    """A meeting with a customer, held by a sales rep."""
+
+    __tablename__ = "meetings"
+    __scope_owner_columns__ = ("sales_id", "created_by_id")
+    __audit_resource__ = "meeting"
+
+    id = id_column()
+    customer_id = sa.Column(sa.String(36), sa.ForeignKey("customers.id"), nullable=False, index=True)
+    sales_id = sa.Column(sa.Integer, sa.ForeignKey("ab_user.id"), nullable=True, index=True)
+    created_by_id = sa.Column(sa.Integer, sa.ForeignKey("ab_user.id"), nullable=True, index=True)
+    title = sa.Column(sa.String(200), nullable=False)
+    description = sa.Column(sa.Text)
+    scheduled_at = sa.Column(UTCDateTime, nullable=False, index=True)
+    location = sa.Column(sa.String(200))
+    next_action = sa.Column(sa.String(500))
+    next_action_date = sa.Column(UTCDateTime, nullable=True, index=True)
+
+    customer = relationship("Customer", lazy="joined", backref="meetings")
+    sales = relationship("User", foreign_keys=[sales_id], lazy="joined")
+    created_by = relationship("User", foreign_keys=[created_by_id])
+
+    def __repr__(self):
+        return self.title or self.id

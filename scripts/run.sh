@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Serve the CRM on its embedded default: SQLite under instance/, demo data on first start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+PORT=${PORT:-8080}
+mkdir -p instance
+export CRM_ENV=${CRM_ENV:-development}
+# A per-checkout random secret, so sessions survive restarts without a default secret.
+if [ -z "${SECRET_KEY:-}" ]; then
+  [ -s instance/secret_key ] || "$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(48))' > instance/secret_key
+  SECRET_KEY=$(cat instance/secret_key)
+  export SECRET_KEY
+fi
+"$BIN/flask" --app wsgi crm init
+"$BIN/flask" --app wsgi crm seed-demo --if-empty
+echo
+echo "CRM: http://127.0.0.1:${PORT}/   (API docs: http://127.0.0.1:${PORT}/swagger/v1)"
+echo "Demo logins (password ${DEMO_PASSWORD:-demo-pass-2026}): admin@, manager@, compliance@, sales@, sales2@example.com"
+echo
+exec "$BIN/gunicorn" --workers "${WEB_CONCURRENCY:-2}" --bind "127.0.0.1:${PORT}" --access-logfile - wsgi:app

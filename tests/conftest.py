@@ -1,0 +1,229 @@
+"""Pytest fixtures: one private PostgreSQL database per run, real Redis, demo-like users.
+
+The run creates `crm_test_<pid>` on the server of TEST_DATABASE_URL (default the local
+`test` database's server), migrates it to head with `crm init`, and drops it at the end,
+so runs never see each other's rows.
+"""
+
+import os
+import uuid
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from tests.services import ensure_postgres, ensure_redis
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+PASSWORD = "test-pass-123"
+RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+
+def _server_url(url, dbname):
+    base, _, _ = url.replace("+psycopg", "").rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    """A fresh PostgreSQL database for this run (dropped afterwards)."""
+    problem = ensure_postgres(TEST_DATABASE_URL)
+    if problem:
+        pytest.exit(problem, returncode=3)
+    name = f"crm_test_{RUN_ID}"
+    admin = _server_url(TEST_DATABASE_URL, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _server_url(TEST_DATABASE_URL, name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """The Redis server the tests use (started when installed but stopped)."""
+    problem = ensure_redis(REDIS_URL)
+    if problem:
+        pytest.exit(problem, returncode=3)
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def config_class(database_url, redis_url):
+    """The TestConfig pointed at this run's database and Redis."""
+    from config import TestConfig, normalise_db_url
+
+    return type(
+        "RunConfig",
+        (TestConfig,),
+        {
+            "SQLALCHEMY_DATABASE_URI": normalise_db_url(database_url),
+            "REDIS_URL": redis_url,
+            "RATELIMIT_STORAGE_URI": redis_url,
+            "CACHE_KEY_PREFIX": f"crm_test_{RUN_ID}:",
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def app(config_class):
+    """The application, migrated to head with roles synced (`crm init`)."""
+    from app import create_app
+
+    application = create_app(config_class)
+    runner = application.test_cli_runner()
+    result = runner.invoke(args=["crm", "init"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    ctx = application.app_context()
+    ctx.push()
+    yield application
+    from app.extensions import db
+
+    db.session.remove()
+    db.engine.dispose()
+    ctx.pop()
+
+
+@pytest.fixture()
+def db(app):
+    """The SQLAlchemy handle; the session is cleaned after each test."""
+    from app.extensions import db as _db
+
+    yield _db
+    _db.session.rollback()
+    _db.session.remove()
+
+
+@pytest.fixture(scope="session")
+def users(app):
+    """One user per role, plus a second Sales rep: {"admin", "manager", "compliance", "sales", "sales2"}."""
+    from app.cli import create_user
+
+    made = {}
+    for key, role in [
+        ("admin", "Admin"),
+        ("manager", "Manager"),
+        ("compliance", "Compliance"),
+        ("sales", "Sales"),
+        ("sales2", "Sales"),
+    ]:
+        user = create_user(f"{key}-{RUN_ID}@example.com", f"{key.title()} User", role, PASSWORD)
+        # Load what tests read, then detach so later sessions never expire it.
+        _ = (user.id, user.email, [r.name for r in user.roles])
+        app.appbuilder.session.expunge(user)
+        made[key] = user
+    return made
+
+
+@pytest.fixture(scope="session")
+def tokens(app, users):
+    """JWT access tokens from FAB's /api/v1/security/login, one per user key."""
+    client = app.test_client()
+    out = {}
+    for key, user in users.items():
+        resp = client.post(
+            "/api/v1/security/login",
+            json={"username": user.email, "password": PASSWORD, "provider": "db"},
+        )
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        out[key] = resp.json["access_token"]
+    return out
+
+
+@pytest.fixture()
+def client(app):
+    """A Flask test client."""
+    return app.test_client()
+
+
+@pytest.fixture()
+def auth(tokens):
+    """auth("sales") -> headers carrying that user's bearer token."""
+    return lambda key: {"Authorization": f"Bearer {tokens[key]}"}
+
+
+@pytest.fixture()
+def browser_login(app, users):
+    """browser_login("manager") -> a test client logged in through the form login."""
+
+    def login(key):
+        c = app.test_client()
+        resp = c.post("/login/", data={"username": users[key].email, "password": PASSWORD})
+        assert resp.status_code == 302, resp.get_data(as_text=True)[:500]
+        return c
+
+    return login
+
+
+@pytest.fixture()
+def make(app, users, db):
+    """Factories for rows owned by a user key: make.customer("sales"), make.task(...), ..."""
+    from app.context import acting_as
+    from models import ApprovalRequest, Customer, Meeting, Task
+    from models.base import utcnow
+
+    class Make:
+        def customer(self, owner="sales", **fields):
+            user = users[owner]
+            with acting_as(user):
+                c = Customer(
+                    name=fields.pop("name", f"株式会社テスト{uuid.uuid4().hex[:6]}"),
+                    email=fields.pop("email", f"c-{uuid.uuid4().hex[:10]}@example.jp"),
+                    assigned_sales_id=user.id,
+                    created_by_id=user.id,
+                    **fields,
+                )
+                db.session.add(c)
+                db.session.commit()
+            return c
+
+        def meeting(self, owner="sales", customer=None, **fields):
+            user = users[owner]
+            customer = customer or self.customer(owner)
+            with acting_as(user):
+                m = Meeting(
+                    customer_id=customer.id,
+                    sales_id=user.id,
+                    created_by_id=user.id,
+                    title=fields.pop("title", "初回ヒアリング"),
+                    scheduled_at=fields.pop("scheduled_at", utcnow() + timedelta(days=1)),
+                    **fields,
+                )
+                db.session.add(m)
+                db.session.commit()
+            return m
+
+        def task(self, owner="sales", customer=None, **fields):
+            user = users[owner]
+            with acting_as(user):
+                t = Task(
+                    user_id=user.id,
+                    customer_id=customer.id if customer else None,
+                    created_by_id=user.id,
+                    title=fields.pop("title", "提案書を送付"),
+                    due_date=fields.pop("due_date", utcnow() + timedelta(days=2)),
+                    **fields,
+                )
+                db.session.add(t)
+                db.session.commit()
+            return t
+
+        def approval(self, owner="sales", customer=None, **fields):
+            from app.services.approvals import submit
+
+            user = users[owner]
+            customer = customer or self.customer(owner, investment_profile="moderate", risk_tolerance=5)
+            with acting_as(user):
+                req = ApprovalRequest(
+                    customer_id=customer.id,
+                    product_name=fields.pop("product_name", "国内株式ファンド"),
+                    product_risk=fields.pop("product_risk", 3),
+                    amount=fields.pop("amount", 1_000_000),
+                    **fields,
+                )
+                submit(req, user)
+                db.session.commit()
+            return req
+
+    return Make()

@@ -1,0 +1,30 @@
+"""Screens and APIs, registered in one place."""
+
+from flask_babel import lazy_gettext as _
+
+
+def register_views(appbuilder):
+    """Add every screen, menu and API to `appbuilder`."""
+    from views.approvals import ApprovalRequestApi, ApprovalRequestView
+    from views.audit import AuditLogView
+    from views.customers import CustomerApi, CustomerView
+    from views.meetings import MeetingApi, MeetingView
+    from views.notifications import NotificationView
+    from views.tasks import TaskApi, TaskView
+
+    appbuilder.add_view(CustomerView, "Customers", label=_("Customers"), icon="fa-building", category="Sales", category_label=_("Sales"))
+    appbuilder.add_view(MeetingView, "Meetings", label=_("Meetings"), icon="fa-handshake-o", category="Sales")
+    appbuilder.add_view(TaskView, "Tasks", label=_("Tasks"), icon="fa-check-square-o", category="Sales")
+    appbuilder.add_view(
+        ApprovalRequestView,
+        "Approval Requests",
+        label=_("Approval Requests"),
+        icon="fa-gavel",
+        category="Approvals",
+        category_label=_("Approvals"),
+    )
+    appbuilder.add_view(NotificationView, "Notifications", label=_("Notifications"), icon="fa-bell")
+    appbuilder.add_view(AuditLogView, "Audit Log", label=_("Audit Log"), icon="fa-history", category="Admin", category_label=_("Admin"))
+
+    for api in (CustomerApi, MeetingApi, TaskApi, ApprovalRequestApi):
+        appbuilder.add_api(api)

@@ -1,0 +1,84 @@
+"""Customer screens and generated API."""
+
+from flask_appbuilder.models.sqla.filters import FilterEqualFunction
+from flask_babel import lazy_gettext as _
+from marshmallow import validate
+
+from app.roles import CUSTOMER
+from app.services.records import prepare_customer
+from models.customer import Customer
+from views.approvals import ApprovalRequestView
+from views.base import ScopedModelApi, ScopedModelView, time_formatters
+from views.datamodels import SoftDeleteInterface
+from views.meetings import MeetingView
+from views.tasks import TaskView
+
+LABELS = {
+    "name": _("Name"),
+    "email": _("Email"),
+    "phone": _("Phone"),
+    "address": _("Address"),
+    "industry": _("Industry"),
+    "size": _("Company size"),
+    "investment_profile": _("Investment profile"),
+    "risk_tolerance": _("Risk tolerance (1-10)"),
+    "investment_experience": _("Investment experience"),
+    "assigned_sales": _("Sales rep"),
+    "created_at": _("Created"),
+    "updated_at": _("Updated"),
+}
+EDITABLE = [
+    "name",
+    "email",
+    "phone",
+    "address",
+    "industry",
+    "size",
+    "investment_profile",
+    "risk_tolerance",
+    "investment_experience",
+    "assigned_sales",
+]
+
+
+class CustomerView(ScopedModelView):
+    """Customers: list with search and filters, a page with meetings, tasks and requests."""
+
+    datamodel = SoftDeleteInterface(Customer)
+    class_permission_name = CUSTOMER
+    prepare = staticmethod(prepare_customer)
+    list_title = _("Customers")
+    show_title = _("Customer")
+    add_title = _("Add customer")
+    edit_title = _("Edit customer")
+    label_columns = LABELS
+    list_columns = ["name", "industry", "size", "investment_profile", "risk_tolerance", "assigned_sales", "updated_at"]
+    show_columns = EDITABLE + ["created_at", "updated_at"]
+    add_columns = EDITABLE
+    edit_columns = EDITABLE
+    search_columns = ["name", "email", "industry", "size", "investment_profile", "risk_tolerance", "assigned_sales"]
+    order_columns = ["name", "industry", "size", "risk_tolerance", "updated_at"]
+    base_order = ("updated_at", "desc")
+    formatters_columns = time_formatters("created_at", "updated_at")
+    related_views = [MeetingView, TaskView, ApprovalRequestView]
+    show_template = "appbuilder/general/model/show_cascade.html"
+
+
+class CustomerApi(ScopedModelApi):
+    """Customers under /api/v1/customer."""
+
+    resource_name = "customer"
+    datamodel = SoftDeleteInterface(Customer)
+    class_permission_name = CUSTOMER
+    prepare = staticmethod(prepare_customer)
+    list_columns = ["id"] + EDITABLE[:-1] + ["assigned_sales_id", "created_at", "updated_at"]
+    show_columns = list_columns
+    add_columns = EDITABLE
+    edit_columns = EDITABLE
+    search_columns = ["name", "email", "industry", "size", "investment_profile", "assigned_sales"]
+    order_columns = ["name", "updated_at", "created_at", "risk_tolerance"]
+    validators_columns = {
+        "risk_tolerance": validate.Range(min=1, max=10),
+        "name": validate.Length(min=1, max=200),
+        "email": validate.Email(),
+    }

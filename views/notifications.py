@@ -1,0 +1,31 @@
+"""The caller's own notifications."""
+
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import lazy_gettext as _
+
+from app.roles import NOTIFICATION
+from models.notification import Notification
+from views.base import ScopedModelView, time_formatters
+
+
+class NotificationView(ScopedModelView):
+    """Each user's own in-app notifications (the scope rule limits them to the caller)."""
+
+    datamodel = SQLAInterface(Notification)
+    class_permission_name = NOTIFICATION
+    list_title = _("Notifications")
+    label_columns = {
+        "type": _("Type"),
+        "title": _("Title"),
+        "message": _("Message"),
+        "link": _("Link"),
+        "is_read": _("Read"),
+        "created_at": _("Received"),
+    }
+    list_columns = ["created_at", "type", "title", "is_read"]
+    show_columns = ["created_at", "type", "title", "message", "link", "is_read", "read_at"]
+    edit_columns = ["is_read"]
+    search_columns = ["type", "is_read", "created_at"]
+    base_order = ("created_at", "desc")
+    base_permissions = ["can_read", "can_edit", "can_delete"]
+    formatters_columns = time_formatters("created_at", "read_at")
