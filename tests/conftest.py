@@ -7,6 +7,7 @@ so runs never see each other's rows.
 
 import os
 import uuid
+from types import SimpleNamespace
 from datetime import timedelta
 
 import psycopg
@@ -109,10 +110,13 @@ def users(app):
         ("sales2", "Sales"),
     ]:
         user = create_user(f"{key}-{RUN_ID}@example.com", f"{key.title()} User", role, PASSWORD)
-        # Load what tests read, then detach so later sessions never expire it.
-        _ = (user.id, user.email, [r.name for r in user.roles])
-        app.appbuilder.session.expunge(user)
-        made[key] = user
+        # A plain snapshot: safe to use across sessions (ORM instances would expire).
+        made[key] = SimpleNamespace(
+            id=user.id,
+            email=user.email,
+            roles=[SimpleNamespace(name=r.name) for r in user.roles],
+            is_authenticated=True,
+        )
     return made
 
 

@@ -69,7 +69,7 @@ class ApprovalRequestApi(ScopedModelApi):
     add_columns = ADDABLE
     edit_columns = ADDABLE
     search_columns = ["status", "customer", "product_name", "requester"]
-    order_columns = ["requested_at", "amount", "status"]
+    order_columns = ["requested_at", "amount", "status", "created_at"]
     validators_columns = {
         "product_risk": validate.Range(min=1, max=10),
         "amount": validate.Range(min=0, min_inclusive=False),

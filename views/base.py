@@ -73,6 +73,21 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
     method_permission_name = API_METHOD_PERMISSIONS
     allow_browser_login = False
     page_size = 20
+    #: Columns the service fills when absent (e.g. the owner defaults to the caller).
+    optional_add_columns = ()
+
+    def _init_model_schemas(self):
+        super()._init_model_schemas()
+        # FAB builds enum fields without allow_none, so a nullable enum could never be
+        # cleared or round-tripped; follow the column's nullability instead.
+        for schema in (self.add_model_schema, self.edit_model_schema):
+            for name, field in schema.fields.items():
+                if self.datamodel.is_enum(name) and self.datamodel.is_nullable(name):
+                    field.allow_none = True
+        for name in self.optional_add_columns:
+            field = self.add_model_schema.fields.get(name)
+            if field is not None:
+                field.required = False
 
     def response_422(self, message=None, **kwargs):
         """Invalid input is a 400 naming the field (FAB says 422)."""

@@ -46,6 +46,7 @@ class TaskApi(ScopedModelApi):
     datamodel = SQLAInterface(Task)
     class_permission_name = TASK
     prepare = staticmethod(prepare_task)
+    optional_add_columns = ("user",)
     list_columns = [
         "id",
         "title",
