@@ -76,24 +76,34 @@ def app(config_class):
     runner = application.test_cli_runner()
     result = runner.invoke(args=["crm", "init"])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    ctx = application.app_context()
-    ctx.push()
     yield application
     from app.extensions import db
 
-    db.session.remove()
-    db.engine.dispose()
-    ctx.pop()
+    with application.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def app_context(request):
+    """A fresh app context (so a fresh `g` and database session) for each test."""
+    if "app" not in request.fixturenames:
+        yield None
+        return
+    application = request.getfixturevalue("app")
+    from app.extensions import db as _db
+
+    with application.app_context() as ctx:
+        yield ctx
+        _db.session.rollback()
+        _db.session.remove()
 
 
 @pytest.fixture()
 def db(app):
-    """The SQLAlchemy handle; the session is cleaned after each test."""
+    """The SQLAlchemy handle bound to this test's app context."""
     from app.extensions import db as _db
 
-    yield _db
-    _db.session.rollback()
-    _db.session.remove()
+    return _db
 
 
 @pytest.fixture(scope="session")
@@ -101,6 +111,8 @@ def users(app):
     """One user per role, plus a second Sales rep: {"admin", "manager", "compliance", "sales", "sales2"}."""
     from app.cli import create_user
 
+    ctx = app.app_context()
+    ctx.push()
     made = {}
     for key, role in [
         ("admin", "Admin"),
@@ -117,6 +129,7 @@ def users(app):
             roles=[SimpleNamespace(name=r.name) for r in user.roles],
             is_authenticated=True,
         )
+    ctx.pop()
     return made
 
 
@@ -147,14 +160,27 @@ def auth(tokens):
     return lambda key: {"Authorization": f"Bearer {tokens[key]}"}
 
 
+@pytest.fixture(scope="session")
+def _session_cookies():
+    return {}
+
+
 @pytest.fixture()
-def browser_login(app, users):
-    """browser_login("manager") -> a test client logged in through the form login."""
+def browser_login(app, users, _session_cookies):
+    """browser_login("manager") -> a test client logged in through the form login.
+
+    The first call per user really posts the login form; later calls reuse its session
+    cookie, since scrypt makes every real login cost a noticeable fraction of a second.
+    """
 
     def login(key):
         c = app.test_client()
+        if key in _session_cookies:
+            c.set_cookie("session", _session_cookies[key])
+            return c
         resp = c.post("/login/", data={"username": users[key].email, "password": PASSWORD})
         assert resp.status_code == 302, resp.get_data(as_text=True)[:500]
+        _session_cookies[key] = c.get_cookie("session").value
         return c
 
     return login
