@@ -1,12 +1,12 @@
 """Approval request screens and generated API."""
 
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _
 from marshmallow import validate
 
 from app.roles import APPROVAL
 from app.services.approvals import prepare_request
 from models.approval import ApprovalRequest
+from views.datamodels import CrmInterface
 from views.base import ScopedModelApi, ScopedModelView, time_formatters
 
 ADDABLE = ["customer", "product_name", "product_risk", "amount", "comment"]
@@ -29,7 +29,7 @@ LABELS = {
 class ApprovalRequestView(ScopedModelView):
     """Approval requests: every request in the caller's scope."""
 
-    datamodel = SQLAInterface(ApprovalRequest)
+    datamodel = CrmInterface(ApprovalRequest)
     class_permission_name = APPROVAL
     prepare = staticmethod(prepare_request)
     list_title = _("Approval Requests")
@@ -48,7 +48,7 @@ class ApprovalRequestApi(ScopedModelApi):
     """Approval requests under /api/v1/approval."""
 
     resource_name = "approval"
-    datamodel = SQLAInterface(ApprovalRequest)
+    datamodel = CrmInterface(ApprovalRequest)
     class_permission_name = APPROVAL
     prepare = staticmethod(prepare_request)
     list_columns = [

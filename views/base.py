@@ -20,6 +20,7 @@ from flask_appbuilder.const import (
 )
 from flask_appbuilder.security.decorators import permission_name, protect
 from flask_appbuilder.api import safe
+from marshmallow import fields as ma_fields
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.extensions import db
@@ -98,6 +99,11 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
             for name, field in schema.fields.items():
                 if self.datamodel.is_enum(name) and self.datamodel.is_nullable(name):
                     field.allow_none = True
+            for field in schema.fields.values():
+                # Keep every decimal place sent: the service refuses sub-yen-cent amounts
+                # instead of marshmallow silently rounding them.
+                if isinstance(field, ma_fields.Decimal):
+                    field.places = None
         for name in self.optional_add_columns:
             field = self.add_model_schema.fields.get(name)
             if field is not None:
@@ -113,9 +119,12 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
         except DomainError as exc:
             db.session.rollback()
             return self.response(exc.status, message={exc.field: [exc.message]} if exc.field else exc.message)
-        except IntegrityError:
+        except IntegrityError as exc:
             db.session.rollback()
-            return self.response(409, message="the change conflicts with an existing record")
+            # 23505 unique violation is a conflict; FK and CHECK violations are bad input.
+            if getattr(exc.orig, "sqlstate", None) == "23505":
+                return self.response(409, message="the change conflicts with an existing record")
+            return self.response(400, message="a value refers to a missing record or is out of range")
         except SQLAlchemyError as exc:
             db.session.rollback()
             return self.response(400, message=f"invalid value: {type(exc.orig or exc).__name__}")
