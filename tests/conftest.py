@@ -111,7 +111,12 @@ def users(app):
         user = create_user(f"{key}-{RUN_ID}@example.com", f"{key.title()} User", role, PASSWORD)
         # Load what tests read, then detach so later sessions never expire it.
         _ = (user.id, user.email, [r.name for r in user.roles])
-        app.appbuilder.session.expunge(user)
+        session = app.appbuilder.session
+        session.expunge(user)
+        # Roles too: left in the session they expire on the next commit and cannot reload detached.
+        for role in user.roles:
+            if role in session:
+                session.expunge(role)
         made[key] = user
     return made
 
