@@ -424,3 +424,37 @@ def make_customers(make, users):
             make.customer(owner, investment_profile="aggressive", risk_tolerance=9),
         ]
     return out
+
+
+# --- demo data goes through the state machine ------------------------------------------------
+
+
+def test_demo_data_history_is_real(tmp_path):
+    """`crm seed-demo` on the embedded SQLite default: every state, histories made by the service."""
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    db_file = tmp_path / "demo.db"
+    env = {**os.environ, "CRM_ENV": "development", "DATABASE_URL": f"sqlite:///{db_file}", "REDIS_URL": ""}
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi", "crm"]
+    for args in (["init"], ["seed-demo", "--customers", "8"]):
+        done = subprocess.run(flask + args, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+    con = sqlite3.connect(db_file)
+    statuses = dict(con.execute("SELECT status, count(*) FROM approval_requests GROUP BY status").fetchall())
+    assert set(statuses) == {"PENDING", "APPROVED", "REJECTED", "RECALLED"}
+    # Each decided step has a decider, a time and (for rejections) a comment; the audit log and
+    # the outbox hold one row per transition.
+    bad = con.execute(
+        "SELECT count(*) FROM approval_steps WHERE decision IS NOT NULL AND (decided_by_id IS NULL OR decided_at IS NULL"
+        " OR (decision = 'REJECTED' AND coalesce(comment, '') = ''))"
+    ).fetchone()[0]
+    assert bad == 0
+    decided = con.execute("SELECT count(*) FROM approval_steps WHERE decision IS NOT NULL").fetchone()[0]
+    audited = con.execute("SELECT count(*) FROM audit_logs WHERE action IN ('APPROVE', 'REJECT')").fetchone()[0]
+    step_events = con.execute("SELECT count(*) FROM outbox_events WHERE type = 'APPROVAL_STEP_DECIDED'").fetchone()[0]
+    assert decided == audited == step_events > 0
+    recalls = con.execute("SELECT count(*) FROM audit_logs WHERE action = 'RECALL'").fetchone()[0]
+    assert recalls == statuses["RECALLED"]

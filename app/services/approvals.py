@@ -84,8 +84,11 @@ def prepare_request(request, user, creating):
     submit(request, user)
 
 
-def submit(request, user):
-    """Fill a new request for `user`, route its steps and write APPROVAL_REQUESTED."""
+def submit(request, user, requested_at=None):
+    """Fill a new request for `user`, route its steps and write APPROVAL_REQUESTED.
+
+    `requested_at` back-dates the request (demo data, imports); entry points never pass it.
+    """
     from app.extensions import db
 
     _validate_business_fields(request)
@@ -93,7 +96,7 @@ def submit(request, user):
     request.customer = customer
     request.requester_id = user.id
     request.status = ApprovalStatus.PENDING
-    request.requested_at = utcnow()
+    request.requested_at = requested_at or utcnow()
     reasons = compliance_reasons(request, customer, current_app.config["APPROVAL_COMPLIANCE_THRESHOLD"])
     request.compliance_reasons = reasons or None
     request.steps = [ApprovalStep(sequence=1, required_role=MANAGER)]
