@@ -62,6 +62,13 @@ DECISION_LABELS = {"APPROVED": _("Approved"), "REJECTED": _("Rejected")}
 ROLE_LABELS = {"Manager": _("Manager"), "Compliance": _("Compliance")}
 
 
+def yen(value):
+    """Format a JPY amount: ¥1,234,567 (decimals only when there are any)."""
+    if value is None:
+        return ""
+    return f"¥{value:,.0f}" if value == int(value) else f"¥{value:,.2f}"
+
+
 def template_helpers():
     """Names every approval template uses (badges, labels, time formatting)."""
     return {
@@ -73,7 +80,7 @@ def template_helpers():
         "local_time": local_time,
         "csrf_token": generate_csrf,
         "current_step": service.current_step,
-        "yen": lambda v: f"¥{v:,.0f}" if v == int(v) else f"¥{v:,.2f}",
+        "yen": yen,
     }
 
 
@@ -122,7 +129,13 @@ class ApprovalRequestView(ScopedModelView):
     search_columns = ["status", "customer", "product_name", "requester", "amount", "requested_at"]
     order_columns = ["requested_at", "amount", "status", "product_name"]
     base_order = ("requested_at", "desc")
-    formatters_columns = {**time_formatters("requested_at", "processed_at"), "compliance_reasons": _reasons_formatter}
+    formatters_columns = {
+        **time_formatters("requested_at", "processed_at"),
+        "compliance_reasons": _reasons_formatter,
+        "amount": yen,
+        "comment": lambda v: v or "",
+        "status": lambda v: STATUS_LABELS.get(v, v),
+    }
     show_template = "approvals/show.html"
 
     def pre_update(self, item):
