@@ -9,15 +9,14 @@ from flask import current_app
 from app.cli import create_user
 from app.context import acting_as
 from app.extensions import db
+from app.services import approvals
 from models import (
     ApprovalRequest,
     ApprovalStatus,
-    ApprovalStep,
     CompanySize,
     Customer,
     InvestmentProfile,
     Meeting,
-    StepDecision,
     Task,
     TaskPriority,
     TaskStatus,
@@ -110,43 +109,32 @@ def seed_demo(customers=50, seed=2026):
 
 
 def _demo_request(rng, customer, rep, manager, compliance, status):
-    """A request in `status` with a history that matches it."""
+    """Submit a request as `rep` and drive it to `status` through the real state machine."""
     product, risk = rng.choice(PRODUCTS)
     amount = Decimal(rng.choice([500_000, 1_000_000, 3_000_000, 5_000_000, 12_000_000, 30_000_000]))
     request = ApprovalRequest(
-        requester_id=rep.id,
         customer_id=customer.id,
         product_name=product,
         product_risk=risk,
         amount=amount,
         comment=f"{customer.name}向け {product} のご提案",
-        status=status,
-        requested_at=utcnow() - timedelta(days=rng.randint(1, 20)),
     )
-    steps = [ApprovalStep(sequence=1, required_role="Manager")]
-    needs_compliance = amount >= current_app.config["APPROVAL_COMPLIANCE_THRESHOLD"] or risk > customer.risk_tolerance or customer.investment_profile is None
-    if needs_compliance:
-        steps.append(ApprovalStep(sequence=2, required_role="Compliance"))
-        reasons = []
-        if amount >= current_app.config["APPROVAL_COMPLIANCE_THRESHOLD"]:
-            reasons.append("AMOUNT_AT_OR_ABOVE_THRESHOLD")
-        if risk > customer.risk_tolerance:
-            reasons.append("PRODUCT_RISK_ABOVE_TOLERANCE")
-        if customer.investment_profile is None:
-            reasons.append("NO_INVESTMENT_PROFILE")
-        request.compliance_reasons = reasons
-    decided = utcnow()
+    approvals.submit(request, rep, requested_at=utcnow() - timedelta(days=rng.randint(1, 20), hours=rng.randint(0, 8)))
+    db.session.commit()
+    two_steps = len(request.steps) == 2
     if status == ApprovalStatus.APPROVED:
-        for step in steps:
-            decider = manager if step.required_role == "Manager" else compliance
-            step.decided_by_id, step.decision, step.comment, step.decided_at = decider.id, StepDecision.APPROVED, "問題ありません", decided
-        request.approver_id, request.processed_at = steps[-1].decided_by_id, decided
+        approvals.approve(request.id, manager, "問題ありません")
+        if two_steps:
+            approvals.approve(request.id, compliance, "適合性を確認しました")
     elif status == ApprovalStatus.REJECTED:
-        steps[0].decided_by_id, steps[0].decision, steps[0].decided_at = manager.id, StepDecision.REJECTED, decided
-        steps[0].comment = "顧客の投資経験に対してリスクが高すぎます"
-        steps[1:] = []
-        request.approver_id, request.processed_at = manager.id, decided
+        if two_steps and rng.random() < 0.5:
+            approvals.approve(request.id, manager, "営業判断として妥当")
+            approvals.reject(request.id, compliance, "適合性の観点からリスクが高すぎます")
+        else:
+            approvals.reject(request.id, manager, "顧客の投資経験に対してリスクが高すぎます")
     elif status == ApprovalStatus.RECALLED:
-        request.processed_at = decided
-    request.steps = steps
-    db.session.add(request)
+        approvals.recall(request.id, rep, "顧客のご都合により取り下げ")
+    elif two_steps and rng.random() < 0.5:
+        # Pending at the compliance step, so the compliance inbox has work too.
+        approvals.approve(request.id, manager, "コンプライアンス確認をお願いします")
+    return request

@@ -5,6 +5,7 @@ The run creates `crm_test_<pid>` on the server of TEST_DATABASE_URL (default the
 so runs never see each other's rows.
 """
 
+import contextvars
 import os
 import uuid
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from flask.testing import FlaskClient
 
 from tests.services import ensure_postgres, ensure_redis
 
@@ -67,12 +69,26 @@ def config_class(database_url, redis_url):
     )
 
 
+class IsolatedClient(FlaskClient):
+    """A test client whose every request gets its own app context, as in production.
+
+    The `app` fixture keeps an app context pushed for the whole run; Flask reuses a pushed
+    context for requests, so `g` (Flask-Login's cached user) and the database session would
+    otherwise leak from one request, client and test into the next.
+    """
+
+    def open(self, *args, **kwargs):
+        """Run the request in an empty context so Flask pushes a fresh app context."""
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def app(config_class):
     """The application, migrated to head with roles synced (`crm init`)."""
     from app import create_app
 
     application = create_app(config_class)
+    application.test_client_class = IsolatedClient
     runner = application.test_cli_runner()
     result = runner.invoke(args=["crm", "init"])
     assert result.exit_code == 0, result.output + repr(result.exception)

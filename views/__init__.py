@@ -5,7 +5,7 @@ from flask_babel import lazy_gettext as _
 
 def register_views(appbuilder):
     """Add every screen, menu and API to `appbuilder`."""
-    from views.approvals import ApprovalRequestApi, ApprovalRequestView
+    from views.approvals import ApprovalRequestApi, ApprovalRequestView, MyRequestsView, PendingDecisionView
     from views.audit import AuditLogView
     from views.customers import CustomerApi, CustomerView
     from views.meetings import MeetingApi, MeetingView
@@ -23,6 +23,10 @@ def register_views(appbuilder):
         category="Approvals",
         category_label=_("Approvals"),
     )
+    appbuilder.add_view(
+        PendingDecisionView, "Pending My Decision", label=_("Pending My Decision"), icon="fa-inbox", category="Approvals"
+    )
+    appbuilder.add_view(MyRequestsView, "My Requests", label=_("My Requests"), icon="fa-paper-plane", category="Approvals")
     appbuilder.add_view(NotificationView, "Notifications", label=_("Notifications"), icon="fa-bell")
     appbuilder.add_view(AuditLogView, "Audit Log", label=_("Audit Log"), icon="fa-history", category="Admin", category_label=_("Admin"))
 

@@ -1,13 +1,30 @@
-"""Approval request screens and generated API."""
+"""Approval request screens (request list and page, decision inbox, my requests) and API.
 
+Every decision goes through app.services.approvals; these views only collect input,
+call the service and show its answer (a flash on screens, 4xx JSON on the API).
+"""
+
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from flask import abort, current_app, flash, g, redirect, request, url_for
+from flask_appbuilder import BaseView
+from flask_appbuilder.api import safe
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.security.decorators import has_access, permission_name, protect
 from flask_babel import lazy_gettext as _
+from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from marshmallow import validate
+from wtforms.validators import ValidationError
 
-from app.roles import APPROVAL
-from app.services.approvals import prepare_request
-from models.approval import ApprovalRequest
+from app.extensions import db
+from app.roles import API_METHOD_PERMISSIONS, APPROVAL, VIEW_METHOD_PERMISSIONS
+from app.scope import role_names
+from app.services import approvals as service
+from app.services.errors import DomainError, ValidationFailed
+from models.approval import ApprovalRequest, ApprovalStatus
 from views.datamodels import CrmInterface
-from views.base import ScopedModelApi, ScopedModelView, time_formatters
+from views.base import ScopedModelApi, ScopedModelView, local_time, time_formatters
 
 ADDABLE = ["customer", "product_name", "product_risk", "amount", "comment"]
 LABELS = {
@@ -24,33 +41,276 @@ LABELS = {
     "compliance_reasons": _("Compliance review because"),
     "steps": _("History"),
 }
+STATUS_BADGES = {
+    ApprovalStatus.PENDING: "warning",
+    ApprovalStatus.APPROVED: "success",
+    ApprovalStatus.REJECTED: "danger",
+    ApprovalStatus.RECALLED: "default",
+}
+STATUS_LABELS = {
+    ApprovalStatus.PENDING: _("Pending"),
+    ApprovalStatus.APPROVED: _("Approved"),
+    ApprovalStatus.REJECTED: _("Rejected"),
+    ApprovalStatus.RECALLED: _("Recalled"),
+}
+REASON_LABELS = {
+    "AMOUNT_AT_OR_ABOVE_THRESHOLD": _("Amount at or above the compliance threshold"),
+    "PRODUCT_RISK_ABOVE_TOLERANCE": _("Product risk above the customer's risk tolerance"),
+    "NO_INVESTMENT_PROFILE": _("Customer has no investment profile"),
+}
+DECISION_LABELS = {"APPROVED": _("Approved"), "REJECTED": _("Rejected")}
+ROLE_LABELS = {"Manager": _("Manager"), "Compliance": _("Compliance")}
+
+
+def yen(value):
+    """Format a JPY amount: ¥1,234,567 (decimals only when there are any)."""
+    if value is None:
+        return ""
+    return f"¥{value:,.0f}" if value == int(value) else f"¥{value:,.2f}"
+
+
+def template_helpers():
+    """Names every approval template uses (badges, labels, time formatting)."""
+    return {
+        "status_badges": STATUS_BADGES,
+        "status_labels": STATUS_LABELS,
+        "reason_labels": REASON_LABELS,
+        "decision_labels": DECISION_LABELS,
+        "role_labels": ROLE_LABELS,
+        "local_time": local_time,
+        "csrf_token": generate_csrf,
+        "current_step": service.current_step,
+        "yen": yen,
+    }
+
+
+def _safe_next(default):
+    """Return the form's `next` when it is a local path, else `default` (no open redirects)."""
+    target = request.form.get("next") or ""
+    parts = urlsplit(target)
+    if target.startswith("/") and not target.startswith("//") and not parts.scheme and not parts.netloc:
+        return target
+    return default
+
+
+def _check_csrf():
+    """FAB protects only its own forms; our POST screens check the token themselves."""
+    if not current_app.config.get("WTF_CSRF_ENABLED", True):
+        return
+    try:
+        validate_csrf(request.form.get("csrf_token"))
+    except (ValidationError, CSRFError) as exc:
+        abort(400, description=f"CSRF check failed: {exc}")
+
+
+def _flash_error(item_id, exc):
+    flash(f"{exc.error} ({exc.status}): {exc.message} [{item_id}]", "danger")
+
+
+def _reasons_formatter(reasons):
+    return ", ".join(str(REASON_LABELS.get(r, r)) for r in (reasons or [])) or "-"
 
 
 class ApprovalRequestView(ScopedModelView):
-    """Approval requests: every request in the caller's scope."""
+    """Approval requests in the caller's scope; the page shows the full step history."""
 
     datamodel = CrmInterface(ApprovalRequest)
     class_permission_name = APPROVAL
-    prepare = staticmethod(prepare_request)
+    method_permission_name = {**VIEW_METHOD_PERMISSIONS, "decide": "decide", "recall": "recall"}
+    prepare = staticmethod(service.prepare_request)
     list_title = _("Approval Requests")
+    show_title = _("Approval Request")
+    add_title = _("New approval request")
     label_columns = LABELS
     list_columns = ["requested_at", "customer", "product_name", "amount", "status", "requester"]
-    show_columns = ADDABLE + ["status", "requester", "approver", "requested_at", "processed_at", "compliance_reasons", "steps"]
+    show_columns = ADDABLE + ["status", "requester", "approver", "requested_at", "processed_at", "compliance_reasons"]
     add_columns = ADDABLE
     edit_columns = ADDABLE
     search_columns = ["status", "customer", "product_name", "requester", "amount", "requested_at"]
     order_columns = ["requested_at", "amount", "status", "product_name"]
     base_order = ("requested_at", "desc")
-    formatters_columns = time_formatters("requested_at", "processed_at")
+    formatters_columns = {
+        **time_formatters("requested_at", "processed_at"),
+        "compliance_reasons": _reasons_formatter,
+        "amount": yen,
+        "comment": lambda v: v or "",
+        "status": lambda v: STATUS_LABELS.get(v, v),
+    }
+    show_template = "approvals/show.html"
+
+    def pre_update(self, item):
+        """Refuse edits (locked or final) and drop the form's changes from the session."""
+        try:
+            super().pre_update(item)
+        except DomainError:
+            db.session.rollback()
+            raise
+
+    @expose("/show/<pk>", methods=["GET"])
+    @has_access
+    def show(self, pk):
+        """The request page: details, suitability, step history and the caller's actions."""
+        widgets = self._show(pk)
+        item = self.datamodel.get(pk, self._base_filters)
+        return self.render_template(
+            self.show_template,
+            pk=pk,
+            title=self.show_title,
+            widgets=widgets,
+            related_views=self._related_views,
+            item=item,
+            user_roles=role_names(g.user),
+            **template_helpers(),
+        )
+
+    @expose("/decide", methods=["POST"])
+    @has_access
+    @permission_name("decide")
+    def decide(self):
+        """Approve or reject one or many requests (form: ids, decision, comment, next)."""
+        _check_csrf()
+        ids = request.form.getlist("ids")
+        decision = request.form.get("decision")
+        comment = request.form.get("comment") or None
+        back = _safe_next(url_for("PendingDecisionView.inbox"))
+        if decision not in ("approve", "reject"):
+            flash(str(_("Choose Approve or Reject.")), "danger")
+            return redirect(back)
+        if not ids:
+            flash(str(_("Select at least one request.")), "warning")
+            return redirect(back)
+        fn = service.approve if decision == "approve" else service.reject
+        done = 0
+        for item_id in ids:
+            try:
+                fn(item_id, g.user, comment)
+                done += 1
+            except DomainError as exc:
+                _flash_error(item_id, exc)
+        if done:
+            msg = _("Approved %(n)d request(s).", n=done) if decision == "approve" else _("Rejected %(n)d request(s).", n=done)
+            flash(str(msg), "success")
+        return redirect(back)
+
+    @expose("/recall/<pk>", methods=["POST"])
+    @has_access
+    @permission_name("recall")
+    def recall(self, pk):
+        """Recall one of the caller's pending requests (form: comment, next)."""
+        _check_csrf()
+        back = _safe_next(url_for("MyRequestsView.mine"))
+        try:
+            service.recall(pk, g.user, request.form.get("comment") or None)
+            flash(str(_("Request recalled.")), "success")
+        except DomainError as exc:
+            _flash_error(pk, exc)
+        return redirect(back)
+
+
+class _ApprovalPage(BaseView):
+    """A plain page over approval requests (read permission on ApprovalRequest)."""
+
+    class_permission_name = APPROVAL
+    method_permission_name = {"inbox": "read", "mine": "read"}
+    default_view = None
+    limit = 200
+
+    def _render(self, template, rows, title):
+        return self.render_template(template, rows=rows, title=title, user_roles=role_names(g.user), **template_helpers())
+
+
+class PendingDecisionView(_ApprovalPage):
+    """承認待ち: requests whose current step needs the caller's role, not their own."""
+
+    route_base = "/approvals/pending"
+    default_view = "inbox"
+
+    @expose("/")
+    @has_access
+    def inbox(self):
+        """List what waits for the caller's decision, with single and bulk approve/reject."""
+        rows = db.session.execute(service.pending_for(g.user).limit(self.limit)).unique().scalars().all()
+        return self._render("approvals/inbox.html", rows, _("Pending My Decision"))
+
+
+class MyRequestsView(_ApprovalPage):
+    """The caller's own requests with status badges and Recall while pending."""
+
+    route_base = "/approvals/mine"
+    default_view = "mine"
+
+    @expose("/")
+    @has_access
+    def mine(self):
+        """List the caller's requests, newest first."""
+        stmt = (
+            sa.select(ApprovalRequest)
+            .where(ApprovalRequest.requester_id == g.user.id)
+            .order_by(ApprovalRequest.requested_at.desc())
+            .limit(self.limit)
+        )
+        rows = db.session.execute(stmt).unique().scalars().all()
+        return self._render("approvals/mine.html", rows, _("My Requests"))
+
+
+DECISION_DOC = """
+        ---
+        post:
+          summary: {summary}
+          description: {description}
+          parameters:
+          - in: path
+            name: pk
+            schema:
+              type: string
+            description: the approval request id
+          requestBody:
+            required: {body_required}
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    comment:
+                      type: string
+                      description: {comment_doc}
+          responses:
+            200:
+              description: the request after the transition, with its step history
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      id:
+                        type: string
+                      result:
+                        type: object
+            400:
+              description: bad input (e.g. a missing comment on reject); `message` names the field
+            401:
+              $ref: '#/components/responses/401'
+            403:
+              description: the caller may not take this action (own request, wrong role, not the requester)
+            404:
+              description: no such request in the caller's scope
+            409:
+              description: already decided, or the request is no longer PENDING
+"""
+
+
+def _decision_doc(summary, description, comment_doc, body_required="false"):
+    return DECISION_DOC.format(summary=summary, description=description, comment_doc=comment_doc, body_required=body_required)
 
 
 class ApprovalRequestApi(ScopedModelApi):
-    """Approval requests under /api/v1/approval."""
+    """Approval requests under /api/v1/approval, with approve / reject / recall actions."""
 
     resource_name = "approval"
     datamodel = CrmInterface(ApprovalRequest)
     class_permission_name = APPROVAL
-    prepare = staticmethod(prepare_request)
+    method_permission_name = {**API_METHOD_PERMISSIONS, "approve": "decide", "reject": "decide", "recall": "recall"}
+    prepare = staticmethod(service.prepare_request)
     list_columns = [
         "id",
         "requester_id",
@@ -75,3 +335,56 @@ class ApprovalRequestApi(ScopedModelApi):
         "amount": validate.Range(min=0, min_inclusive=False),
         "product_name": validate.Length(min=1, max=200),
     }
+
+    def _transition(self, fn, pk):
+        """Run one service transition with the body's comment; DomainError → 4xx."""
+        try:
+            body = request.get_json(silent=True) if request.get_data() else {}
+            if body is None or not isinstance(body, dict):
+                raise ValidationFailed("the body must be a JSON object like {\"comment\": \"...\"}")
+            item = fn(pk, g.user, body.get("comment"))
+        except DomainError as exc:
+            db.session.rollback()
+            return self.response(exc.status, message=exc.message, error=exc.error, details=exc.details)
+        return self.response(200, id=item.id, result=service.payload(item))
+
+    @expose("/<pk>/approve", methods=["POST"])
+    @protect()
+    @safe
+    @permission_name("decide")
+    def approve(self, pk):
+        return self._transition(service.approve, pk)
+
+    approve.__doc__ = "Approve the current step of a request" + _decision_doc(
+        "Approve the current step",
+        "The caller's role must be the current step's required role; nobody decides their own request. "
+        "The last approval makes the request APPROVED.",
+        "optional note kept in the history",
+    )
+
+    @expose("/<pk>/reject", methods=["POST"])
+    @protect()
+    @safe
+    @permission_name("decide")
+    def reject(self, pk):
+        return self._transition(service.reject, pk)
+
+    reject.__doc__ = "Reject the current step of a request" + _decision_doc(
+        "Reject the current step (ends the request)",
+        "Same rules as approve; a comment is required. The request becomes REJECTED.",
+        "required - why the request is rejected",
+        "true",
+    )
+
+    @expose("/<pk>/recall", methods=["POST"])
+    @protect()
+    @safe
+    @permission_name("recall")
+    def recall(self, pk):
+        return self._transition(service.recall, pk)
+
+    recall.__doc__ = "Recall a pending request" + _decision_doc(
+        "Recall (withdraw) a pending request",
+        "Only the requester, only while PENDING. The request becomes RECALLED.",
+        "optional reason",
+    )

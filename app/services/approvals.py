@@ -1,19 +1,50 @@
-"""Approval requests: submission and routing policy (design.md §4).
+"""The approval state machine (design.md §4): submit, approve, reject, recall.
 
-The state machine's decisions (approve, reject, recall) build on this module.
+Every entry point (screens, the generated API, the /api blueprint, workers, demo data)
+calls these functions, so the rules live here once:
+
+- step 1 is decided by a Manager; step 2 by Compliance when the routing policy asks;
+- nobody decides their own request; only the step's required role decides it;
+- steps are decided in order, each once (a second decision is a 409);
+- the request row is locked (SELECT ... FOR UPDATE) for the whole decision, so of two
+  deciders at the same moment exactly one wins and the other gets a 409;
+- reject needs a comment and ends the request; APPROVED only when every step approved;
+- the requester may recall while PENDING; a submitted request's business fields never
+  change and a finished request never changes at all (also guarded at flush time below).
+
+approve/reject/recall commit their transaction (the AuditLog row, the outbox events and
+the change together) and roll back on any refusal, releasing the lock either way.
 """
 
 from decimal import Decimal, InvalidOperation
 
+import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.orm.attributes import set_committed_value
 
-from app import events
+from app import audit, events
+from app.context import acting_as
+from app.scope import COMPLIANCE, MANAGER, in_scope, role_names, scope_clause
 from app.serialize import column_values
-from app.scope import COMPLIANCE, MANAGER
-from app.services.errors import Conflict, ValidationFailed
+from app.services.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.services.records import require_customer_in_scope
-from models.approval import ApprovalStatus, ApprovalStep
+from models.approval import ApprovalRequest, ApprovalStatus, ApprovalStep, StepDecision
+from models.audit import AuditAction
 from models.base import utcnow
+
+#: Roles that decide steps (a step's required_role is one of these).
+DECIDER_ROLES = frozenset({MANAGER, COMPLIANCE})
+#: Columns fixed once a request is submitted (design.md §4: locked while pending).
+BUSINESS_FIELDS = ("requester_id", "customer_id", "product_name", "product_risk", "amount", "comment", "requested_at")
+#: Step columns fixed once the step is decided.
+STEP_FIELDS = ("approval_request_id", "sequence", "required_role", "decided_by_id", "decision", "comment", "decided_at")
+FINAL_STATUSES = frozenset({ApprovalStatus.APPROVED, ApprovalStatus.REJECTED, ApprovalStatus.RECALLED})
+REASON_LABELS = {
+    "AMOUNT_AT_OR_ABOVE_THRESHOLD": "amount at or above the compliance threshold",
+    "PRODUCT_RISK_ABOVE_TOLERANCE": "product risk above the customer's risk tolerance",
+    "NO_INVESTMENT_PROFILE": "customer has no investment profile",
+}
+MAX_COMMENT = 2000
 
 
 def compliance_reasons(request, customer, threshold):
@@ -47,12 +78,17 @@ def _validate_business_fields(request):
 def prepare_request(request, user, creating):
     """Submit a new request (routing its steps) or refuse edits of a submitted one."""
     if not creating:
-        raise Conflict("a submitted approval request cannot be edited", field="status")
+        if request.status == ApprovalStatus.PENDING:
+            raise Conflict("a pending approval request is locked: recall it and submit a new one", field="status")
+        raise Conflict(f"a {request.status} approval request is final and cannot be edited", field="status")
     submit(request, user)
 
 
-def submit(request, user):
-    """Fill a new request for `user`, route its steps and write APPROVAL_REQUESTED."""
+def submit(request, user, requested_at=None):
+    """Fill a new request for `user`, route its steps and write APPROVAL_REQUESTED.
+
+    `requested_at` back-dates the request (demo data, imports); entry points never pass it.
+    """
     from app.extensions import db
 
     _validate_business_fields(request)
@@ -60,7 +96,7 @@ def submit(request, user):
     request.customer = customer
     request.requester_id = user.id
     request.status = ApprovalStatus.PENDING
-    request.requested_at = utcnow()
+    request.requested_at = requested_at or utcnow()
     reasons = compliance_reasons(request, customer, current_app.config["APPROVAL_COMPLIANCE_THRESHOLD"])
     request.compliance_reasons = reasons or None
     request.steps = [ApprovalStep(sequence=1, required_role=MANAGER)]
@@ -68,5 +104,268 @@ def submit(request, user):
         request.steps.append(ApprovalStep(sequence=2, required_role=COMPLIANCE))
     db.session.add(request)
     db.session.flush()
-    events.emit(db.session, "APPROVAL_REQUESTED", "approval", request.id, column_values(request))
+    events.emit(db.session, "APPROVAL_REQUESTED", "approval", request.id, payload(request), actor_id=user.id)
     return request
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def current_step(request):
+    """Return the first undecided step of a PENDING request, else None."""
+    if request.status != ApprovalStatus.PENDING:
+        return None
+    return next((s for s in sorted(request.steps, key=lambda s: s.sequence) if s.decision is None), None)
+
+
+def step_values(step):
+    """Return one history row in API spelling."""
+    return {
+        "sequence": step.sequence,
+        "requiredRole": step.required_role,
+        "decidedById": str(step.decided_by_id) if step.decided_by_id is not None else None,
+        "decision": step.decision.value if step.decision else None,
+        "comment": step.comment,
+        "decidedAt": step.decided_at.isoformat() if step.decided_at else None,
+    }
+
+
+def payload(request):
+    """Return the request with its steps in API spelling (event payloads, API answers)."""
+    values = column_values(request)
+    steps = sorted(request.steps, key=lambda s: s.sequence)
+    values["steps"] = [step_values(s) for s in steps]
+    step = current_step(request)
+    values["currentStep"] = step.sequence if step else None
+    values["nextRequiredRole"] = step.required_role if step else None
+    return values
+
+
+def _first_open_step():
+    """Subquery: (request id, sequence of its first undecided step)."""
+    return (
+        sa.select(ApprovalStep.approval_request_id.label("request_id"), sa.func.min(ApprovalStep.sequence).label("seq"))
+        .where(ApprovalStep.decision.is_(None))
+        .group_by(ApprovalStep.approval_request_id)
+        .subquery()
+    )
+
+
+def pending_clause(user):
+    """SQL condition: PENDING requests whose current step needs one of `user`'s roles, not their own."""
+    roles = sorted(role_names(user) & DECIDER_ROLES)
+    uid = getattr(user, "id", None)
+    if not roles or uid is None:
+        return sa.false()
+    first = _first_open_step()
+    waiting = (
+        sa.select(ApprovalStep.approval_request_id)
+        .join(first, sa.and_(first.c.request_id == ApprovalStep.approval_request_id, first.c.seq == ApprovalStep.sequence))
+        .where(ApprovalStep.required_role.in_(roles))
+    )
+    return sa.and_(
+        ApprovalRequest.status == ApprovalStatus.PENDING,
+        ApprovalRequest.requester_id != uid,
+        ApprovalRequest.id.in_(waiting),
+        scope_clause(ApprovalRequest, user),
+    )
+
+
+def pending_for(user):
+    """Return a Select of the requests waiting for `user`'s decision (oldest first)."""
+    return sa.select(ApprovalRequest).where(pending_clause(user)).order_by(ApprovalRequest.requested_at.asc())
+
+
+# --- deciding ------------------------------------------------------------------------
+
+
+def _lock(request_id, user):
+    """Load the request FOR UPDATE with fresh steps; NotFound when `user` may not see it."""
+    from app.extensions import db
+
+    if not request_id:
+        raise NotFound("approval request not found")
+    request = db.session.execute(
+        sa.select(ApprovalRequest)
+        .where(ApprovalRequest.id == str(request_id))
+        .with_for_update(of=ApprovalRequest)
+        .execution_options(populate_existing=True)
+    ).unique().scalar_one_or_none()
+    if request is None or not in_scope(request, user):
+        raise NotFound("approval request not found")
+    # Fresh step rows read under the lock (another transaction may just have decided one).
+    steps = db.session.execute(
+        sa.select(ApprovalStep)
+        .where(ApprovalStep.approval_request_id == request.id)
+        .order_by(ApprovalStep.sequence)
+        .execution_options(populate_existing=True)
+    ).unique().scalars().all()
+    set_committed_value(request, "steps", list(steps))
+    _after_lock(request)
+    return request
+
+
+def _after_lock(request):
+    """Hook run while the row lock is held (tests slow it down to widen the race)."""
+
+
+def _clean_comment(comment):
+    if comment is None:
+        return None
+    if not isinstance(comment, str):
+        raise ValidationFailed("comment must be a string", field="comment")
+    comment = comment.strip()
+    if len(comment) > MAX_COMMENT:
+        raise ValidationFailed(f"comment must be at most {MAX_COMMENT} characters", field="comment")
+    return comment or None
+
+
+def _step_to_decide(request, user):
+    """Return the step `user` may decide now, or raise why not (403 / 409)."""
+    roles = role_names(user)
+    if not roles & DECIDER_ROLES:
+        raise Forbidden("only a Manager or Compliance officer can decide approval requests")
+    if request.requester_id == user.id:
+        raise Forbidden("nobody may decide their own request")
+    if request.status != ApprovalStatus.PENDING:
+        raise Conflict(f"the request is already {request.status} and can no longer be decided", field="status")
+    step = current_step(request)
+    if step is not None and step.required_role in roles:
+        return step
+    # The step for this role is behind us: a second decision of it is a conflict, not a rights issue.
+    done = [s for s in request.steps if s.decision is not None and s.required_role in roles]
+    if done:
+        s = done[-1]
+        raise Conflict(f"step {s.sequence} ({s.required_role}) was already decided: {s.decision}", field="status")
+    raise Forbidden(f"the current step needs the {step.required_role} role")
+
+
+def _finish(request, user, action, event_types, before, comment=None):
+    """Audit, emit and commit one transition of `request` (lock held until commit)."""
+    from app.extensions import db
+
+    db.session.flush()
+    after = _snapshot(request)
+    if comment is not None:
+        after["comment"] = comment
+    audit.record(db.session, action, "approval_request", request.id, {"before": before, "after": after}, user_id=user.id)
+    body = payload(request)
+    body["transition"] = {"action": action.value, "byId": str(user.id), "comment": comment}
+    for event_type in event_types:
+        events.emit(db.session, event_type, "approval", request.id, body, actor_id=user.id)
+    db.session.commit()
+    return request
+
+
+def _snapshot(request):
+    return {"status": request.status.value, "steps": [step_values(s) for s in request.steps]}
+
+
+def _transition(fn):
+    """Run a decision in one transaction; roll back (releasing the lock) on any refusal."""
+    from functools import wraps
+
+    @wraps(fn)
+    def wrapper(request_id, user, *args, **kwargs):
+        from app.extensions import db
+
+        try:
+            with acting_as(user):
+                return fn(request_id, user, *args, **kwargs)
+        except Exception:
+            db.session.rollback()
+            raise
+
+    return wrapper
+
+
+def _decide(request_id, user, decision, comment):
+    request = _lock(request_id, user)
+    step = _step_to_decide(request, user)
+    if decision == StepDecision.REJECTED and not comment:
+        raise ValidationFailed("a comment is required to reject", field="comment")
+    before = _snapshot(request)
+    now = utcnow()
+    step.decided_by_id, step.decision, step.comment, step.decided_at = user.id, decision, comment, now
+    request.approver_id = user.id
+    kinds = ["APPROVAL_STEP_DECIDED"]
+    if decision == StepDecision.REJECTED:
+        request.status, request.processed_at = ApprovalStatus.REJECTED, now
+        kinds.append("APPROVAL_REJECTED")
+    elif all(s.decision == StepDecision.APPROVED for s in request.steps):
+        request.status, request.processed_at = ApprovalStatus.APPROVED, now
+        kinds.append("APPROVAL_APPROVED")
+    action = AuditAction.REJECT if decision == StepDecision.REJECTED else AuditAction.APPROVE
+    return _finish(request, user, action, kinds, before, comment)
+
+
+@_transition
+def approve(request_id, user, comment=None):
+    """Approve the current step of a request as `user`; the last approval makes it APPROVED."""
+    return _decide(request_id, user, StepDecision.APPROVED, _clean_comment(comment))
+
+
+@_transition
+def reject(request_id, user, comment):
+    """Reject the current step (a comment is required); the request becomes REJECTED."""
+    return _decide(request_id, user, StepDecision.REJECTED, _clean_comment(comment))
+
+
+@_transition
+def recall(request_id, user, comment=None):
+    """Withdraw a PENDING request; only its requester may."""
+    comment = _clean_comment(comment)
+    request = _lock(request_id, user)
+    if request.requester_id != user.id:
+        raise Forbidden("only the requester may recall a request")
+    if request.status != ApprovalStatus.PENDING:
+        raise Conflict(f"the request is already {request.status} and can no longer be recalled", field="status")
+    before = _snapshot(request)
+    request.status, request.processed_at = ApprovalStatus.RECALLED, utcnow()
+    return _finish(request, user, AuditAction.RECALL, ["APPROVAL_RECALLED"], before, comment)
+
+
+# --- the flush-time guard --------------------------------------------------------------
+
+
+def _changed_columns(obj, columns):
+    state = sa.inspect(obj)
+    changed = []
+    for key in columns:
+        hist = state.attrs[key].history
+        if hist.has_changes() and hist.deleted and hist.added and hist.deleted[0] != hist.added[0]:
+            changed.append(key)
+    return changed
+
+
+def _old_value(obj, key):
+    hist = sa.inspect(obj).attrs[key].history
+    return hist.deleted[0] if hist.deleted else getattr(obj, key)
+
+
+def _guard_request(mapper, connection, target):
+    """Refuse any write that changes a submitted request's business fields or a final request."""
+    old_status = _old_value(target, "status")
+    if old_status in FINAL_STATUSES and _changed_columns(target, [c.key for c in mapper.column_attrs if c.key != "updated_at"]):
+        raise Conflict(f"a {old_status} approval request is final and cannot be changed", field="status")
+    changed = _changed_columns(target, BUSINESS_FIELDS)
+    if changed:
+        raise Conflict(f"a submitted approval request is locked ({', '.join(changed)})", field=changed[0])
+
+
+def _guard_step(mapper, connection, target):
+    """Refuse any write that changes a step once decided."""
+    if _old_value(target, "decision") is not None and _changed_columns(target, STEP_FIELDS):
+        raise Conflict(f"step {target.sequence} was already decided", field="status")
+    if _changed_columns(target, ("approval_request_id", "sequence", "required_role")):
+        raise Conflict("the routing of a submitted request cannot change", field="steps")
+
+
+def install_guards():
+    """Attach the flush-time guards (idempotent)."""
+    for model, fn in ((ApprovalRequest, _guard_request), (ApprovalStep, _guard_step)):
+        if not sa.event.contains(model, "before_update", fn):
+            sa.event.listen(model, "before_update", fn)
+
+
+install_guards()
