@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from tests.helpers import reload
 from models import ApprovalRequest, Customer, Meeting, Task
 
 RESOURCES = {
@@ -121,11 +122,12 @@ def test_create(client, auth, make, users, db, role, resource):
 def test_edit(client, auth, make, db, role, resource, ownership):
     """Edit by id: allowed, forbidden (403), out of scope (404) or locked (409)."""
     rec = _record(make, resource, "sales" if ownership == "own" else "sales2")
+    rec_id = rec.id
     expected = EXPECTED[role][resource]["edit"][0 if ownership == "own" else 1]
     resp = client.put(f"/api/v1/{resource}/{rec.id}", json=EDIT_BODY[resource], headers=auth(role))
     assert resp.status_code == expected, resp.get_data(as_text=True)
     db.session.expire_all()
-    fresh = db.session.get(RESOURCES[resource], rec.id)
+    fresh = reload(db, RESOURCES[resource], rec_id)
     field, value = next(iter(EDIT_BODY[resource].items()))
     changed = getattr(fresh, field)
     changed = changed.value if hasattr(changed, "value") else changed
@@ -138,16 +140,17 @@ def test_edit(client, auth, make, db, role, resource, ownership):
 def test_delete(client, auth, make, db, role, resource, ownership):
     """Delete by id; customers are soft-deleted (the row stays, hidden from everyone)."""
     rec = _record(make, resource, "sales" if ownership == "own" else "sales2")
+    rec_id = rec.id
     expected = EXPECTED[role][resource]["delete"][0 if ownership == "own" else 1]
     resp = client.delete(f"/api/v1/{resource}/{rec.id}", headers=auth(role))
     assert resp.status_code == expected, resp.get_data(as_text=True)
     db.session.expire_all()
-    fresh = db.session.get(RESOURCES[resource], rec.id)
+    fresh = reload(db, RESOURCES[resource], rec_id)
     if resource == "customer":
         assert fresh is not None
         assert (fresh.deleted_at is not None) == (expected == 200)
         if expected == 200:
-            assert client.get(f"/api/v1/customer/{rec.id}", headers=auth("admin")).status_code == 404
+            assert client.get(f"/api/v1/customer/{rec_id}", headers=auth("admin")).status_code == 404
     else:
         assert (fresh is None) == (expected == 200)
 
@@ -195,7 +198,7 @@ def test_manager_can_reassign_customer(client, auth, users, make, db):
     resp = client.put(f"/api/v1/customer/{own.id}", json={"assigned_sales": users["sales2"].id}, headers=auth("manager"))
     assert resp.status_code == 200
     db.session.expire_all()
-    assert db.session.get(Customer, own.id).assigned_sales_id == users["sales2"].id
+    assert reload(db, Customer, own.id).assigned_sales_id == users["sales2"].id
     # Assigned to sales2 now, so sales2 sees it; sales still does as its creator (design §3).
     assert client.get(f"/api/v1/customer/{own.id}", headers=auth("sales2")).status_code == 200
     assert client.get(f"/api/v1/customer/{own.id}", headers=auth("sales")).status_code == 200

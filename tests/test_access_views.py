@@ -6,6 +6,7 @@ redirect ("Access is Denied") rather than 403, and nothing is written.
 
 import pytest
 
+from tests.helpers import reload
 from models import ApprovalRequest, AuditLog, Customer, Meeting, Notification, NotificationType, Task
 from tests.test_access_api import EXPECTED, RESOURCES, ROLES, _record
 
@@ -87,13 +88,14 @@ def test_add(browser_login, make, users, db, role, resource):
 @pytest.mark.parametrize("ownership", ["own", "other"])
 def test_edit(browser_login, make, db, role, resource, ownership):
     rec = _record(make, resource, "sales" if ownership == "own" else "sales2")
+    rec_id = rec.id
     expected = EXPECTED[role][resource]["edit"][0 if ownership == "own" else 1]
     data, (field, value) = _edit_form(rec, resource)
     resp = browser_login(role).post(f"{ROUTES[resource]}/edit/{rec.id}", data=data)
     if expected == 404:
         assert resp.status_code == 404
     db.session.expire_all()
-    fresh = db.session.get(RESOURCES[resource], rec.id)
+    fresh = reload(db, RESOURCES[resource], rec_id)
     assert (_value(fresh, field) == value) == (expected == 200), resp.get_data(as_text=True)[:300]
 
 
@@ -102,12 +104,13 @@ def test_edit(browser_login, make, db, role, resource, ownership):
 @pytest.mark.parametrize("ownership", ["own", "other"])
 def test_delete(browser_login, make, db, role, resource, ownership):
     rec = _record(make, resource, "sales" if ownership == "own" else "sales2")
+    rec_id = rec.id
     expected = EXPECTED[role][resource]["delete"][0 if ownership == "own" else 1]
     resp = browser_login(role).post(f"{ROUTES[resource]}/delete/{rec.id}")
     if expected == 404:
         assert resp.status_code == 404
     db.session.expire_all()
-    fresh = db.session.get(RESOURCES[resource], rec.id)
+    fresh = reload(db, RESOURCES[resource], rec_id)
     gone = fresh is None or getattr(fresh, "deleted_at", None) is not None
     assert gone == (expected == 200)
 
@@ -131,7 +134,7 @@ def test_audit_log_rows_cannot_be_edited_or_deleted(browser_login, make, db):
     c.post(f"/auditlogview/edit/{row.id}", data={"action": "LOGIN"})
     c.post(f"/auditlogview/delete/{row.id}")
     db.session.expire_all()
-    fresh = db.session.get(AuditLog, row.id)
+    fresh = reload(db, AuditLog, row.id)
     assert fresh is not None and fresh.action == row.action
 
 

@@ -5,6 +5,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.context import acting_as
+from tests.helpers import reload
 from models import AuditAction, AuditLog, Customer, OutboxEvent
 from tests.conftest import PASSWORD
 
@@ -86,7 +87,7 @@ def test_rolled_back_transaction_leaves_nothing(db, users):
         assert db.session.query(OutboxEvent).filter_by(aggregate_id=cid).count() == 1
         db.session.rollback()
     assert _audit(db, cid) == [] and _events(db, cid) == []
-    assert db.session.get(Customer, cid) is None
+    assert reload(db, Customer, cid) is None
 
 
 def test_task_and_meeting_events_use_customer_key(make, db):
@@ -108,7 +109,7 @@ def test_completing_a_task_emits_task_completed(client, auth, make, db):
     types = [e.type for e in _events(db, task.id)]
     assert types == ["TASK_CREATED", "TASK_COMPLETED"]
     db.session.expire_all()
-    assert db.session.get(type(task), task.id).completed_at is not None
+    assert reload(db, type(task), task.id).completed_at is not None
 
 
 def test_user_creation_is_audited_without_password_and_emits_user_created(app, db):

@@ -9,6 +9,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
+from tests.helpers import reload
 from models import ApprovalRequest, Customer, Task
 
 
@@ -75,7 +76,7 @@ def test_approval_amount_is_exact_decimal(client, auth, customer, db):
         headers=auth("sales"),
     )
     assert resp.status_code == 201, resp.json
-    row = db.session.get(ApprovalRequest, resp.json["id"])
+    row = reload(db, ApprovalRequest, resp.json["id"])
     assert str(row.amount) == "12345678.90"
     resp = client.post(
         "/api/v1/approval/",
