@@ -112,6 +112,11 @@ def users(app):
         # Load what tests read, then detach so later sessions never expire it.
         _ = (user.id, user.email, [r.name for r in user.roles])
         app.appbuilder.session.expunge(user)
+        # Detach the loaded roles too: left in the session they expire on the next commit
+        # and the detached user could no longer read its role names (scope checks need them).
+        for role in user.roles:
+            if role in app.appbuilder.session:
+                app.appbuilder.session.expunge(role)
         made[key] = user
     return made
 
