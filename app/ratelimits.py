@@ -58,8 +58,20 @@ def register_limits(view):
     return limiter.limit(config_limit("REGISTER_RATE_LIMIT_ACCOUNT"), key_func=account_key, scope="register-account")(view)
 
 
+# The per-user budget of the /api blueprint: one limit object, so an app built twice in a
+# process (tests) does not register it twice on the shared limiter.
+API_BUDGET = limiter.limit(config_limit("API_RATE_LIMIT"), key_func=user_key, scope="api-user")
+
+
+@login_limits
+def fab_api_login(*args, **kwargs):
+    """FAB's POST /api/v1/security/login, behind the same login limits as /api/auth/login."""
+    return current_app.extensions["crm_fab_login"](*args, **kwargs)
+
+
 def install(app):
-    """Put FAB's POST /api/v1/security/login under the same login limits as /api/auth/login."""
+    """Put FAB's API login under the login limits (decorated once, at import, for every app)."""
     endpoint = "SecurityApi.login"
-    if endpoint in app.view_functions:
-        app.view_functions[endpoint] = login_limits(app.view_functions[endpoint])
+    if endpoint in app.view_functions and "crm_fab_login" not in app.extensions:
+        app.extensions["crm_fab_login"] = app.view_functions[endpoint]
+        app.view_functions[endpoint] = fab_api_login

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from app import http, ratelimits, tokens
-from app.extensions import db, limiter
+from app.extensions import db, limiter  # noqa: F401  (limiter: current_limit for Retry-After)
 from app.services.errors import DomainError
 from views.api import approvals, audit, auth, customers, health, meetings, notifications, openapi, reports, tasks
 from views.api.common import error_response
@@ -30,7 +30,7 @@ def create_blueprint():
         bp.register_blueprint(module.bp)
     bp.register_error_handler(Exception, handle_error)
     # The default per-user budget; login and register carry their own stricter limits.
-    limiter.limit(ratelimits.config_limit("API_RATE_LIMIT"), key_func=ratelimits.user_key, scope="api-user")(bp)
+    ratelimits.API_BUDGET(bp)
     return bp
 
 
