@@ -45,10 +45,10 @@ def user_key():
 
 
 def login_limits(view):
-    """Per-IP and per-account limits for a login view (ours and FAB's)."""
-    view = limiter.limit(config_limit("LOGIN_RATE_LIMIT_IP"), key_func=ip_key, methods=["POST"], scope="login-ip")(view)
-    return limiter.limit(
-        config_limit("LOGIN_RATE_LIMIT_ACCOUNT"), key_func=account_key, methods=["POST"], scope="login-account"
+    """Per-IP and per-account limits for a login view; ours and FAB's share the counters."""
+    view = limiter.shared_limit(config_limit("LOGIN_RATE_LIMIT_IP"), "login-ip", key_func=ip_key, methods=["POST"])(view)
+    return limiter.shared_limit(
+        config_limit("LOGIN_RATE_LIMIT_ACCOUNT"), "login-account", key_func=account_key, methods=["POST"]
     )(view)
 
 

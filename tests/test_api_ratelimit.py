@@ -16,8 +16,12 @@ WINDOW = 5  # seconds: long enough for a loaded 2-core machine to fit the burst
 
 
 @pytest.fixture(scope="module")
-def limited_app(app, config_class):
-    """The same database and Redis, with rate limiting on and short windows."""
+def limited_app(app, config_class, tokens):
+    """The same database and Redis, with rate limiting on and short windows.
+
+    `tokens` is built first: the limiter is one shared object, so logins made while it is on
+    would count against these short limits.
+    """
     from app import create_app
     from app.extensions import limiter
 
@@ -77,12 +81,19 @@ def test_login_per_ip_limit_across_accounts(limited_app):
 
 
 def test_fab_api_login_is_limited_too(limited_app, users):
-    """FAB's POST /api/v1/security/login carries the same per-account limit."""
+    """FAB's POST /api/v1/security/login carries the per-account limit, shared with /api/auth/login."""
     client = limited_app.test_client()
     body = {"username": users["compliance"].email, "password": "wrong-pass", "provider": "db"}
     answers = [client.post("/api/v1/security/login", json=body, headers=from_ip()) for _ in range(5)]
     statuses = [a.status_code for a in answers]
     assert statuses == [401, 401, 401, 429, 429], [a.json for a in answers]
+    assert answers[-1].headers["Retry-After"] and set(answers[-1].json) == {"error", "message", "details"}
+    # One counter per account across both login endpoints.
+    email = users["manager"].email
+    for _ in range(3):
+        assert client.post("/api/auth/login", json={"email": email, "password": "nope-nope"}, headers=from_ip()).status_code == 401
+    shared = client.post("/api/v1/security/login", json={"username": email, "password": PASSWORD, "provider": "db"}, headers=from_ip())
+    assert shared.status_code == 429
 
 
 def test_register_limited_per_ip(limited_app):
