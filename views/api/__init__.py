@@ -13,7 +13,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from app import http, ratelimits, tokens
-from app.extensions import db, limiter  # noqa: F401  (limiter: current_limit for Retry-After)
+from app.extensions import db, limiter
 from app.services.errors import DomainError
 from views.api import approvals, audit, auth, customers, health, meetings, notifications, openapi, reports, tasks
 from views.api.common import error_response

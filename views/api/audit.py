@@ -5,9 +5,9 @@ from flask import Blueprint, jsonify, request
 
 from app.extensions import db
 from app.roles import AUDIT, READ
-from models.audit import AuditAction, AuditLog
 from app.services.errors import NotFound
-from views.api.common import listing, paginate, path_uuid, query_datetime, query_enum, query_int, requires
+from models.audit import AuditAction, AuditLog
+from views.api.common import item, listing, paginate, path_uuid, query_datetime, query_enum, query_int, requires
 
 bp = Blueprint("crm_api_audit", __name__, url_prefix="/audit")
 
@@ -83,8 +83,6 @@ def user_history(user_id):
 @requires(READ, AUDIT)
 def get_audit(audit_id):
     """One audit row."""
-    from views.api.common import item
-
     row = db.session.get(AuditLog, path_uuid(audit_id, "AuditLog"))
     if row is None:
         raise NotFound("AuditLog not found")

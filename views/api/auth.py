@@ -5,7 +5,13 @@ auditing and the USER_LOGGED_IN event stay in one place (app/security.py).
 """
 
 from flask import Blueprint, current_app, g, jsonify
-from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt, verify_jwt_in_request
+from flask_jwt_extended import (
+    create_access_token,
+    create_refresh_token,
+    decode_token,
+    get_jwt,
+    verify_jwt_in_request,
+)
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
 
@@ -140,8 +146,6 @@ def logout():
     body = json_body()
     refresh_token = body.get("refreshToken")
     if isinstance(refresh_token, str) and refresh_token:
-        from flask_jwt_extended import decode_token
-
         try:
             decoded = decode_token(refresh_token)
         except (JWTExtendedException, PyJWTError):

@@ -1,10 +1,11 @@
 """/api/meetings: meeting records (商談記録) in the caller's scope."""
 
-from flask import Blueprint
+from flask import Blueprint, request
 
 from app.extensions import db
 from app.roles import ADD, DELETE, EDIT, MEETING, READ
 from app.scope import scoped
+from app.serialize import column_values
 from app.services.records import get_in_scope, prepare_meeting
 from models.meeting import Meeting
 from views.api.common import (
@@ -23,7 +24,6 @@ from views.api.common import (
     requires,
     save,
 )
-from flask import request
 
 bp = Blueprint("crm_api_meetings", __name__, url_prefix="/meetings")
 
@@ -43,8 +43,6 @@ ALIASES = {"summary": "description", "date": "scheduledAt"}
 
 def serialize(meeting):
     """A meeting with the seed's alias fields as well."""
-    from app.serialize import column_values
-
     data = column_values(meeting)
     data["summary"] = data.get("description")
     data["date"] = data.get("scheduledAt")

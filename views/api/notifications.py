@@ -6,6 +6,7 @@ from flask import Blueprint, jsonify, request
 from app.extensions import db
 from app.roles import DELETE, EDIT, NOTIFICATION, READ
 from app.scope import scope_clause, scoped
+from app.services.errors import ValidationFailed
 from app.services.records import get_in_scope
 from models.base import utcnow
 from models.notification import Notification, NotificationType
@@ -27,8 +28,6 @@ def list_notifications():
     flag = request.args.get("isRead") or request.args.get("unread")
     if flag is not None:
         if flag.lower() not in ("true", "false"):
-            from app.services.errors import ValidationFailed
-
             raise ValidationFailed("isRead must be true or false", field="isRead")
         want_read = (flag.lower() == "true") if "isRead" in request.args else (flag.lower() != "true")
         query = query.filter(Notification.is_read.is_(want_read))

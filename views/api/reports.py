@@ -15,8 +15,8 @@ from flask_appbuilder.security.sqla.models import User
 from app.extensions import db
 from app.roles import APPROVAL, CUSTOMER, MEETING, READ, TASK
 from app.scope import scope_clause
-from app.serialize import json_value
-from app.services.errors import NotFound
+from app.serialize import json_value, to_camel
+from app.services.errors import Forbidden, NotFound
 from models.approval import ApprovalRequest, ApprovalStatus
 from models.base import utcnow
 from models.customer import Customer
@@ -236,9 +236,6 @@ def _csv_line(values):
 @authenticated
 def export(kind):
     """Stream a CSV (UTF-8 with BOM, for Excel in Japan) of one resource, in scope."""
-    from app.serialize import to_camel
-    from app.services.errors import Forbidden
-
     if kind not in EXPORTS:
         raise NotFound(f"unknown export {kind!r}; choose one of {', '.join(EXPORTS)}")
     model, resource, columns = EXPORTS[kind]

@@ -7,6 +7,7 @@ from flask import Blueprint, request
 from app.extensions import db
 from app.roles import ADD, DELETE, EDIT, READ, TASK
 from app.scope import scoped
+from app.serialize import column_values
 from app.services.records import complete_task, get_in_scope, prepare_task
 from models.base import utcnow
 from models.task import OPEN_STATUSES, Task, TaskPriority, TaskStatus
@@ -129,8 +130,6 @@ def complete(task_id):
 def delete_task(task_id):
     """Delete a task (audited)."""
     task = load(task_id)
-    from app.serialize import column_values
-
     data = column_values(task)
     db.session.delete(task)
     db.session.commit()
