@@ -93,7 +93,8 @@ class Config:
 
     # HTTP: CORS origins for /api (comma-separated), request size, security headers.
     CORS_ORIGINS = os.environ.get("CORS_ORIGINS", "")
-    MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
+    MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024)  # whole app (screens, uploads)
+    API_MAX_CONTENT_LENGTH = env_int("API_MAX_CONTENT_LENGTH", 1024 * 1024)  # JSON bodies under /api
     SECURITY_HSTS = False
 
     # Domain settings.

@@ -99,9 +99,13 @@ def test_huge_limit_is_clamped(client, auth):
 
 def test_oversized_body_is_413(client, auth, app):
     """A body over MAX_CONTENT_LENGTH answers 413 with the envelope."""
-    big = json.dumps({"name": "x", "address": "あ" * app.config["MAX_CONTENT_LENGTH"]})
+    cap = app.config["API_MAX_CONTENT_LENGTH"]
+    assert cap < app.config["MAX_CONTENT_LENGTH"], "the /api cap is tighter than the app-wide one"
+    big = json.dumps({"name": "x", "address": "a" * cap})
     body = envelope_ok(client.post("/api/customers", data=big, content_type="application/json", headers=auth("sales")), 413)
-    assert body["details"]["maxBytes"] == app.config["MAX_CONTENT_LENGTH"]
+    assert body["details"]["maxBytes"] == cap
+    huge_login = json.dumps({"email": "a@b.c", "password": "p" * cap})
+    envelope_ok(client.post("/api/auth/login", data=huge_login, content_type="application/json"), 413)
 
 
 def test_wrong_method_is_405_envelope(client, auth):

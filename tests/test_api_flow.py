@@ -104,6 +104,18 @@ def test_register_rules(client, tokens):
         json={"email": f"a-{uuid.uuid4().hex[:8]}@example.com", "password": "Password123!", "name": "Y", "role": "Manager"},
     )
     assert made.status_code == 201 and made.json["role"] == "Manager"
+    made = client.post(
+        "/api/auth/register",
+        headers=bearer(tokens["admin"]),
+        json={"email": f"u-{uuid.uuid4().hex[:8]}@example.com", "password": "Password123!", "name": "Z", "role": "USER"},
+    )
+    assert made.status_code == 201 and made.json["role"] == "Sales"  # the seed's spelling
+    bad = client.post(
+        "/api/auth/register",
+        headers=bearer(tokens["admin"]),
+        json={"email": f"b-{uuid.uuid4().hex[:8]}@example.com", "password": "Password123!", "name": "Z", "role": "Root"},
+    )
+    assert bad.status_code == 400 and "role" in bad.json["details"]
 
 
 def test_login_failures_are_401_and_audited(client, users, db):

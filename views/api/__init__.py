@@ -8,7 +8,7 @@ CORS and the security headers.
 import logging
 import time
 
-from flask import Blueprint, request
+from flask import Blueprint, current_app, request
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
@@ -29,9 +29,15 @@ def create_blueprint():
     for module in RESOURCES:
         bp.register_blueprint(module.bp)
     bp.register_error_handler(Exception, handle_error)
+    bp.before_request(limit_body_size)
     # The default per-user budget; login and register carry their own stricter limits.
     ratelimits.API_BUDGET(bp)
     return bp
+
+
+def limit_body_size():
+    """JSON bodies under /api are small: a tighter cap than the app-wide MAX_CONTENT_LENGTH (→ 413)."""
+    request.max_content_length = current_app.config.get("API_MAX_CONTENT_LENGTH") or request.max_content_length
 
 
 def is_api_path(path):

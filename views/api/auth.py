@@ -19,7 +19,7 @@ from app import audit, tokens
 from app.extensions import db
 from app.ratelimits import login_limits, register_limits
 from app.roles import ROLES
-from app.scope import ADMIN, SALES, role_names
+from app.scope import ADMIN, COMPLIANCE, MANAGER, SALES, role_names
 from app.services.errors import Conflict, ValidationFailed
 from models.audit import AuditAction
 from views.api.common import ApiError, Field, authenticated, json_body, parse_fields
@@ -36,6 +36,21 @@ LOGIN_FIELDS = {
     "email": Field("email", required=True, max_len=254),
     "password": Field("password", required=True, max_len=512),
 }
+
+
+# The seed's role spellings (its USER is a sales rep) next to ours, case-insensitive.
+SEED_ROLES = {"user": SALES, "sales": SALES, "manager": MANAGER, "compliance": COMPLIANCE, "admin": ADMIN}
+
+
+def role_from_api(raw):
+    """The role named by an Admin's register call, in our or the seed's spelling (400 otherwise)."""
+    if isinstance(raw, str):
+        for name in ROLES:
+            if raw.strip().lower() == name.lower():
+                return name
+        if raw.strip().lower() in SEED_ROLES:
+            return SEED_ROLES[raw.strip().lower()]
+    raise ValidationFailed(f"role must be one of {', '.join(ROLES)}", field="role")
 
 
 def user_dict(user):
@@ -93,9 +108,7 @@ def register():
     role_name = SALES
     caller = _optional_caller()
     if caller is not None and ADMIN in role_names(caller) and body.get("role") is not None:
-        if body["role"] not in ROLES:
-            raise ValidationFailed(f"role must be one of {', '.join(ROLES)}", field="role")
-        role_name = body["role"]
+        role_name = role_from_api(body["role"])
     sm = current_app.appbuilder.sm
     if sm.find_user(email=email) or sm.find_user(username=email):
         raise Conflict("a user with this email already exists", field="email")
