@@ -137,3 +137,15 @@ def test_export_needs_read_permission(client, auth):
     """Unknown export types are 404; a token is required."""
     assert client.get("/api/reports/export/customers").status_code == 401
     assert client.get("/api/reports/export/secrets", headers=auth("admin")).status_code == 404
+
+
+REPORTS = ["/api/reports/dashboard", "/api/reports/sales-metrics", "/api/reports/task-trends", "/api/reports/approval-stats",
+           "/api/reports/export/customers", "/api/reports/export/meetings", "/api/reports/export/tasks", "/api/reports/export/approvals"]
+
+
+@pytest.mark.parametrize("caller", ["admin", "manager", "compliance", "sales"])
+@pytest.mark.parametrize("path", REPORTS)
+def test_every_report_answers_every_role(client, auth, caller, path):
+    """Every role reads every report (scoped); none answers an error."""
+    resp = client.get(path, headers=auth(caller))
+    assert resp.status_code == 200, (path, caller, resp.get_data(as_text=True)[:200])

@@ -122,8 +122,11 @@ def register():
         password=values["password"],
     )
     if not user:
-        # add_user rolled back: most likely a concurrent registration of the same email.
-        raise Conflict("a user with this email already exists", field="email")
+        # add_user rolled back and logged why: a concurrent registration of the same email
+        # is a conflict; anything else is the server's fault, not the caller's.
+        if sm.find_user(email=email):
+            raise Conflict("a user with this email already exists", field="email")
+        raise ApiError(500, "the user could not be created")
     return session_answer(user, 201, with_id=True)
 
 
