@@ -17,7 +17,7 @@ import requests
 from tests.conftest import PASSWORD, RUN_ID
 
 pytestmark = pytest.mark.slow
-WORKERS = 3
+WORKERS = 2
 
 
 def _free_port():
