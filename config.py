@@ -80,6 +80,22 @@ class Config:
     CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 300)
     RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
+    RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "crm")
+    RATELIMIT_HEADERS_ENABLED = True  # X-RateLimit-* and Retry-After on limited routes
+    RATELIMIT_SWALLOW_ERRORS = env_bool("RATELIMIT_SWALLOW_ERRORS", False)
+    # /api limits (flask-limiter strings); login/register per client IP and per account.
+    LOGIN_RATE_LIMIT_IP = os.environ.get("LOGIN_RATE_LIMIT_IP", "20 per minute")
+    LOGIN_RATE_LIMIT_ACCOUNT = os.environ.get("LOGIN_RATE_LIMIT_ACCOUNT", "5 per minute")
+    REGISTER_RATE_LIMIT_IP = os.environ.get("REGISTER_RATE_LIMIT_IP", "20 per minute")
+    REGISTER_RATE_LIMIT_ACCOUNT = os.environ.get("REGISTER_RATE_LIMIT_ACCOUNT", "5 per minute")
+    API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "600 per minute")  # per user (per IP if anonymous)
+    JWT_BLOCKLIST_PREFIX = os.environ.get("JWT_BLOCKLIST_PREFIX", "crm:jwt:revoked:")
+
+    # HTTP: CORS origins for /api (comma-separated), request size, security headers.
+    CORS_ORIGINS = os.environ.get("CORS_ORIGINS", "")
+    MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024)  # whole app (screens, uploads)
+    API_MAX_CONTENT_LENGTH = env_int("API_MAX_CONTENT_LENGTH", 1024 * 1024)  # JSON bodies under /api
+    SECURITY_HSTS = False
 
     # Domain settings.
     DISPLAY_TIMEZONE = os.environ.get("DISPLAY_TIMEZONE", "Asia/Tokyo")
@@ -120,6 +136,7 @@ class ProductionConfig(Config):
 
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
+    SECURITY_HSTS = True
 
     @classmethod
     def validate(cls):

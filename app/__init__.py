@@ -42,6 +42,10 @@ def create_app(config_class=None):
 
         register_views(appbuilder)
 
+        from views.api import init_api
+
+        init_api(app, appbuilder)
+
     from app.cli import crm_cli
 
     app.cli.add_command(crm_cli)

@@ -1,0 +1,63 @@
+"""HTTP hardening for every answer: CORS for configured origins and security headers.
+
+The CSP keeps FAB's screens working from local assets: FAB's templates put a nonce on
+every <script> when the template context offers `csp_nonce`, so scripts need no
+'unsafe-inline'; inline style attributes in FAB's templates still need it for styles.
+"""
+
+import secrets
+
+from flask import g
+from flask_cors import CORS
+
+SCREEN_CSP = (
+    "default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+# JSON and CSV answers never run scripts or load anything.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
+def csp_nonce():
+    """Return this request's CSP nonce (FAB templates call it for every <script>)."""
+    if not hasattr(g, "_csp_nonce"):
+        g._csp_nonce = secrets.token_urlsafe(16)
+    return g._csp_nonce
+
+
+def cors_origins(config):
+    """The configured CORS origin list (comma-separated CORS_ORIGINS)."""
+    raw = config.get("CORS_ORIGINS") or ""
+    if isinstance(raw, (list, tuple)):
+        return list(raw)
+    return [o.strip() for o in raw.split(",") if o.strip()]
+
+
+def install(app):
+    """Add CORS for /api and the security headers to every response of `app`."""
+    origins = cors_origins(app.config)
+    if origins:
+        CORS(
+            app,
+            resources={r"/api/*": {"origins": origins}},
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Content-Disposition"],
+            max_age=600,
+        )
+    app.jinja_env.globals["csp_nonce"] = csp_nonce
+    hsts = app.config.get("SECURITY_HSTS", False)
+
+    @app.after_request
+    def security_headers(response):
+        """Set CSP, nosniff, frame, referrer (and HSTS in production) headers."""
+        headers = response.headers
+        html = (response.mimetype or "").startswith("text/html")
+        headers.setdefault("Content-Security-Policy", SCREEN_CSP.format(nonce=csp_nonce()) if html else API_CSP)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        if hsts:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        return response

@@ -1,0 +1,121 @@
+"""Rate limits on a second app with limiting switched on (TestConfig has it off).
+
+Counts live in the real Redis under this run's private key prefix; each test uses its own
+client IP (X-Forwarded-For through ProxyFix) and account, so runs and tests never share
+counters. Windows are short so the "later" in "the right password works later" is seconds.
+"""
+
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import PASSWORD, RUN_ID
+
+WINDOW = 5  # seconds: long enough for a loaded 2-core machine to fit the burst
+
+
+@pytest.fixture(scope="module")
+def limited_app(app, config_class, tokens):
+    """The same database and Redis, with rate limiting on and short windows.
+
+    `tokens` is built first: the limiter is one shared object, so logins made while it is on
+    would count against these short limits.
+    """
+    from app import create_app
+    from app.extensions import limiter
+
+    cfg = type(
+        "RateLimitedConfig",
+        (config_class,),
+        {
+            "RATELIMIT_ENABLED": True,
+            "RATELIMIT_KEY_PREFIX": f"crm_test_{RUN_ID}_rl",
+            "LOGIN_RATE_LIMIT_ACCOUNT": f"3 per {WINDOW} second",
+            "LOGIN_RATE_LIMIT_IP": f"6 per {WINDOW} second",
+            "REGISTER_RATE_LIMIT_IP": f"3 per {WINDOW} second",
+            "REGISTER_RATE_LIMIT_ACCOUNT": f"3 per {WINDOW} second",
+            "API_RATE_LIMIT": f"5 per {WINDOW} second",
+        },
+    )
+    limited = create_app(cfg)
+    yield limited
+    # The limiter is one shared extension object: switch it off again for the other tests.
+    limiter.enabled = False
+
+
+def from_ip():
+    """Headers putting the request on a fresh client IP."""
+    ip = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+    return {"X-Forwarded-For": ip}
+
+
+def test_login_brute_force_stopped_then_right_password_works(limited_app, users):
+    """Wrong passwords for one account hit 429 (with Retry-After and the envelope); later the right one works."""
+    client = limited_app.test_client()
+    headers = from_ip()
+    email = users["sales"].email
+    statuses = [
+        client.post("/api/auth/login", json={"email": email, "password": f"guess-{i}"}, headers=headers).status_code
+        for i in range(5)
+    ]
+    assert statuses[:3] == [401, 401, 401] and statuses[3:] == [429, 429], statuses
+    blocked = client.post("/api/auth/login", json={"email": email, "password": PASSWORD}, headers=from_ip())
+    assert blocked.status_code == 429, "the per-account limit holds from another IP too"
+    assert set(blocked.json) == {"error", "message", "details"}
+    assert 1 <= int(blocked.headers["Retry-After"]) <= WINDOW + 1
+    time.sleep(int(blocked.headers["Retry-After"]) + 1)  # fixed windows start at the first hit
+    ok = client.post("/api/auth/login", json={"email": email, "password": PASSWORD}, headers=headers)
+    assert ok.status_code == 200 and ok.json["token"]
+
+
+def test_login_per_ip_limit_across_accounts(limited_app):
+    """One IP spraying many accounts is stopped by the per-IP limit."""
+    client = limited_app.test_client()
+    headers = from_ip()
+    statuses = [
+        client.post("/api/auth/login", json={"email": f"nobody{i}@example.com", "password": "x" * 8}, headers=headers).status_code
+        for i in range(8)
+    ]
+    assert statuses.count(401) == 6 and statuses[-2:] == [429, 429], statuses
+
+
+def test_fab_api_login_is_limited_too(limited_app, users):
+    """FAB's POST /api/v1/security/login carries the per-account limit, shared with /api/auth/login."""
+    client = limited_app.test_client()
+    body = {"username": users["compliance"].email, "password": "wrong-pass", "provider": "db"}
+    answers = [client.post("/api/v1/security/login", json=body, headers=from_ip()) for _ in range(5)]
+    statuses = [a.status_code for a in answers]
+    assert statuses == [401, 401, 401, 429, 429], [a.json for a in answers]
+    assert answers[-1].headers["Retry-After"] and set(answers[-1].json) == {"error", "message", "details"}
+    # One counter per account across both login endpoints.
+    email = users["manager"].email
+    for _ in range(3):
+        assert client.post("/api/auth/login", json={"email": email, "password": "nope-nope"}, headers=from_ip()).status_code == 401
+    shared = client.post("/api/v1/security/login", json={"username": email, "password": PASSWORD, "provider": "db"}, headers=from_ip())
+    assert shared.status_code == 429
+
+
+def test_register_limited_per_ip(limited_app):
+    """Registration from one IP is limited."""
+    client = limited_app.test_client()
+    headers = from_ip()
+    statuses = [
+        client.post(
+            "/api/auth/register",
+            json={"email": f"rl-{uuid.uuid4().hex[:8]}@example.com", "password": "Password123!", "name": "RL"},
+            headers=headers,
+        ).status_code
+        for _ in range(5)
+    ]
+    assert statuses[:3] == [201, 201, 201] and statuses[3:] == [429, 429], statuses
+
+
+def test_per_user_api_budget(limited_app, tokens):
+    """The default per-user budget counts per token user, not per IP."""
+    client = limited_app.test_client()
+    h = {"Authorization": f"Bearer {tokens['manager']}"}
+    statuses = [client.get("/api/customers?limit=1", headers={**h, **from_ip()}).status_code for _ in range(7)]
+    assert statuses[:5] == [200] * 5 and statuses[5:] == [429, 429], statuses
+    other = client.get("/api/customers?limit=1", headers={"Authorization": f"Bearer {tokens['admin']}"})
+    assert other.status_code == 200, "another user's budget is separate"

@@ -1,0 +1,111 @@
+"""The seed's REST contract under /api (design.md §6): one blueprint, one module per resource.
+
+`init_api(app, appbuilder)` registers the blueprint, its error answers, the per-user API
+budget, the JWT blocklist on FAB's JWTManager, the login limits on FAB's own login,
+CORS and the security headers.
+"""
+
+import logging
+import time
+
+from flask import Blueprint, current_app, request
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from app import http, ratelimits, tokens
+from app.extensions import db, limiter
+from app.services.errors import DomainError
+from views.api import approvals, audit, auth, customers, health, meetings, notifications, openapi, reports, tasks
+from views.api.common import error_response
+
+log = logging.getLogger(__name__)
+
+RESOURCES = (auth, customers, meetings, tasks, approvals, notifications, reports, audit, openapi)
+
+
+def create_blueprint():
+    """A fresh /api blueprint holding every resource module's blueprint."""
+    bp = Blueprint("crm_api", __name__, url_prefix="/api")
+    for module in RESOURCES:
+        bp.register_blueprint(module.bp)
+    bp.register_error_handler(Exception, handle_error)
+    bp.before_request(limit_body_size)
+    # The default per-user budget; login and register carry their own stricter limits.
+    ratelimits.API_BUDGET(bp)
+    return bp
+
+
+def limit_body_size():
+    """JSON bodies under /api are small: a tighter cap than the app-wide MAX_CONTENT_LENGTH (→ 413)."""
+    request.max_content_length = current_app.config.get("API_MAX_CONTENT_LENGTH") or request.max_content_length
+
+
+def is_api_path(path):
+    """True for the seed's /api paths and FAB's /api/v1 (both answer JSON)."""
+    return path == "/api" or path.startswith("/api/")
+
+
+def handle_error(exc):
+    """Answer any exception raised under /api with `{error, message, details}`, never a bare 500."""
+    if isinstance(exc, DomainError):
+        db.session.rollback()
+        return error_response(exc.status, exc.message, exc.details, exc.error)
+    if isinstance(exc, IntegrityError):
+        db.session.rollback()
+        return error_response(409, "the change conflicts with an existing record", {"reason": "integrity"})
+    if isinstance(exc, DataError):
+        db.session.rollback()
+        return error_response(400, "a value does not fit its field", {"reason": "data"})
+    if isinstance(exc, HTTPException):
+        return http_error(exc)
+    db.session.rollback()
+    if isinstance(exc, SQLAlchemyError):
+        log.exception("database error under /api")
+    else:
+        log.exception("unhandled error under /api")
+    return error_response(500, "internal error", {})
+
+
+def http_error(exc):
+    """Werkzeug's HTTP errors (404, 405, 413, 429...) in the /api envelope."""
+    status = exc.code or 500
+    if status == 413:
+        limit = request.max_content_length
+        return error_response(413, f"the body is larger than {limit} bytes", {"maxBytes": limit})
+    if status == 429:
+        return rate_limited(exc)
+    if status == 400:
+        return error_response(400, exc.description or "bad request", {})
+    response, code = error_response(status, exc.description or exc.name, {})
+    if status == 405 and getattr(exc, "valid_methods", None):
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response, code
+
+
+def rate_limited(exc):
+    """429 with Retry-After (seconds until the breached window resets)."""
+    retry_after = 60
+    current = getattr(limiter, "current_limit", None)
+    if current is not None:
+        retry_after = max(1, int(current.reset_at - time.time()))
+    response, code = error_response(
+        429, "too many requests; try again later", {"limit": str(getattr(exc, "description", "")), "retryAfter": retry_after}
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response, code
+
+
+def init_api(app, appbuilder):
+    """Register /api, /ready, the JWT blocklist, login limits, CORS and security headers."""
+    tokens.install(appbuilder)
+    app.register_blueprint(create_blueprint())
+    app.register_blueprint(health.bp)
+    ratelimits.install(app)
+    http.install(app)
+
+    @app.errorhandler(HTTPException)
+    def api_http_errors(exc):
+        """Unrouted /api paths, 405s, 413s and 429s answer the envelope; screens keep Flask's pages."""
+        if is_api_path(request.path):
+            return http_error(exc)
+        return exc

@@ -1,0 +1,158 @@
+"""/api/approvals: submit, list, read, decide (approve / reject) and recall.
+
+Every transition is the approval service's (app/services/approvals.py): this module only
+parses input, checks the permission matrix and scope, and shapes the answer.
+"""
+
+from flask import Blueprint, request
+
+from app.extensions import db
+from app.roles import ADD, APPROVAL, DECIDE, READ, RECALL
+from app.scope import scoped
+from app.serialize import column_values
+from app.services import approvals as service
+from app.services.errors import Forbidden, ValidationFailed
+from app.services.records import get_in_scope
+from models.approval import ApprovalRequest, ApprovalStatus
+from views.api.common import (
+    ApiError,
+    Field,
+    apply,
+    can,
+    current_user,
+    item,
+    json_body,
+    listing,
+    paginate,
+    parse_fields,
+    parse_enum,
+    parse_uuid,
+    path_uuid,
+    query_enum,
+    requires,
+)
+
+bp = Blueprint("crm_api_approvals", __name__, url_prefix="/approvals")
+
+FIELDS = {
+    "customerId": Field("customer_id", "uuid", required=True),
+    "productName": Field("product_name", required=True, max_len=200),
+    "productRisk": Field("product_risk", "int", minimum=1, maximum=10),
+    "amount": Field("amount", "decimal", required=True),
+    "comment": Field("comment", max_len=5000),
+}
+
+
+def serialize(request_row, with_steps=False):
+    """An approval request, with its step history when asked."""
+    data = column_values(request_row)
+    if with_steps:
+        data["steps"] = [column_values(step) for step in request_row.steps]
+    return data
+
+
+def load(request_id):
+    """The request `request_id` if the caller may see it (else 404)."""
+    return get_in_scope(ApprovalRequest, path_uuid(request_id, "ApprovalRequest"), current_user())
+
+
+def _comment(body, required=False):
+    comment = body.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        raise ValidationFailed("comment must be a string", field="comment")
+    if required and not (comment or "").strip():
+        raise ValidationFailed("comment is required", field="comment")
+    return comment
+
+
+def _transition(name, request_id, comment):
+    """Call the approval service's `name` (approve, reject, recall) and commit."""
+    fn = getattr(service, name, None)
+    if fn is None:
+        raise ApiError(501, f"{name} is not available in this build")
+    row = load(request_id)
+    fn(row.id, current_user(), comment)
+    db.session.commit()
+    db.session.expire_all()
+    return item(serialize(load(request_id), with_steps=True))
+
+
+@bp.get("")
+@requires(READ, APPROVAL)
+def list_approvals():
+    """Requests in scope; ?status=, customerId=."""
+    query = scoped(db.session.query(ApprovalRequest), ApprovalRequest, current_user())
+    status = query_enum("status", ApprovalStatus)
+    if status:
+        query = query.filter(ApprovalRequest.status == status)
+    if request.args.get("customerId"):
+        query = query.filter(ApprovalRequest.customer_id == parse_uuid(request.args["customerId"], "customerId"))
+    rows, page, limit, total = paginate(query, [ApprovalRequest.requested_at.desc(), ApprovalRequest.id])
+    return listing(rows, page, limit, total, serializer=serialize)
+
+
+@bp.post("")
+@requires(ADD, APPROVAL)
+def create_approval():
+    """Submit a request for a product sale to a customer in scope (routed by the policy)."""
+    row = apply(ApprovalRequest(), parse_fields(json_body(), FIELDS))
+    service.submit(row, current_user())
+    db.session.commit()
+    return item(serialize(row, with_steps=True), 201)
+
+
+@bp.get("/<request_id>")
+@requires(READ, APPROVAL)
+def get_approval(request_id):
+    """One request with its step history."""
+    return item(serialize(load(request_id), with_steps=True))
+
+
+@bp.put("/<request_id>")
+@bp.patch("/<request_id>")
+@requires(DECIDE, APPROVAL)
+def decide(request_id):
+    """The seed's decision call: {status: APPROVED or REJECTED, comment}."""
+    body = json_body()
+    raw = body.get("status")
+    if raw is None:
+        raise ValidationFailed("status is required (APPROVED or REJECTED)", field="status")
+    status = parse_enum(raw, ApprovalStatus, "status")
+    if status == ApprovalStatus.APPROVED:
+        return _transition("approve", request_id, _comment(body))
+    if status == ApprovalStatus.REJECTED:
+        return _transition("reject", request_id, _comment(body, required=True))
+    raise ValidationFailed("status must be APPROVED or REJECTED", field="status")
+
+
+@bp.post("/<request_id>/approve")
+@bp.put("/<request_id>/approve")
+@requires(DECIDE, APPROVAL)
+def approve(request_id):
+    """Approve the current step (Manager or Compliance, never one's own request)."""
+    return _transition("approve", request_id, _comment(json_body()))
+
+
+@bp.post("/<request_id>/reject")
+@bp.put("/<request_id>/reject")
+@requires(DECIDE, APPROVAL)
+def reject(request_id):
+    """Reject the request at its current step (comment required)."""
+    return _transition("reject", request_id, _comment(json_body(), required=True))
+
+
+@bp.post("/<request_id>/recall")
+@bp.put("/<request_id>/recall")
+@requires(RECALL, APPROVAL)
+def recall(request_id):
+    """The requester takes back a pending request."""
+    return _transition("recall", request_id, _comment(json_body()))
+
+
+@bp.delete("/<request_id>")
+@requires(READ, APPROVAL)
+def delete_approval(request_id):
+    """DELETE keeps the history: it recalls a pending request (requires can_recall)."""
+    if not can(RECALL, APPROVAL):
+        raise Forbidden("your role may not recall approval requests")
+    return _transition("recall", request_id, None)

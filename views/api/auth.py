@@ -1,0 +1,181 @@
+"""/api/auth: register, login, refresh, logout (token revocation) and me.
+
+Login goes through FAB's `auth_user_db`, so password checking, LOGIN / LOGIN_FAILED
+auditing and the USER_LOGGED_IN event stay in one place (app/security.py).
+"""
+
+from flask import Blueprint, current_app, g, jsonify
+from flask_jwt_extended import (
+    create_access_token,
+    create_refresh_token,
+    decode_token,
+    get_jwt,
+    verify_jwt_in_request,
+)
+from flask_jwt_extended.exceptions import JWTExtendedException
+from jwt.exceptions import PyJWTError
+
+from app import audit, tokens
+from app.extensions import db
+from app.ratelimits import login_limits, register_limits
+from app.roles import ROLES
+from app.scope import ADMIN, COMPLIANCE, MANAGER, SALES, role_names
+from app.services.errors import Conflict, ValidationFailed
+from models.audit import AuditAction
+from views.api.common import ApiError, Field, authenticated, json_body, parse_fields
+
+bp = Blueprint("crm_api_auth", __name__, url_prefix="/auth")
+
+MIN_PASSWORD = 8
+REGISTER_FIELDS = {
+    "email": Field("email", required=True, max_len=254),
+    "password": Field("password", required=True, max_len=512),
+    "name": Field("name", required=True, max_len=128),
+}
+LOGIN_FIELDS = {
+    "email": Field("email", required=True, max_len=254),
+    "password": Field("password", required=True, max_len=512),
+}
+
+
+# The seed's role spellings (its USER is a sales rep) next to ours, case-insensitive.
+SEED_ROLES = {"user": SALES, "sales": SALES, "manager": MANAGER, "compliance": COMPLIANCE, "admin": ADMIN}
+
+
+def role_from_api(raw):
+    """The role named by an Admin's register call, in our or the seed's spelling (400 otherwise)."""
+    if isinstance(raw, str):
+        for name in ROLES:
+            if raw.strip().lower() == name.lower():
+                return name
+        if raw.strip().lower() in SEED_ROLES:
+            return SEED_ROLES[raw.strip().lower()]
+    raise ValidationFailed(f"role must be one of {', '.join(ROLES)}", field="role")
+
+
+def user_dict(user):
+    """The API spelling of a FAB user (design.md §2)."""
+    roles = [r.name for r in user.roles]
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "name": " ".join(p for p in (user.first_name, user.last_name) if p and p != "-"),
+        "role": roles[0] if roles else None,
+        "roles": roles,
+        "active": bool(user.active),
+        "createdAt": user.created_on.isoformat() if getattr(user, "created_on", None) else None,
+    }
+
+
+def session_answer(user, status, with_id=False):
+    """The login/register envelope: tokens both inside `data` and at the top level."""
+    token = create_access_token(identity=str(user.id), fresh=True)
+    refresh = create_refresh_token(identity=str(user.id))
+    profile = user_dict(user)
+    body = {
+        "success": True,
+        "data": {"user": profile, "token": token, "refreshToken": refresh},
+        "token": token,
+        "refreshToken": refresh,
+        "user": profile,
+    }
+    if with_id:
+        # The seed's guide reads the new user's fields at the top level too.
+        body.update({"id": profile["id"], "email": profile["email"], "name": profile["name"], "role": profile["role"]})
+    return jsonify(body), status
+
+
+def _optional_caller():
+    """The Admin (or other) user calling register with a token, else None."""
+    try:
+        verify_jwt_in_request(optional=True)
+    except (JWTExtendedException, PyJWTError):
+        raise ApiError(401, "the token is invalid") from None
+    return getattr(g, "user", None) if get_jwt() else None
+
+
+@bp.post("/register")
+@register_limits
+def register():
+    """Create a user: always Sales, unless an Admin caller names another role."""
+    body = json_body()
+    values = parse_fields(body, REGISTER_FIELDS)
+    email = values["email"].strip().lower()
+    if "@" not in email or email.startswith("@") or email.endswith("@"):
+        raise ValidationFailed("email is not a valid address", field="email")
+    if len(values["password"]) < MIN_PASSWORD:
+        raise ValidationFailed(f"password must be at least {MIN_PASSWORD} characters", field="password")
+    role_name = SALES
+    caller = _optional_caller()
+    if caller is not None and ADMIN in role_names(caller) and body.get("role") is not None:
+        role_name = role_from_api(body["role"])
+    sm = current_app.appbuilder.sm
+    if sm.find_user(email=email) or sm.find_user(username=email):
+        raise Conflict("a user with this email already exists", field="email")
+    first, _, last = values["name"].strip().partition(" ")
+    user = sm.add_user(
+        username=email,
+        first_name=first,
+        last_name=last or "-",
+        email=email,
+        role=sm.find_role(role_name),
+        password=values["password"],
+    )
+    if not user:
+        # add_user rolled back and logged why: a concurrent registration of the same email
+        # is a conflict; anything else is the server's fault, not the caller's.
+        if sm.find_user(email=email):
+            raise Conflict("a user with this email already exists", field="email")
+        raise ApiError(500, "the user could not be created")
+    return session_answer(user, 201, with_id=True)
+
+
+@bp.post("/login")
+@login_limits
+def login():
+    """Check email and password (FAB's auth_user_db) and hand out access and refresh tokens."""
+    values = parse_fields(json_body(), LOGIN_FIELDS)
+    user = current_app.appbuilder.sm.auth_user_db(values["email"].strip().lower(), values["password"])
+    if user is None:
+        raise ApiError(401, "invalid email or password")
+    return session_answer(user, 200)
+
+
+@bp.post("/refresh")
+def refresh():
+    """Exchange a refresh token for a new access token."""
+    try:
+        verify_jwt_in_request(refresh=True)
+    except (JWTExtendedException, PyJWTError) as exc:
+        raise ApiError(401, "a valid refresh token is required", details={"reason": type(exc).__name__}) from None
+    identity = get_jwt()["sub"]
+    token = create_access_token(identity=identity, fresh=False)
+    return jsonify(success=True, data={"token": token}, token=token)
+
+
+@bp.post("/logout")
+@authenticated
+def logout():
+    """Revoke the access token presented (and a refresh token sent in the body)."""
+    claims = get_jwt()
+    tokens.revoke(claims)
+    body = json_body()
+    refresh_token = body.get("refreshToken")
+    if isinstance(refresh_token, str) and refresh_token:
+        try:
+            decoded = decode_token(refresh_token)
+        except (JWTExtendedException, PyJWTError):
+            decoded = None
+        if decoded and decoded.get("sub") == claims["sub"]:
+            tokens.revoke(decoded)
+    audit.record(db.session, AuditAction.LOGOUT, "user", g.user.id, None, user_id=g.user.id)
+    db.session.commit()
+    return jsonify(success=True, data={"message": "logged out"}, message="logged out")
+
+
+@bp.get("/me")
+@authenticated
+def me():
+    """The caller's profile."""
+    profile = user_dict(g.user)
+    return jsonify(success=True, data=profile, id=profile["id"], user=profile)

@@ -1,0 +1,110 @@
+"""/api/customers: list with search and filters, create, read, update, soft delete."""
+
+import sqlalchemy as sa
+from flask import Blueprint, request
+
+from app.extensions import db
+from app.roles import ADD, CUSTOMER, DELETE, EDIT, READ
+from app.scope import scoped
+from app.services.records import get_in_scope, prepare_customer, soft_delete_customer
+from models.customer import CompanySize, Customer, InvestmentProfile
+from views.api.common import (
+    Field,
+    apply,
+    current_user,
+    item,
+    json_body,
+    like_pattern,
+    listing,
+    paginate,
+    parse_fields,
+    path_uuid,
+    query_enum,
+    query_int,
+    requires,
+    save,
+)
+
+bp = Blueprint("crm_api_customers", __name__, url_prefix="/customers")
+
+FIELDS = {
+    "name": Field("name", required=True, max_len=200),
+    "email": Field("email", max_len=254),
+    "phone": Field("phone", max_len=50),
+    "address": Field("address", max_len=500),
+    "industry": Field("industry", max_len=100),
+    "size": Field("size", "enum", enum=CompanySize),
+    "investmentProfile": Field("investment_profile", "enum", enum=InvestmentProfile),
+    "riskTolerance": Field("risk_tolerance", "int", minimum=1, maximum=10),
+    "investmentExperience": Field("investment_experience", max_len=500),
+    "assignedSalesId": Field("assigned_sales_id", "user"),
+}
+
+
+def load(customer_id):
+    """The customer `customer_id` if the caller may see it (else 404)."""
+    return get_in_scope(Customer, path_uuid(customer_id, "Customer"), current_user())
+
+
+@bp.get("")
+@requires(READ, CUSTOMER)
+def list_customers():
+    """Customers in scope; ?search= (name, email, phone), investmentProfile, size, industry."""
+    query = scoped(db.session.query(Customer), Customer, current_user())
+    search = (request.args.get("search") or "").strip()
+    if search:
+        pattern = like_pattern(search)
+        query = query.filter(
+            sa.or_(
+                Customer.name.ilike(pattern, escape="\\"),
+                Customer.email.ilike(pattern, escape="\\"),
+                Customer.phone.ilike(pattern, escape="\\"),
+            )
+        )
+    profile = query_enum("investmentProfile", InvestmentProfile)
+    if profile:
+        query = query.filter(Customer.investment_profile == profile)
+    size = query_enum("size", CompanySize)
+    if size:
+        query = query.filter(Customer.size == size)
+    if request.args.get("industry"):
+        query = query.filter(Customer.industry == request.args["industry"])
+    if request.args.get("assignedSalesId"):
+        query = query.filter(Customer.assigned_sales_id == query_int("assignedSalesId", None))
+    rows, page, limit, total = paginate(query, [Customer.created_at.desc(), Customer.id])
+    return listing(rows, page, limit, total)
+
+
+@bp.post("")
+@requires(ADD, CUSTOMER)
+def create_customer():
+    """Create a customer owned by the caller (or the rep named, for Admins and Managers)."""
+    customer = apply(Customer(), parse_fields(json_body(), FIELDS))
+    return item(save(customer, prepare_customer, creating=True), 201)
+
+
+@bp.get("/<customer_id>")
+@requires(READ, CUSTOMER)
+def get_customer(customer_id):
+    """One customer in scope."""
+    return item(load(customer_id))
+
+
+@bp.put("/<customer_id>")
+@bp.patch("/<customer_id>")
+@requires(EDIT, CUSTOMER)
+def update_customer(customer_id):
+    """Change the fields sent (partial update)."""
+    customer = load(customer_id)
+    apply(customer, parse_fields(json_body(), FIELDS, partial=True))
+    return item(save(customer, prepare_customer, creating=False))
+
+
+@bp.delete("/<customer_id>")
+@requires(DELETE, CUSTOMER)
+def delete_customer(customer_id):
+    """Soft-delete a customer (its email becomes free again)."""
+    customer = load(customer_id)
+    soft_delete_customer(customer)
+    db.session.commit()
+    return item(customer)

@@ -1,0 +1,267 @@
+"""/api/reports: dashboards computed with aggregate SQL, and streamed CSV exports.
+
+Every figure is scoped by the one scope rule (a Sales user gets their own figures); no
+report loads rows into Python, and exports stream rows with a server-side cursor.
+"""
+
+import csv
+import io
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app, jsonify, stream_with_context
+from flask_appbuilder.security.sqla.models import User
+
+from app.extensions import db
+from app.roles import APPROVAL, CUSTOMER, MEETING, READ, TASK
+from app.scope import scope_clause
+from app.serialize import json_value, to_camel
+from app.services.errors import Forbidden, NotFound
+from models.approval import ApprovalRequest, ApprovalStatus
+from models.base import utcnow
+from models.customer import Customer
+from models.meeting import Meeting
+from models.task import OPEN_STATUSES, Task, TaskStatus
+from views.api.common import authenticated, can, current_user, query_int, requires
+
+bp = Blueprint("crm_api_reports", __name__, url_prefix="/reports")
+
+EXPORT_BATCH = 500
+
+
+def _rate(part, whole):
+    return round(part / whole * 100, 1) if whole else 0.0
+
+
+def _count(model, *conditions):
+    """count(*) FILTER (...) over the caller's scope of `model`, one row of figures."""
+    user = current_user()
+    columns = [sa.func.count().filter(c) if c is not None else sa.func.count() for c in conditions]
+    return db.session.execute(sa.select(*columns).select_from(model).where(scope_clause(model, user))).one()
+
+
+@bp.get("/dashboard")
+@authenticated
+def dashboard():
+    """Customers, meetings, tasks (completion, overdue) and approvals (approval rate) in scope."""
+    now = utcnow()
+    data = {}
+    if can(READ, CUSTOMER):
+        total, new30 = _count(Customer, None, Customer.created_at >= now - timedelta(days=30))
+        data["customers"] = {"total": total, "newLast30Days": new30}
+    if can(READ, MEETING):
+        total, upcoming = _count(Meeting, None, Meeting.scheduled_at >= now)
+        data["meetings"] = {"total": total, "upcoming": upcoming}
+    if can(READ, TASK):
+        total, done, pending, overdue = _count(
+            Task,
+            None,
+            Task.status == TaskStatus.COMPLETED,
+            Task.status.in_(OPEN_STATUSES),
+            sa.and_(Task.status.in_(OPEN_STATUSES), Task.due_date < now),
+        )
+        data["tasks"] = {
+            "total": total,
+            "completed": done,
+            "pending": pending,
+            "overdue": overdue,
+            "completionRate": _rate(done, total),
+        }
+    if can(READ, APPROVAL):
+        total, pending, approved, rejected = _count(
+            ApprovalRequest,
+            None,
+            ApprovalRequest.status == ApprovalStatus.PENDING,
+            ApprovalRequest.status == ApprovalStatus.APPROVED,
+            ApprovalRequest.status == ApprovalStatus.REJECTED,
+        )
+        data["approvals"] = {
+            "total": total,
+            "pending": pending,
+            "approved": approved,
+            "rejected": rejected,
+            "approvalRate": _rate(approved, approved + rejected),
+        }
+    return jsonify(success=True, data=data)
+
+
+def _per_rep(model, owner_column, *figures):
+    """{rep id: (figures...)} grouped by `owner_column` within the caller's scope."""
+    column = getattr(model, owner_column)
+    stmt = (
+        sa.select(column, *figures)
+        .select_from(model)
+        .where(scope_clause(model, current_user()), column.is_not(None))
+        .group_by(column)
+    )
+    return {row[0]: row[1:] for row in db.session.execute(stmt)}
+
+
+@bp.get("/sales-metrics")
+@requires(READ, CUSTOMER)
+def sales_metrics():
+    """Per rep: customers, meetings, tasks (completed, rate) and approvals (approved, amount)."""
+    customers = _per_rep(Customer, "assigned_sales_id", sa.func.count())
+    meetings = _per_rep(Meeting, "sales_id", sa.func.count())
+    tasks = _per_rep(Task, "user_id", sa.func.count(), sa.func.count().filter(Task.status == TaskStatus.COMPLETED))
+    approvals = _per_rep(
+        ApprovalRequest,
+        "requester_id",
+        sa.func.count(),
+        sa.func.count().filter(ApprovalRequest.status == ApprovalStatus.APPROVED),
+        sa.func.coalesce(sa.func.sum(ApprovalRequest.amount).filter(ApprovalRequest.status == ApprovalStatus.APPROVED), 0),
+    )
+    rep_ids = set(customers) | set(meetings) | set(tasks) | set(approvals)
+    names = {}
+    if rep_ids:
+        names = {
+            uid: (first, last, email)
+            for uid, first, last, email in db.session.execute(
+                sa.select(User.id, User.first_name, User.last_name, User.email).where(User.id.in_(rep_ids))
+            )
+        }
+    data = []
+    for uid in sorted(rep_ids):
+        first, last, email = names.get(uid, ("", "", None))
+        task_total, task_done = tasks.get(uid, (0, 0))
+        ap_total, ap_done, ap_amount = approvals.get(uid, (0, 0, 0))
+        data.append(
+            {
+                "salesId": str(uid),
+                "name": " ".join(p for p in (first, last) if p and p != "-"),
+                "email": email,
+                "customers": customers.get(uid, (0,))[0],
+                "meetings": meetings.get(uid, (0,))[0],
+                "tasks": task_total,
+                "tasksCompleted": task_done,
+                "taskCompletionRate": _rate(task_done, task_total),
+                "approvals": ap_total,
+                "approvalsApproved": ap_done,
+                "approvedAmount": json_value(ap_amount),
+            }
+        )
+    return jsonify(success=True, data=data)
+
+
+def _day(column):
+    """The calendar day of a timestamp in the display time zone (PostgreSQL), else UTC."""
+    if db.engine.dialect.name == "postgresql":
+        return sa.func.date(sa.func.timezone(current_app.config.get("DISPLAY_TIMEZONE", "UTC"), column))
+    return sa.func.date(column)
+
+
+@bp.get("/task-trends")
+@requires(READ, TASK)
+def task_trends():
+    """Tasks created and completed per day over ?days= (default 30, at most 366)."""
+    days = query_int("days", 30, minimum=1, maximum=366)
+    since = utcnow() - timedelta(days=days)
+    scope = scope_clause(Task, current_user())
+    created = db.session.execute(
+        sa.select(_day(Task.created_at).label("d"), sa.func.count())
+        .where(scope, Task.created_at >= since)
+        .group_by("d")
+    ).all()
+    completed = db.session.execute(
+        sa.select(_day(Task.completed_at).label("d"), sa.func.count())
+        .where(scope, Task.completed_at >= since)
+        .group_by("d")
+    ).all()
+    by_day = {}
+    for day, n in created:
+        by_day.setdefault(str(day), {"date": str(day), "created": 0, "completed": 0})["created"] = n
+    for day, n in completed:
+        by_day.setdefault(str(day), {"date": str(day), "created": 0, "completed": 0})["completed"] = n
+    return jsonify(success=True, data=[by_day[k] for k in sorted(by_day)], days=days)
+
+
+@bp.get("/approval-stats")
+@requires(READ, APPROVAL)
+def approval_stats():
+    """Requests by status with counts and amounts, and the approval rate."""
+    rows = db.session.execute(
+        sa.select(ApprovalRequest.status, sa.func.count(), sa.func.coalesce(sa.func.sum(ApprovalRequest.amount), 0))
+        .where(scope_clause(ApprovalRequest, current_user()))
+        .group_by(ApprovalRequest.status)
+    ).all()
+    by_status = {s.value: {"status": s.value, "count": 0, "amount": "0"} for s in ApprovalStatus}
+    for status, count, amount in rows:
+        key = getattr(status, "value", status)
+        by_status[key] = {"status": key, "count": count, "amount": json_value(amount)}
+    approved = by_status["APPROVED"]["count"]
+    rejected = by_status["REJECTED"]["count"]
+    data = {
+        "total": sum(v["count"] for v in by_status.values()),
+        "byStatus": list(by_status.values()),
+        "approvalRate": _rate(approved, approved + rejected),
+    }
+    return jsonify(success=True, data=data)
+
+
+EXPORTS = {
+    "customers": (
+        Customer,
+        CUSTOMER,
+        ["id", "name", "email", "phone", "address", "industry", "size", "investment_profile", "risk_tolerance",
+         "investment_experience", "assigned_sales_id", "created_at", "updated_at"],
+    ),
+    "meetings": (
+        Meeting,
+        MEETING,
+        ["id", "customer_id", "sales_id", "title", "description", "scheduled_at", "location", "next_action",
+         "next_action_date", "created_at"],
+    ),
+    "tasks": (
+        Task,
+        TASK,
+        ["id", "user_id", "customer_id", "title", "description", "due_date", "status", "priority", "completed_at",
+         "created_at"],
+    ),
+    "approvals": (
+        ApprovalRequest,
+        APPROVAL,
+        ["id", "requester_id", "customer_id", "product_name", "product_risk", "amount", "comment", "status",
+         "approver_id", "requested_at", "processed_at"],
+    ),
+}
+
+
+def _csv_line(values):
+    buf = io.StringIO()
+    csv.writer(buf).writerow(values)
+    return buf.getvalue()
+
+
+@bp.get("/export/<kind>")
+@authenticated
+def export(kind):
+    """Stream a CSV (UTF-8 with BOM, for Excel in Japan) of one resource, in scope."""
+    if kind not in EXPORTS:
+        raise NotFound(f"unknown export {kind!r}; choose one of {', '.join(EXPORTS)}")
+    model, resource, columns = EXPORTS[kind]
+    if not can(READ, resource):
+        raise Forbidden(f"your role may not read {resource}")
+    stmt = (
+        sa.select(*(getattr(model, c) for c in columns))
+        .where(scope_clause(model, current_user()))
+        .order_by(model.created_at, model.id)
+        # yield_per streams from a server-side cursor (psycopg named cursor) in batches.
+        .execution_options(yield_per=EXPORT_BATCH)
+    )
+
+    def generate():
+        yield "\ufeff" + _csv_line([to_camel(c) for c in columns])
+        result = db.session.execute(stmt)
+        try:
+            for partition in result.partitions():
+                yield "".join(_csv_line(["" if v is None else json_value(v) for v in row]) for row in partition)
+        finally:
+            result.close()
+            db.session.rollback()
+
+    filename = f"{kind}-{utcnow().strftime('%Y%m%d-%H%M%S')}.csv"
+    return Response(
+        stream_with_context(generate()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )

@@ -1,0 +1,136 @@
+"""/api/tasks: tasks in scope, overdue and upcoming lists, completion."""
+
+from datetime import timedelta
+
+from flask import Blueprint, request
+
+from app.extensions import db
+from app.roles import ADD, DELETE, EDIT, READ, TASK
+from app.scope import scoped
+from app.serialize import column_values
+from app.services.records import complete_task, get_in_scope, prepare_task
+from models.base import utcnow
+from models.task import OPEN_STATUSES, Task, TaskPriority, TaskStatus
+from views.api.common import (
+    Field,
+    apply,
+    current_user,
+    item,
+    json_body,
+    listing,
+    paginate,
+    parse_fields,
+    parse_uuid,
+    path_uuid,
+    query_enum,
+    query_int,
+    requires,
+    save,
+)
+
+bp = Blueprint("crm_api_tasks", __name__, url_prefix="/tasks")
+
+UPCOMING_DAYS = 3
+FIELDS = {
+    "title": Field("title", required=True, max_len=200),
+    "description": Field("description", max_len=20000),
+    "customerId": Field("customer_id", "uuid"),
+    "userId": Field("user_id", "user"),
+    "dueDate": Field("due_date", "datetime"),
+    "status": Field("status", "enum", enum=TaskStatus),
+    "priority": Field("priority", "enum", enum=TaskPriority),
+}
+
+
+def load(task_id):
+    """The task `task_id` if the caller may see it (else 404)."""
+    return get_in_scope(Task, path_uuid(task_id, "Task"), current_user())
+
+
+def _scoped_query():
+    query = scoped(db.session.query(Task), Task, current_user())
+    status = query_enum("status", TaskStatus)
+    if status:
+        query = query.filter(Task.status == status)
+    priority = query_enum("priority", TaskPriority)
+    if priority:
+        query = query.filter(Task.priority == priority)
+    if request.args.get("customerId"):
+        query = query.filter(Task.customer_id == parse_uuid(request.args["customerId"], "customerId"))
+    if request.args.get("userId"):
+        query = query.filter(Task.user_id == query_int("userId", None))
+    return query
+
+
+@bp.get("")
+@requires(READ, TASK)
+def list_tasks():
+    """Tasks in scope; ?status=, priority=, customerId=, userId=."""
+    rows, page, limit, total = paginate(_scoped_query(), [Task.due_date.asc().nulls_last(), Task.created_at.desc(), Task.id])
+    return listing(rows, page, limit, total)
+
+
+@bp.get("/overdue")
+@requires(READ, TASK)
+def overdue_tasks():
+    """Open tasks whose due date has passed."""
+    query = _scoped_query().filter(Task.status.in_(OPEN_STATUSES), Task.due_date < utcnow())
+    rows, page, limit, total = paginate(query, [Task.due_date.asc(), Task.id])
+    return listing(rows, page, limit, total)
+
+
+@bp.get("/upcoming")
+@requires(READ, TASK)
+def upcoming_tasks():
+    """Open tasks due within the next three days."""
+    now = utcnow()
+    query = _scoped_query().filter(
+        Task.status.in_(OPEN_STATUSES), Task.due_date >= now, Task.due_date <= now + timedelta(days=UPCOMING_DAYS)
+    )
+    rows, page, limit, total = paginate(query, [Task.due_date.asc(), Task.id])
+    return listing(rows, page, limit, total)
+
+
+@bp.post("")
+@requires(ADD, TASK)
+def create_task():
+    """Create a task (owned by the caller unless an Admin or Manager names the owner)."""
+    task = apply(Task(), parse_fields(json_body(), FIELDS))
+    return item(save(task, prepare_task, creating=True), 201)
+
+
+@bp.get("/<task_id>")
+@requires(READ, TASK)
+def get_task(task_id):
+    """One task in scope."""
+    return item(load(task_id))
+
+
+@bp.put("/<task_id>")
+@bp.patch("/<task_id>")
+@requires(EDIT, TASK)
+def update_task(task_id):
+    """Change the fields sent (partial update)."""
+    task = load(task_id)
+    apply(task, parse_fields(json_body(), FIELDS, partial=True))
+    return item(save(task, prepare_task, creating=False))
+
+
+@bp.route("/<task_id>/complete", methods=["PUT", "PATCH"])
+@requires(EDIT, TASK)
+def complete(task_id):
+    """Mark a task completed now."""
+    task = load(task_id)
+    complete_task(task)
+    return item(save(task, prepare_task, creating=False))
+
+
+@bp.delete("/<task_id>")
+@requires(DELETE, TASK)
+def delete_task(task_id):
+    """Delete a task (audited)."""
+    task = load(task_id)
+    data = column_values(task)
+    db.session.delete(task)
+    db.session.commit()
+    return item(data)
