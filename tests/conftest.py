@@ -79,6 +79,8 @@ class IsolatedClient(FlaskClient):
 
     def open(self, *args, **kwargs):
         """Run the request in an empty context so Flask pushes a fresh app context."""
+        # Buffered, so a streamed body is produced inside that context too.
+        kwargs.setdefault("buffered", True)
         return contextvars.Context().run(super().open, *args, **kwargs)
 
 
