@@ -351,6 +351,22 @@ def _guard_request(mapper, connection, target):
     changed = _changed_columns(target, BUSINESS_FIELDS)
     if changed:
         raise Conflict(f"a submitted approval request is locked ({', '.join(changed)})", field=changed[0])
+    if _changed_columns(target, ("status",)):
+        _guard_status_matches_steps(connection, target)
+
+
+def _guard_status_matches_steps(connection, target):
+    """APPROVED only when every step approved; REJECTED only with a rejected step."""
+    if "steps" in sa.inspect(target).dict:
+        decisions = [s.decision for s in target.steps]
+    else:
+        decisions = connection.execute(
+            sa.select(ApprovalStep.decision).where(ApprovalStep.approval_request_id == target.id)
+        ).scalars().all()
+    if target.status == ApprovalStatus.APPROVED and not (decisions and all(d == StepDecision.APPROVED for d in decisions)):
+        raise Conflict("a request is APPROVED only when every required step approved", field="status")
+    if target.status == ApprovalStatus.REJECTED and StepDecision.REJECTED not in decisions:
+        raise Conflict("a request is REJECTED only by a rejected step", field="status")
 
 
 def _guard_step(mapper, connection, target):
