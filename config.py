@@ -123,10 +123,11 @@ class ProductionConfig(Config):
 
     @classmethod
     def validate(cls):
-        """Raise if the configuration is not safe for production."""
+        """Return the production secret; raise if the configuration is not safe."""
         secret = os.environ.get("SECRET_KEY", "")
         if not secret or secret == DEFAULT_SECRET or len(secret) < 32:
             raise RuntimeError("SECRET_KEY must be set to a random value of 32+ characters in production")
+        return secret
 
 
 CONFIGS = {

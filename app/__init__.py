@@ -13,11 +13,10 @@ from config import ProductionConfig, config_for_env
 def create_app(config_class=None):
     """Build the Flask app: config, extensions, FAB security, screens and APIs."""
     config_class = config_class or config_for_env()
-    if issubclass(config_class, ProductionConfig):
-        config_class.validate()
-
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_object(config_class)
+    if issubclass(config_class, ProductionConfig):
+        app.config["SECRET_KEY"] = config_class.validate()
     # One proxy hop (gunicorn behind a load balancer) so audit rows get the client IP.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -5,9 +5,9 @@ The run creates `crm_test_<pid>` on the server of TEST_DATABASE_URL (default the
 so runs never see each other's rows.
 """
 
-import contextvars
 import os
 import uuid
+from types import SimpleNamespace
 from datetime import timedelta
 
 import psycopg
@@ -69,16 +69,21 @@ def config_class(database_url, redis_url):
 
 
 class IsolatedClient(FlaskClient):
-    """A test client whose every request gets its own app context, as in production.
+    """A test client whose every request starts with an empty `g`, as in production.
 
-    The `app` fixture keeps an app context pushed for the whole run; Flask reuses a pushed
-    context for requests, so `g` (Flask-Login's cached user) and the database session would
-    otherwise leak from one request, client and test into the next.
+    A test's app context stays pushed while it runs and Flask reuses it for requests, so
+    `g` (Flask-Login's cached `_login_user`, FAB's `g.user`) would leak from one request
+    to the next: a second client logged in as someone else would act as the first user.
     """
 
     def open(self, *args, **kwargs):
-        """Run the request in an empty context so Flask pushes a fresh app context."""
-        return contextvars.Context().run(super().open, *args, **kwargs)
+        """Clear `g` of the pushed app context, then make the request."""
+        from flask import g, has_app_context
+
+        if has_app_context():
+            for name in list(vars(g)):
+                g.pop(name, None)
+        return super().open(*args, **kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -91,24 +96,34 @@ def app(config_class):
     runner = application.test_cli_runner()
     result = runner.invoke(args=["crm", "init"])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    ctx = application.app_context()
-    ctx.push()
     yield application
     from app.extensions import db
 
-    db.session.remove()
-    db.engine.dispose()
-    ctx.pop()
+    with application.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def app_context(request):
+    """A fresh app context (so a fresh `g` and database session) for each test."""
+    if "app" not in request.fixturenames:
+        yield None
+        return
+    application = request.getfixturevalue("app")
+    from app.extensions import db as _db
+
+    with application.app_context() as ctx:
+        yield ctx
+        _db.session.rollback()
+        _db.session.remove()
 
 
 @pytest.fixture()
 def db(app):
-    """The SQLAlchemy handle; the session is cleaned after each test."""
+    """The SQLAlchemy handle bound to this test's app context."""
     from app.extensions import db as _db
 
-    yield _db
-    _db.session.rollback()
-    _db.session.remove()
+    return _db
 
 
 @pytest.fixture(scope="session")
@@ -116,6 +131,8 @@ def users(app):
     """One user per role, plus a second Sales rep: {"admin", "manager", "compliance", "sales", "sales2"}."""
     from app.cli import create_user
 
+    ctx = app.app_context()
+    ctx.push()
     made = {}
     for key, role in [
         ("admin", "Admin"),
@@ -125,15 +142,14 @@ def users(app):
         ("sales2", "Sales"),
     ]:
         user = create_user(f"{key}-{RUN_ID}@example.com", f"{key.title()} User", role, PASSWORD)
-        # Load what tests read, then detach so later sessions never expire it.
-        _ = (user.id, user.email, [r.name for r in user.roles])
-        session = app.appbuilder.session
-        session.expunge(user)
-        # Roles too: left in the session they expire on the next commit and cannot reload detached.
-        for role in user.roles:
-            if role in session:
-                session.expunge(role)
-        made[key] = user
+        # A plain snapshot: safe to use across sessions (ORM instances would expire).
+        made[key] = SimpleNamespace(
+            id=user.id,
+            email=user.email,
+            roles=[SimpleNamespace(name=r.name) for r in user.roles],
+            is_authenticated=True,
+        )
+    ctx.pop()
     return made
 
 
@@ -164,14 +180,27 @@ def auth(tokens):
     return lambda key: {"Authorization": f"Bearer {tokens[key]}"}
 
 
+@pytest.fixture(scope="session")
+def _session_cookies():
+    return {}
+
+
 @pytest.fixture()
-def browser_login(app, users):
-    """browser_login("manager") -> a test client logged in through the form login."""
+def browser_login(app, users, _session_cookies):
+    """browser_login("manager") -> a test client logged in through the form login.
+
+    The first call per user really posts the login form; later calls reuse its session
+    cookie, since scrypt makes every real login cost a noticeable fraction of a second.
+    """
 
     def login(key):
         c = app.test_client()
+        if key in _session_cookies:
+            c.set_cookie("session", _session_cookies[key])
+            return c
         resp = c.post("/login/", data={"username": users[key].email, "password": PASSWORD})
         assert resp.status_code == 302, resp.get_data(as_text=True)[:500]
+        _session_cookies[key] = c.get_cookie("session").value
         return c
 
     return login

@@ -11,7 +11,6 @@ from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_appbuilder import BaseView
 from flask_appbuilder.api import safe
 from flask_appbuilder.baseviews import expose
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import has_access, permission_name, protect
 from flask_babel import lazy_gettext as _
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
@@ -25,6 +24,7 @@ from app.services import approvals as service
 from app.services.errors import DomainError, ValidationFailed
 from models.approval import ApprovalRequest, ApprovalStatus
 from views.base import ScopedModelApi, ScopedModelView, local_time, time_formatters
+from views.datamodels import CrmInterface
 
 ADDABLE = ["customer", "product_name", "product_risk", "amount", "comment"]
 LABELS = {
@@ -114,7 +114,7 @@ def _reasons_formatter(reasons):
 class ApprovalRequestView(ScopedModelView):
     """Approval requests in the caller's scope; the page shows the full step history."""
 
-    datamodel = SQLAInterface(ApprovalRequest)
+    datamodel = CrmInterface(ApprovalRequest)
     class_permission_name = APPROVAL
     method_permission_name = {**VIEW_METHOD_PERMISSIONS, "decide": "decide", "recall": "recall"}
     prepare = staticmethod(service.prepare_request)
@@ -307,7 +307,7 @@ class ApprovalRequestApi(ScopedModelApi):
     """Approval requests under /api/v1/approval, with approve / reject / recall actions."""
 
     resource_name = "approval"
-    datamodel = SQLAInterface(ApprovalRequest)
+    datamodel = CrmInterface(ApprovalRequest)
     class_permission_name = APPROVAL
     method_permission_name = {**API_METHOD_PERMISSIONS, "approve": "decide", "reject": "decide", "recall": "recall"}
     prepare = staticmethod(service.prepare_request)
@@ -329,7 +329,7 @@ class ApprovalRequestApi(ScopedModelApi):
     add_columns = ADDABLE
     edit_columns = ADDABLE
     search_columns = ["status", "customer", "product_name", "requester"]
-    order_columns = ["requested_at", "amount", "status"]
+    order_columns = ["requested_at", "amount", "status", "created_at"]
     validators_columns = {
         "product_risk": validate.Range(min=1, max=10),
         "amount": validate.Range(min=0, min_inclusive=False),

@@ -1,17 +1,17 @@
 """The audit log: read-only, for Admin, Manager and Compliance."""
 
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _
 
 from app.roles import AUDIT
 from models.audit import AuditLog
+from views.datamodels import CrmInterface
 from views.base import ScopedModelView, time_formatters
 
 
 class AuditLogView(ScopedModelView):
     """Who changed what, when and from where. Nobody may add, edit or delete rows."""
 
-    datamodel = SQLAInterface(AuditLog)
+    datamodel = CrmInterface(AuditLog)
     class_permission_name = AUDIT
     base_permissions = ["can_read"]
     list_title = _("Audit Log")

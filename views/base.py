@@ -20,6 +20,7 @@ from flask_appbuilder.const import (
 )
 from flask_appbuilder.security.decorators import permission_name, protect
 from flask_appbuilder.api import safe
+from marshmallow import fields as ma_fields
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.extensions import db
@@ -39,6 +40,20 @@ def local_time(value):
 def time_formatters(*columns):
     """Return `formatters_columns` showing `columns` in the display time zone."""
     return {col: local_time for col in columns}
+
+
+def optional_enum_field(enum_cls, label):
+    """A select for a nullable enum column, with a blank choice (FAB's EnumField has none)."""
+    from flask_appbuilder.fieldwidgets import Select2Widget
+    from wtforms import SelectField
+
+    return SelectField(
+        label,
+        choices=[("", "—")] + [(m.value, m.value) for m in enum_cls],
+        coerce=lambda v: enum_cls(v.value if hasattr(v, "value") else v) if v else None,
+        widget=Select2Widget(),
+        validate_choice=False,
+    )
 
 
 class ServiceHooks:
@@ -73,6 +88,26 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
     method_permission_name = API_METHOD_PERMISSIONS
     allow_browser_login = False
     page_size = 20
+    #: Columns the service fills when absent (e.g. the owner defaults to the caller).
+    optional_add_columns = ()
+
+    def _init_model_schemas(self):
+        super()._init_model_schemas()
+        # FAB builds enum fields without allow_none, so a nullable enum could never be
+        # cleared or round-tripped; follow the column's nullability instead.
+        for schema in (self.add_model_schema, self.edit_model_schema):
+            for name, field in schema.fields.items():
+                if self.datamodel.is_enum(name) and self.datamodel.is_nullable(name):
+                    field.allow_none = True
+            for field in schema.fields.values():
+                # Keep every decimal place sent: the service refuses sub-yen-cent amounts
+                # instead of marshmallow silently rounding them.
+                if isinstance(field, ma_fields.Decimal):
+                    field.places = None
+        for name in self.optional_add_columns:
+            field = self.add_model_schema.fields.get(name)
+            if field is not None:
+                field.required = False
 
     def response_422(self, message=None, **kwargs):
         """Invalid input is a 400 naming the field (FAB says 422)."""
@@ -84,9 +119,12 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
         except DomainError as exc:
             db.session.rollback()
             return self.response(exc.status, message={exc.field: [exc.message]} if exc.field else exc.message)
-        except IntegrityError:
+        except IntegrityError as exc:
             db.session.rollback()
-            return self.response(409, message="the change conflicts with an existing record")
+            # 23505 unique violation is a conflict; FK and CHECK violations are bad input.
+            if getattr(exc.orig, "sqlstate", None) == "23505":
+                return self.response(409, message="the change conflicts with an existing record")
+            return self.response(400, message="a value refers to a missing record or is out of range")
         except SQLAlchemyError as exc:
             db.session.rollback()
             return self.response(400, message=f"invalid value: {type(exc.orig or exc).__name__}")

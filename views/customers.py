@@ -6,9 +6,9 @@ from marshmallow import validate
 
 from app.roles import CUSTOMER
 from app.services.records import prepare_customer
-from models.customer import Customer
+from models.customer import CompanySize, Customer, InvestmentProfile
 from views.approvals import ApprovalRequestView
-from views.base import ScopedModelApi, ScopedModelView, time_formatters
+from views.base import ScopedModelApi, ScopedModelView, optional_enum_field, time_formatters
 from views.datamodels import SoftDeleteInterface
 from views.meetings import MeetingView
 from views.tasks import TaskView
@@ -61,6 +61,10 @@ class CustomerView(ScopedModelView):
     base_order = ("updated_at", "desc")
     formatters_columns = time_formatters("created_at", "updated_at")
     related_views = [MeetingView, TaskView, ApprovalRequestView]
+    add_form_extra_fields = edit_form_extra_fields = {
+        "size": optional_enum_field(CompanySize, _("Company size")),
+        "investment_profile": optional_enum_field(InvestmentProfile, _("Investment profile")),
+    }
     show_template = "appbuilder/general/model/show_cascade.html"
 
 

@@ -1,11 +1,32 @@
 """Datamodel interfaces with CRM behaviour shared by screens and APIs."""
 
+import uuid
+
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 
 from app.services.records import soft_delete_customer
 
 
-class SoftDeleteInterface(SQLAInterface):
+def is_uuid(value):
+    """True when `value` is a UUID string (every CRM primary key is one)."""
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+class CrmInterface(SQLAInterface):
+    """FAB's SQLA interface for UUID-keyed models: a malformed id is simply not found."""
+
+    def get(self, id, filters=None, *args, **kwargs):
+        """Return the row with primary key `id` within `filters`, or None."""
+        if not is_uuid(id):
+            return None
+        return super().get(id, filters, *args, **kwargs)
+
+
+class SoftDeleteInterface(CrmInterface):
     """Deleting a customer sets deletedAt; the row and its history stay."""
 
     def delete(self, item, commit=True):

@@ -5,8 +5,8 @@ from marshmallow import validate
 
 from app.roles import MEETING
 from app.services.records import prepare_meeting
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from models.meeting import Meeting
+from views.datamodels import CrmInterface
 from views.base import ScopedModelApi, ScopedModelView, time_formatters
 
 EDITABLE = ["customer", "title", "description", "scheduled_at", "location", "next_action", "next_action_date", "sales"]
@@ -15,7 +15,7 @@ EDITABLE = ["customer", "title", "description", "scheduled_at", "location", "nex
 class MeetingView(ScopedModelView):
     """Meetings with customers."""
 
-    datamodel = SQLAInterface(Meeting)
+    datamodel = CrmInterface(Meeting)
     class_permission_name = MEETING
     prepare = staticmethod(prepare_meeting)
     list_title = _("Meetings")
@@ -43,7 +43,7 @@ class MeetingApi(ScopedModelApi):
     """Meetings under /api/v1/meeting."""
 
     resource_name = "meeting"
-    datamodel = SQLAInterface(Meeting)
+    datamodel = CrmInterface(Meeting)
     class_permission_name = MEETING
     prepare = staticmethod(prepare_meeting)
     list_columns = [

@@ -1,17 +1,17 @@
 """The caller's own notifications."""
 
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _
 
 from app.roles import NOTIFICATION
 from models.notification import Notification
+from views.datamodels import CrmInterface
 from views.base import ScopedModelView, time_formatters
 
 
 class NotificationView(ScopedModelView):
     """Each user's own in-app notifications (the scope rule limits them to the caller)."""
 
-    datamodel = SQLAInterface(Notification)
+    datamodel = CrmInterface(Notification)
     class_permission_name = NOTIFICATION
     list_title = _("Notifications")
     label_columns = {

@@ -1,12 +1,12 @@
 """Task screens and generated API."""
 
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _
 from marshmallow import validate
 
 from app.roles import TASK
 from app.services.records import prepare_task
 from models.task import Task
+from views.datamodels import CrmInterface
 from views.base import ScopedModelApi, ScopedModelView, time_formatters
 
 EDITABLE = ["title", "description", "customer", "user", "due_date", "status", "priority"]
@@ -15,7 +15,7 @@ EDITABLE = ["title", "description", "customer", "user", "due_date", "status", "p
 class TaskView(ScopedModelView):
     """Tasks of the sales team."""
 
-    datamodel = SQLAInterface(Task)
+    datamodel = CrmInterface(Task)
     class_permission_name = TASK
     prepare = staticmethod(prepare_task)
     list_title = _("Tasks")
@@ -43,9 +43,10 @@ class TaskApi(ScopedModelApi):
     """Tasks under /api/v1/task."""
 
     resource_name = "task"
-    datamodel = SQLAInterface(Task)
+    datamodel = CrmInterface(Task)
     class_permission_name = TASK
     prepare = staticmethod(prepare_task)
+    optional_add_columns = ("user",)
     list_columns = [
         "id",
         "title",

@@ -8,6 +8,8 @@ import re
 
 import sqlalchemy as sa
 
+from flask_appbuilder.security.sqla.models import User
+
 from app.extensions import db
 from app.scope import SALES, in_scope, role_names, sees_all
 from app.services.errors import Conflict, NotFound, ValidationFailed
@@ -45,6 +47,10 @@ def _own_only(obj, column, relation, user, field):
         setattr(obj, column, uid)
     elif is_sales_only(user) and current != uid:
         raise ValidationFailed("sales users can only assign records to themselves", field=field)
+    elif current != uid:
+        assignee = db.session.get(User, current)
+        if assignee is None or not assignee.active:
+            raise ValidationFailed("no active user with this id", field=field)
 
 
 def prepare_customer(customer, user, creating):

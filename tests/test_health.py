@@ -1,0 +1,3 @@
+def test_health(client):
+    resp = client.get("/health")
+    assert resp.status_code == 200 and resp.json == {"status": "ok"}
