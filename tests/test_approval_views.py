@@ -7,7 +7,6 @@ logged-in browser) and through the generated API, not only through the service.
 import threading
 import time
 
-import pytest
 import sqlalchemy as sa
 
 from app.services import approvals as service

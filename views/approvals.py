@@ -7,6 +7,7 @@ call the service and show its answer (a flash on screens, 4xx JSON on the API).
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
 from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_appbuilder import BaseView
 from flask_appbuilder.api import safe
@@ -229,7 +230,8 @@ class PendingDecisionView(_ApprovalPage):
     @has_access
     def inbox(self):
         """List what waits for the caller's decision, with single and bulk approve/reject."""
-        rows = db.session.execute(service.pending_for(g.user).limit(self.limit)).unique().scalars().all()
+        stmt = service.pending_for(g.user).options(selectinload(ApprovalRequest.steps)).limit(self.limit)
+        rows = db.session.execute(stmt).unique().scalars().all()
         return self._render("approvals/inbox.html", rows, _("Pending My Decision"))
 
 
@@ -246,6 +248,7 @@ class MyRequestsView(_ApprovalPage):
         stmt = (
             sa.select(ApprovalRequest)
             .where(ApprovalRequest.requester_id == g.user.id)
+            .options(selectinload(ApprovalRequest.steps))
             .order_by(ApprovalRequest.requested_at.desc())
             .limit(self.limit)
         )

@@ -39,11 +39,6 @@ BUSINESS_FIELDS = ("requester_id", "customer_id", "product_name", "product_risk"
 #: Step columns fixed once the step is decided.
 STEP_FIELDS = ("approval_request_id", "sequence", "required_role", "decided_by_id", "decision", "comment", "decided_at")
 FINAL_STATUSES = frozenset({ApprovalStatus.APPROVED, ApprovalStatus.REJECTED, ApprovalStatus.RECALLED})
-REASON_LABELS = {
-    "AMOUNT_AT_OR_ABOVE_THRESHOLD": "amount at or above the compliance threshold",
-    "PRODUCT_RISK_ABOVE_TOLERANCE": "product risk above the customer's risk tolerance",
-    "NO_INVESTMENT_PROFILE": "customer has no investment profile",
-}
 MAX_COMMENT = 2000
 
 
