@@ -72,9 +72,10 @@ def config_class(database_url, redis_url):
 class IsolatedClient(FlaskClient):
     """A test client whose every request gets its own app context, as in production.
 
-    The `app` fixture keeps an app context pushed for the whole run; Flask reuses a pushed
-    context for requests, so `g` (Flask-Login's cached user) and the database session would
-    otherwise leak from one request, client and test into the next.
+    A test's app context stays pushed while it runs and Flask would reuse it for requests,
+    so `g` (Flask-Login's cached user, FAB's `g.user`) and the database session would leak
+    from one request to the next: a second client logged in as someone else would act as
+    the first user.
     """
 
     def open(self, *args, **kwargs):

@@ -7,7 +7,6 @@ logged-in browser) and through the generated API, not only through the service.
 import threading
 import time
 
-import pytest
 import sqlalchemy as sa
 
 from app.services import approvals as service
@@ -315,3 +314,18 @@ def test_api_two_concurrent_approvals_one_200_one_409(app, make, db, users, toke
         .where(ApprovalStep.approval_request_id == rid, ApprovalStep.decision == StepDecision.APPROVED)
     ).scalar()
     assert decided == 1
+
+
+def test_inbox_pages_and_counts(browser_login, make, db, monkeypatch):
+    from views.approvals import PendingDecisionView
+
+    monkeypatch.setattr(PendingDecisionView, "page_size", 2)
+    made = [make.approval("sales") for _ in range(3)]
+    manager = browser_login("manager")
+    first = manager.get(INBOX).get_data(as_text=True)
+    total = int(first.split('data-total="', 1)[1].split('"', 1)[0])
+    assert total >= 3 and "approval-next-page" in first
+    assert made[-1].id in first and made[0].id not in first  # newest first
+    assert made[0].id in manager.get(INBOX + "?page=2").get_data(as_text=True)
+    assert manager.get(INBOX + "?page=999").status_code == 200
+    assert manager.get(INBOX + "?page=abc").status_code == 200

@@ -7,6 +7,7 @@ call the service and show its answer (a flash on screens, 4xx JSON on the API).
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
 from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_appbuilder import BaseView
 from flask_appbuilder.api import safe
@@ -208,15 +209,27 @@ class ApprovalRequestView(ScopedModelView):
 
 
 class _ApprovalPage(BaseView):
-    """A plain page over approval requests (read permission on ApprovalRequest)."""
+    """A plain, paginated page over approval requests (read permission on ApprovalRequest)."""
 
     class_permission_name = APPROVAL
     method_permission_name = {"inbox": "read", "mine": "read"}
     default_view = None
-    limit = 200
+    page_size = 50
 
-    def _render(self, template, rows, title):
-        return self.render_template(template, rows=rows, title=title, user_roles=role_names(g.user), **template_helpers())
+    def _page(self, stmt, where):
+        """Run `stmt` for the `?page=` asked (1-based); return (rows, paging dict)."""
+        total = db.session.execute(sa.select(sa.func.count()).select_from(ApprovalRequest).where(where)).scalar()
+        pages = max(1, -(-total // self.page_size))
+        page = request.args.get("page", "1")
+        page = min(max(int(page), 1), pages) if page.isdigit() else 1
+        stmt = stmt.options(selectinload(ApprovalRequest.steps)).offset((page - 1) * self.page_size).limit(self.page_size)
+        rows = db.session.execute(stmt).unique().scalars().all()
+        return rows, {"page": page, "pages": pages, "total": total}
+
+    def _render(self, template, rows, paging, title):
+        return self.render_template(
+            template, rows=rows, paging=paging, title=title, user_roles=role_names(g.user), **template_helpers()
+        )
 
 
 class PendingDecisionView(_ApprovalPage):
@@ -228,9 +241,10 @@ class PendingDecisionView(_ApprovalPage):
     @expose("/")
     @has_access
     def inbox(self):
-        """List what waits for the caller's decision, with single and bulk approve/reject."""
-        rows = db.session.execute(service.pending_for(g.user).limit(self.limit)).unique().scalars().all()
-        return self._render("approvals/inbox.html", rows, _("Pending My Decision"))
+        """List what waits for the caller's decision (newest first), with single and bulk approve/reject."""
+        stmt = service.pending_for(g.user).order_by(None).order_by(ApprovalRequest.requested_at.desc())
+        rows, paging = self._page(stmt, service.pending_clause(g.user))
+        return self._render("approvals/inbox.html", rows, paging, _("Pending My Decision"))
 
 
 class MyRequestsView(_ApprovalPage):
@@ -243,14 +257,10 @@ class MyRequestsView(_ApprovalPage):
     @has_access
     def mine(self):
         """List the caller's requests, newest first."""
-        stmt = (
-            sa.select(ApprovalRequest)
-            .where(ApprovalRequest.requester_id == g.user.id)
-            .order_by(ApprovalRequest.requested_at.desc())
-            .limit(self.limit)
-        )
-        rows = db.session.execute(stmt).unique().scalars().all()
-        return self._render("approvals/mine.html", rows, _("My Requests"))
+        where = ApprovalRequest.requester_id == g.user.id
+        stmt = sa.select(ApprovalRequest).where(where).order_by(ApprovalRequest.requested_at.desc())
+        rows, paging = self._page(stmt, where)
+        return self._render("approvals/mine.html", rows, paging, _("My Requests"))
 
 
 DECISION_DOC = """

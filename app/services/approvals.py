@@ -39,11 +39,6 @@ BUSINESS_FIELDS = ("requester_id", "customer_id", "product_name", "product_risk"
 #: Step columns fixed once the step is decided.
 STEP_FIELDS = ("approval_request_id", "sequence", "required_role", "decided_by_id", "decision", "comment", "decided_at")
 FINAL_STATUSES = frozenset({ApprovalStatus.APPROVED, ApprovalStatus.REJECTED, ApprovalStatus.RECALLED})
-REASON_LABELS = {
-    "AMOUNT_AT_OR_ABOVE_THRESHOLD": "amount at or above the compliance threshold",
-    "PRODUCT_RISK_ABOVE_TOLERANCE": "product risk above the customer's risk tolerance",
-    "NO_INVESTMENT_PROFILE": "customer has no investment profile",
-}
 MAX_COMMENT = 2000
 
 
@@ -351,6 +346,22 @@ def _guard_request(mapper, connection, target):
     changed = _changed_columns(target, BUSINESS_FIELDS)
     if changed:
         raise Conflict(f"a submitted approval request is locked ({', '.join(changed)})", field=changed[0])
+    if _changed_columns(target, ("status",)):
+        _guard_status_matches_steps(connection, target)
+
+
+def _guard_status_matches_steps(connection, target):
+    """APPROVED only when every step approved; REJECTED only with a rejected step."""
+    if "steps" in sa.inspect(target).dict:
+        decisions = [s.decision for s in target.steps]
+    else:
+        decisions = connection.execute(
+            sa.select(ApprovalStep.decision).where(ApprovalStep.approval_request_id == target.id)
+        ).scalars().all()
+    if target.status == ApprovalStatus.APPROVED and not (decisions and all(d == StepDecision.APPROVED for d in decisions)):
+        raise Conflict("a request is APPROVED only when every required step approved", field="status")
+    if target.status == ApprovalStatus.REJECTED and StepDecision.REJECTED not in decisions:
+        raise Conflict("a request is REJECTED only by a rejected step", field="status")
 
 
 def _guard_step(mapper, connection, target):
