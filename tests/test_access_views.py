@@ -7,7 +7,7 @@ redirect ("Access is Denied") rather than 403, and nothing is written.
 import pytest
 
 from tests.helpers import reload
-from models import ApprovalRequest, AuditLog, Customer, Meeting, Notification, NotificationType, Task
+from models import AuditLog, Notification, NotificationType
 from tests.test_access_api import EXPECTED, RESOURCES, ROLES, _record
 
 ROUTES = {

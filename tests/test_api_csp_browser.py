@@ -23,7 +23,8 @@ def live_url(app):
 
 def test_screens_and_swagger_run_under_the_csp(live_url, users):
     """Login, a list, an add form and Swagger UI load with scripts running and no CSP report."""
-    playwright = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api as playwright
+
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if not executable:
         pytest.fail("chromium is not installed (make browser installs it)")

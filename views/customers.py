@@ -1,6 +1,5 @@
 """Customer screens and generated API."""
 
-from flask_appbuilder.models.sqla.filters import FilterEqualFunction
 from flask_babel import lazy_gettext as _
 from marshmallow import validate
 
