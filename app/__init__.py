@@ -21,7 +21,7 @@ def create_app(config_class=None):
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from app import audit, events
+    from app import audit, events, i18n
     from app.extensions import cache, db, limiter, migrate
 
     audit.install(Session)
@@ -35,6 +35,7 @@ def create_app(config_class=None):
         db.init_app(app)
         migrate.init_app(app, db, directory=app.config.get("MIGRATIONS_DIR", _migrations_dir()))
         cache.init_app(app)
+        i18n.init_app(app)
         limiter.init_app(app)
         appbuilder.init_app(app, db.session)
 
