@@ -144,6 +144,9 @@ class ProductionConfig(Config):
         secret = os.environ.get("SECRET_KEY", "")
         if not secret or secret == DEFAULT_SECRET or len(secret) < 32:
             raise RuntimeError("SECRET_KEY must be set to a random value of 32+ characters in production")
+        if not os.environ.get("REDIS_URL"):
+            # Token revocations and rate-limit counters must be shared by every worker.
+            raise RuntimeError("REDIS_URL must be set in production")
         return secret
 
 

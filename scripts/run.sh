@@ -18,4 +18,6 @@ echo
 echo "CRM: http://127.0.0.1:${PORT}/   (API docs: http://127.0.0.1:${PORT}/swagger/v1)"
 echo "Demo logins (password ${DEMO_PASSWORD:-demo-pass-2026}): admin@, manager@, compliance@, sales@, sales2@example.com"
 echo
-exec "$BIN/gunicorn" --workers "${WEB_CONCURRENCY:-2}" --bind "127.0.0.1:${PORT}" --access-logfile - wsgi:app
+# One process with threads: without Redis, token revocations, rate-limit counters and the
+# cache live in process memory, so every request must see the same process.
+exec "$BIN/gunicorn" --workers "${WEB_CONCURRENCY:-1}" --threads "${WEB_THREADS:-4}" --bind "127.0.0.1:${PORT}" --access-logfile - wsgi:app

@@ -7,6 +7,7 @@ from config import DEFAULT_SECRET, ProductionConfig, config_for_env, normalise_d
 
 @pytest.mark.parametrize("secret", [None, "", DEFAULT_SECRET, "short"])
 def test_production_refuses_default_or_weak_secret(monkeypatch, secret):
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
     if secret is None:
         monkeypatch.delenv("SECRET_KEY", raising=False)
     else:
@@ -19,7 +20,15 @@ def test_production_refuses_default_or_weak_secret(monkeypatch, secret):
 
 def test_production_accepts_a_real_secret(monkeypatch):
     monkeypatch.setenv("SECRET_KEY", "x" * 48)
-    ProductionConfig.validate()
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    assert ProductionConfig.validate() == "x" * 48
+
+
+def test_production_refuses_to_run_without_redis(monkeypatch):
+    monkeypatch.setenv("SECRET_KEY", "x" * 48)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    with pytest.raises(RuntimeError, match="REDIS_URL"):
+        ProductionConfig.validate()
 
 
 def test_env_selects_config(monkeypatch):
