@@ -112,6 +112,10 @@ def users(app):
         # Load what tests read, then detach so later sessions never expire it.
         _ = (user.id, user.email, [r.name for r in user.roles])
         app.appbuilder.session.expunge(user)
+        # Detach the roles too: a later rollback of this session would expire them in place.
+        for role in user.roles:
+            if role in app.appbuilder.session:
+                app.appbuilder.session.expunge(role)
         made[key] = user
     return made
 
