@@ -27,6 +27,21 @@ def wait_for(predicate, timeout, interval=0.2, what="condition"):
         time.sleep(interval)
 
 
+def _descendants(pid):
+    """Every process below `pid` (children first found, via /proc)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pid:
+                children.append(int(entry))
+    return [d for c in children for d in (*_descendants(c), c)]
+
+
 class Stack:
     """RQ workers and Kafka consumers of one test, as real subprocesses sharing one env."""
 
@@ -67,12 +82,12 @@ class Stack:
             "EVENTS_LOG_INTERVAL": 5,
         }
 
-    def start(self, kind, *args):
+    def start(self, kind, *args, env=None):
         """Start `crm worker` or `crm consume` (kind) and return the Popen; output to a log file."""
         name = f"{kind}-{len(self.procs)}"
         log_path = self.tmp / f"{name}.log"
         proc = subprocess.Popen(
-            [*FLASK, "crm", kind, *args], cwd=ROOT, env=self.env,
+            [*FLASK, "crm", kind, *args], cwd=ROOT, env={**self.env, **(env or {})},
             stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )
         proc.log_path = log_path
@@ -89,24 +104,30 @@ class Stack:
                        if kind is None or p.log_path.name.startswith(kind))
 
     def kill(self, proc, sig=signal.SIGKILL):
-        """Signal a whole process group (worker and its work-horse)."""
+        """Signal a process and all its descendants (RQ's work-horse runs in its own session)."""
         if proc.poll() is None:
-            os.killpg(proc.pid, sig)
+            for pid in [*_descendants(proc.pid), proc.pid]:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
             proc.wait(15)
 
     def stop_all(self):
         """Stop every process started (SIGTERM, then SIGKILL)."""
         for proc in self.procs:
             if proc.poll() is None:
+                horses = _descendants(proc.pid)
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
                     proc.wait(10)
                 except (subprocess.TimeoutExpired, ProcessLookupError):
+                    self.kill(proc)
+                for pid in horses:
                     try:
-                        os.killpg(proc.pid, signal.SIGKILL)
+                        os.kill(pid, signal.SIGKILL)
                     except ProcessLookupError:
                         pass
-                    proc.wait(5)
 
     def topics(self):
         """The five event topics of this stack."""

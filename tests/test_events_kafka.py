@@ -133,10 +133,11 @@ def test_relay_and_consumer_killed(app, db, users, stack):
     since = utcnow()
     # Write N events while no worker runs (the kicks queue up), then start the relay and kill it mid-batch.
     ids = _create_customers(app, users, n)
-    worker = stack.start("worker")
-    wait_for(lambda: stack.logs("worker").count("Event published:") >= 20, 60, 0.05, "the relay to start publishing")
-    stack.kill(worker)
-    published_at_kill = outbox_counts(_db.engine, since)
+    worker = stack.start("worker", env={"RELAY_FAULT_PAUSE_BEFORE_MARK": "5", "OUTBOX_BATCH_SIZE": "50"})
+    wait_for(lambda: "pausing" in stack.logs("worker"), 60, 0.05, "the relay to deliver its first batch")
+    stack.kill(worker)  # delivered to the broker, not yet marked published
+    unmarked_at_kill = outbox_counts(_db.engine, since)[1]
+    delivered_unmarked = len(read_topics(stack.env["KAFKA_BROKERS"], stack.topics(), idle=1.0))
     stack.start("worker")
     # Kill the consumer while it works through the stream (effects committed, offsets not yet).
     wait_for(lambda: stack.logs("consume").count("Event received:") >= n // 2, 90, 0.05, "the consumer to be mid-stream")
@@ -155,12 +156,15 @@ def test_relay_and_consumer_killed(app, db, users, stack):
     figures = {
         "events_in": total, "distinct_on_topics": len(set(topic_ids)), "messages_on_topics": len(topic_ids),
         "republished_after_relay_kill": len(topic_ids) - len(set(topic_ids)),
-        "unpublished_at_relay_kill": published_at_kill[1],
+        "unpublished_at_relay_kill": unmarked_at_kill, "on_topics_at_relay_kill": delivered_unmarked,
         "received_total": stack.logs("consume").count("Event received:"), "received_before_consumer_kill": received_before,
+        "redelivered_after_consumer_kill": stack.logs("consume").count("Event received:") - len(topic_ids),
         "customers": n, "first_contact_tasks": sum(tasks.values()), "max_tasks_per_customer": max(tasks.values()),
         "lost": len(outbox_ids - set(topic_ids)), "pending": pending,
     }
     write_figures("relay_and_consumer_killed", figures)
+    assert delivered_unmarked > 0 and unmarked_at_kill == n  # the kill hit between delivery and marking
+    assert figures["republished_after_relay_kill"] >= delivered_unmarked
     assert set(topic_ids) == outbox_ids and figures["lost"] == 0 and pending == 0
     assert sum(tasks.values()) == n and max(tasks.values()) == 1
 

@@ -101,6 +101,11 @@ def relay_batch(session, config, producer):
         return 0, 0
     timeout = int(config.get("KAFKA_DELIVERY_TIMEOUT_MS", 30000)) / 1000 + 5
     results = publish_rows(producer, rows, timeout)
+    pause = float(config.get("RELAY_FAULT_PAUSE_BEFORE_MARK") or 0)
+    if pause:
+        # Fault injection for the tests: the window between delivery and marking.
+        log.warning("Relay fault injection: %d delivered, pausing %.1fs before marking", len(results), pause)
+        time.sleep(pause)
     published, failed, blocked_keys, errors = [], [], set(), []
     for row in rows:
         err = results.get(row.id, "no delivery report")
