@@ -113,6 +113,7 @@ def worker_command(burst):
             click.echo(f"Could not create topics yet: {exc}", err=True)
     conn = redis_connection(config=config)
     schedules.bootstrap(config)
+    schedules.start_watchdog(config)
     Worker([queue(config, conn)], connection=conn).work(with_scheduler=True, burst=burst)
 
 

@@ -270,9 +270,18 @@ class ServiceProcess:
             raise RuntimeError(f"{self.name} did not open port {self.port}; see {self.log_path}")
         return self
 
+    def pause(self):
+        """Freeze the process (SIGSTOP): clients time out, its data survives (a network partition)."""
+        self.proc.send_signal(_signal.SIGSTOP)
+
+    def resume(self):
+        """Unfreeze the process (SIGCONT)."""
+        self.proc.send_signal(_signal.SIGCONT)
+
     def stop(self, sig=_signal.SIGTERM):
         """Stop the process (SIGTERM, or the signal given) and wait for it."""
         if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(_signal.SIGCONT)
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(10)

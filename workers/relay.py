@@ -43,9 +43,17 @@ def get_producer(config):
     from confluent_kafka import Producer
 
     if _producer["pid"] != os.getpid():
+        # Topics are created before the first produce, so a broker that lost them (or a
+        # fresh cluster) never auto-creates them with its own partition count.
+        kafka.ensure_topics(config, timeout=5)
         _producer["producer"] = Producer(kafka.producer_config(config))
         _producer["pid"] = os.getpid()
     return _producer["producer"]
+
+
+def drop_producer():
+    """Forget this process's producer (after a fatal error); the next call builds a new one."""
+    _producer["pid"] = _producer["producer"] = None
 
 
 def _lock_shards(session):
@@ -101,6 +109,8 @@ def relay_batch(session, config, producer):
         return 0, 0
     timeout = int(config.get("KAFKA_DELIVERY_TIMEOUT_MS", 30000)) / 1000 + 5
     results = publish_rows(producer, rows, timeout)
+    if any(err is not None and err.fatal() for err in results.values() if hasattr(err, "fatal")):
+        drop_producer()  # e.g. fenced by a broker that lost its producer state
     pause = float(config.get("RELAY_FAULT_PAUSE_BEFORE_MARK") or 0)
     if pause:
         # Fault injection for the tests: the window between delivery and marking.
@@ -184,7 +194,7 @@ def sweep_job(chain):
     failures = int(conn.get(SWEEP_FAILURES_KEY.format(queue=name)) or 0)
     interval = int(config.get("OUTBOX_SWEEP_SECONDS", 10))
     # Back off while the broker is down: interval, 2x, 4x ... up to a minute.
-    delay = min(interval * (2 ** min(failures, 6)), max(MAX_BACKOFF, interval))
+    delay = min(interval * (2 ** min(failures, 4)), max(MAX_BACKOFF, interval))
     if not continue_chain(config, conn, "sweep", chain, delay):
         return "superseded"  # a newer chain (a restarted worker) took over
     try:

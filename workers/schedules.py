@@ -131,3 +131,28 @@ def reminder_job(chain=None):
         return 0
     finally:
         session.close()
+
+
+def start_watchdog(config):
+    """Thread of the worker process: restart a repeating job whose chain vanished (Redis restarted, job lost)."""
+    import threading
+    import time
+
+    from app.throttle import log_throttled
+
+    interval = max(1, int(config.get("OUTBOX_SWEEP_SECONDS", 10)))
+
+    def watch():
+        while True:
+            time.sleep(interval)
+            try:
+                conn = redis_connection(config=config)
+                for kind in REPEATING:
+                    if ensure_repeating(config, conn, kind):
+                        log.warning("Repeating job %s was missing (Redis restarted?); started again", kind)
+            except Exception as exc:  # noqa: BLE001 - Redis down: try again next round
+                log_throttled(log, "watchdog", config.get("EVENTS_LOG_INTERVAL", 30), "Schedule watchdog: %s", exc)
+
+    thread = threading.Thread(target=watch, name="crm-schedule-watchdog", daemon=True)
+    thread.start()
+    return thread
