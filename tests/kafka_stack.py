@@ -62,6 +62,7 @@ class Stack:
             "KAFKA_TOPIC_PARTITIONS": "3",
             "RQ_QUEUE": self.queue,
             "OUTBOX_SWEEP_SECONDS": "1",
+            "REMINDER_SCAN_SECONDS": "1",
             "EVENTS_LOG_INTERVAL": "5",
             "RATELIMIT_ENABLED": "0",
             "PYTHONUNBUFFERED": "1",

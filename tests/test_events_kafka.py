@@ -33,8 +33,8 @@ def _first_contact_count(db, customer_ids):
     ).all()
 
 
-def _create_customers(app, users, n, owner="sales2", pause=0.0):
-    """Create n customers, one transaction each (Kafka mode), from a fresh session; return ids."""
+def _create_customers(app, users, n, owner="sales2", pause=0.0, updates=0):
+    """Create n customers (then update each `updates` times), one transaction each, in Kafka mode; return ids."""
     from app.context import acting_as
     from app.extensions import db
 
@@ -48,6 +48,9 @@ def _create_customers(app, users, n, owner="sales2", pause=0.0):
                 db.session.add(c)
                 db.session.commit()
                 ids.append(c.id)
+                for u in range(updates):
+                    c.phone = f"03-0000-{u:04d}"
+                    db.session.commit()
             if pause:
                 time.sleep(pause)
         db.session.remove()
@@ -89,7 +92,6 @@ def test_seed_flows_across_processes_and_poison_messages(app, db, make, users, s
 
     # A customer created here is relayed and answered by a task for its rep.
     customer = make.customer("sales")
-    assert db.session.execute(sa.select(Task).where(Task.customer_id == customer.id)).first() is None  # not in-process
     wait_for(lambda: _tasks_per_customer(db, [customer.id]) == {customer.id: 1}, 30, what="task of the customer")
 
     # An approval request notifies the managers.
@@ -98,10 +100,19 @@ def test_seed_flows_across_processes_and_poison_messages(app, db, make, users, s
         Notification.link == f"/api/approvals/{req.id}", Notification.user_id == users["manager"].id)).first()
         or db.session.rollback(), 30, what="the manager's notification")
 
+    # RQ's scheduler scans for due tasks; the reminder travels notification.events to the owner.
+    from datetime import timedelta
+
+    due = make.task("sales2", title="期限テスト-" + uuid.uuid4().hex[:6], due_date=utcnow() + timedelta(hours=2))
+    wait_for(lambda: db.session.execute(sa.select(Notification).where(
+        Notification.link == f"/api/tasks/{due.id}", Notification.user_id == users["sales2"].id,
+        Notification.type == "TASK_DUE_SOON")).first() or db.session.rollback(), 30, what="the due-soon notification")
+
     # The seed's log lines.
     prefix = stack.prefix
     assert f"Event published: USER_CREATED to topic {prefix}user.events" in stack.logs("worker")
     assert f"Event received: CUSTOMER_CREATED from topic {prefix}customer.events" in stack.logs("consume")
+    assert f"Event published: TASK_DUE_SOON to topic {prefix}notification.events" in stack.logs("worker")
 
     # Poison messages go to the dead-letter topic; the consumer carries on.
     from confluent_kafka import Producer
@@ -138,24 +149,27 @@ def test_relay_and_consumer_killed(app, db, users, stack):
     """SIGKILL the relay mid-batch, then the consumer between effect and offset: nothing lost, no duplicate effect."""
     from app.extensions import db as _db
 
-    n = 200
+    n = 150
     consumer = stack.start("consume", "--group", "crm-kill")
     since = utcnow()
     # Write N events while no worker runs (the kicks queue up), then start the relay and kill it mid-batch.
-    ids = _create_customers(app, users, n)
+    ids = _create_customers(app, users, n, updates=2)
     worker = stack.start("worker", env={"RELAY_FAULT_PAUSE_BEFORE_MARK": "5", "OUTBOX_BATCH_SIZE": "50"})
     wait_for(lambda: "pausing" in stack.logs("worker"), 60, 0.05, "the relay to deliver its first batch")
     stack.kill(worker)  # delivered to the broker, not yet marked published
     unmarked_at_kill = outbox_counts(_db.engine, since)[1]
     delivered_unmarked = len(read_topics(stack.env["KAFKA_BROKERS"], stack.topics(), idle=1.0))
+    # Two relays at once from here on: per-key order must hold anyway.
+    stack.start("worker")
     stack.start("worker")
     # Kill the consumer while it works through the stream (effects committed, offsets not yet).
-    wait_for(lambda: stack.logs("consume").count("Event received:") >= n // 2, 90, 0.05, "the consumer to be mid-stream")
+    wait_for(lambda: stack.logs("consume").count("Event received:") >= n, 90, 0.05, "the consumer to be mid-stream")
     stack.kill(consumer)
     received_before = stack.logs("consume").count("Event received:")
     stack.start("consume", "--group", "crm-kill")
     wait_for(lambda: len(_tasks_per_customer(db, ids)) == n, 120, 0.5, "one task per customer")
     wait_for(lambda: outbox_counts(_db.engine, since)[1] == 0, 60, what="empty outbox")
+    wait_for(lambda: _unprocessed(_db.engine, since) == 0, 60, 0.5, "every event to be processed")
     time.sleep(2)  # let any redelivery land before counting
     tasks = _tasks_per_customer(db, ids)
     total, pending = outbox_counts(_db.engine, since)
@@ -172,8 +186,21 @@ def test_relay_and_consumer_killed(app, db, users, stack):
         "customers": n, "first_contact_tasks": sum(tasks.values()), "max_tasks_per_customer": max(tasks.values()),
         "lost": len(outbox_ids - set(topic_ids)), "pending": pending,
     }
+    # Per key, the first copy of each event arrives in outbox order (two relays, one killed).
+    with _db.engine.connect() as conn:
+        rows = conn.execute(sa.select(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.key)
+                            .where(OutboxEvent.created_at >= since)
+                            .order_by(OutboxEvent.created_at, OutboxEvent.sequence)).all()
+    expected, first_seen = {}, {}
+    for event_id, topic, key in rows:
+        expected.setdefault((topic, key), []).append(event_id)
+    for event_id in topic_ids:
+        first_seen.setdefault(event_id, len(first_seen))
+    out_of_order = sum(1 for ids_ in expected.values() if sorted(ids_, key=first_seen.get) != ids_)
+    figures["keys"], figures["keys_out_of_order"] = len(expected), out_of_order
     write_figures("relay_and_consumer_killed", figures)
-    assert delivered_unmarked > 0 and unmarked_at_kill == n  # the kill hit between delivery and marking
+    assert out_of_order == 0
+    assert delivered_unmarked > 0 and unmarked_at_kill == 3 * n  # the kill hit between delivery and marking
     assert figures["republished_after_relay_kill"] >= delivered_unmarked
     assert set(topic_ids) == outbox_ids and figures["lost"] == 0 and pending == 0
     assert sum(tasks.values()) == n and max(tasks.values()) == 1
