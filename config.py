@@ -99,6 +99,7 @@ class Config:
     KAFKA_REPLICATION_FACTOR = env_int("KAFKA_REPLICATION_FACTOR", -1)  # -1: the broker's default
     KAFKA_SESSION_TIMEOUT_MS = env_int("KAFKA_SESSION_TIMEOUT_MS", 45000)
     KAFKA_DELIVERY_TIMEOUT_MS = env_int("KAFKA_DELIVERY_TIMEOUT_MS", 30000)
+    KAFKA_FETCH_WAIT_MAX_MS = env_int("KAFKA_FETCH_WAIT_MAX_MS", 100)
     KAFKA_CONSUMER_GROUP = os.environ.get("KAFKA_CONSUMER_GROUP", "crm-reactions")
     # RQ: one queue per worker (rq issue #1716); the sweep and the reminder scan repeat.
     RQ_QUEUE = os.environ.get("RQ_QUEUE", "crm")

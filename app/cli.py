@@ -92,10 +92,12 @@ def consume_command(group):
 
 @crm_cli.command("worker")
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty (tests, one-off runs).")
+@click.option("--fork/--no-fork", default=False, show_default=True,
+              help="Run each job in a forked work-horse (RQ's default) instead of in this process.")
 @with_appcontext
-def worker_command(burst):
+def worker_command(burst, fork):
     """Run an RQ worker with its scheduler (relay, sweep, reminders, mail) on RQ_QUEUE."""
-    from rq import Worker
+    from rq import SimpleWorker, Worker
 
     from app import kafka
     from app.delivery import queue, redis_connection
@@ -114,7 +116,10 @@ def worker_command(burst):
     conn = redis_connection(config=config)
     schedules.bootstrap(config)
     schedules.start_watchdog(config)
-    Worker([queue(config, conn)], connection=conn).work(with_scheduler=True, burst=burst)
+    # Without fork the relay keeps its Kafka producer and DB pool between jobs (the producer
+    # is still built lazily, in the process that uses it); --fork isolates each job instead.
+    worker_class = Worker if fork else SimpleWorker
+    worker_class([queue(config, conn)], connection=conn).work(with_scheduler=True, burst=burst)
 
 
 @crm_cli.command("health")

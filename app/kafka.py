@@ -60,6 +60,8 @@ def consumer_config(config, group):
             "enable.auto.commit": True,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": int(config.get("KAFKA_SESSION_TIMEOUT_MS", 45000)),
+            # Brokers that do not answer a fetch before its max wait (tansu) cost this much latency.
+            "fetch.wait.max.ms": int(config.get("KAFKA_FETCH_WAIT_MAX_MS", 100)),
         }
     )
     return conf
