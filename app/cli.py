@@ -113,13 +113,27 @@ def worker_command(burst, fork):
             kafka.ensure_topics(config, timeout=30)
         except Exception as exc:  # noqa: BLE001 - the relay retries; topics are created on the next start
             click.echo(f"Could not create topics yet: {exc}", err=True)
-    conn = redis_connection(config=config)
-    schedules.bootstrap(config)
+    import time
+
+    import redis
+
     schedules.start_watchdog(config)
     # Without fork the relay keeps its Kafka producer and DB pool between jobs (the producer
     # is still built lazily, in the process that uses it); --fork isolates each job instead.
     worker_class = Worker if fork else SimpleWorker
-    worker_class([queue(config, conn)], connection=conn).work(with_scheduler=True, burst=burst)
+    backoff = 1
+    while True:
+        try:
+            conn = redis_connection(config=config)
+            schedules.bootstrap(config)
+            worker_class([queue(config, conn)], connection=conn).work(with_scheduler=True, burst=burst)
+            return
+        except redis.ConnectionError as exc:
+            # RQ gives up when Redis vanishes mid-job; wait for it instead of dying (the outbox
+            # keeps the events, the sweep publishes them once Redis is back).
+            click.echo(f"Redis unavailable ({exc}); worker restarting in {backoff}s", err=True)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 30)
 
 
 @crm_cli.command("health")

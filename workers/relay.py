@@ -109,8 +109,10 @@ def relay_batch(session, config, producer):
         return 0, 0
     timeout = int(config.get("KAFKA_DELIVERY_TIMEOUT_MS", 30000)) / 1000 + 5
     results = publish_rows(producer, rows, timeout)
-    if any(err is not None and err.fatal() for err in results.values() if hasattr(err, "fatal")):
-        drop_producer()  # e.g. fenced by a broker that lost its producer state
+    if len(results) < len(rows) or any(err is not None for err in results.values()):
+        # After an outage librdkafka's idempotent state can stay broken (fenced, epoch bumps
+        # a broker refuses); the next batch starts from a fresh producer.
+        drop_producer()
     pause = float(config.get("RELAY_FAULT_PAUSE_BEFORE_MARK") or 0)
     if pause:
         # Fault injection for the tests: the window between delivery and marking.
