@@ -162,3 +162,94 @@ def test_outbox_backlog_reports_pending(app, db):
     assert outbox_backlog(session)["pending"] == 1
     session.rollback()
     session.close()
+
+
+def test_step_decided_notifies_next_role(app, make, users, db):
+    """APPROVAL_STEP_DECIDED with a pending compliance step → Compliance users are notified."""
+    from app import events
+    from app.context import acting_as
+    from app.serialize import column_values
+    from models import ApprovalStep, StepDecision
+    from models.base import utcnow
+
+    req = make.approval("sales", amount=app.config["APPROVAL_COMPLIANCE_THRESHOLD"])
+    step = db.session.execute(sa.select(ApprovalStep).where(ApprovalStep.approval_request_id == req.id,
+                                                            ApprovalStep.sequence == 1)).scalar_one()
+    with acting_as(users["manager"]):
+        step.decision, step.decided_by_id, step.decided_at = StepDecision.APPROVED, users["manager"].id, utcnow()
+        db.session.flush()
+        events.emit(db.session, "APPROVAL_STEP_DECIDED", "approval", req.id, column_values(req))
+        db.session.commit()
+    notified = set(db.session.execute(sa.select(Notification.user_id).where(
+        Notification.link == f"/api/approvals/{req.id}", Notification.type == "APPROVAL_REQUEST")).scalars())
+    assert users["compliance"].id in notified  # the next step's role
+    assert users["manager"].id in notified  # from APPROVAL_REQUESTED (step 1)
+
+
+class _SmtpSink:
+    """A minimal SMTP server in a thread that keeps what it receives (mock SMTP for tests)."""
+
+    def __init__(self):
+        import socketserver
+        import threading
+
+        sink = self
+        self.messages = []
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                self.wfile.write(b"220 sink\r\n")
+                mail = {"rcpt": [], "data": b""}
+                while True:
+                    line = self.rfile.readline()
+                    if not line:
+                        return
+                    cmd = line.strip().upper()
+                    if cmd.startswith((b"EHLO", b"HELO")):
+                        self.wfile.write(b"250 sink\r\n")
+                    elif cmd.startswith(b"RCPT"):
+                        mail["rcpt"].append(line.split(b":", 1)[1].strip(b" <>\r\n").decode())
+                        self.wfile.write(b"250 ok\r\n")
+                    elif cmd == b"DATA":
+                        self.wfile.write(b"354 go\r\n")
+                        while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                            mail["data"] += chunk
+                        sink.messages.append(dict(mail))
+                        self.wfile.write(b"250 queued\r\n")
+                    elif cmd == b"QUIT":
+                        self.wfile.write(b"221 bye\r\n")
+                        return
+                    else:
+                        self.wfile.write(b"250 ok\r\n")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_notification_email_goes_through_an_rq_job(app, db, users, monkeypatch):
+    """With SMTP configured, a NOTIFY event adds the in-app row and queues an email job that sends it."""
+    import redis
+    from rq import Queue, SimpleWorker
+
+    from app import events
+    from workers import runtime
+
+    sink = _SmtpSink()
+    queue_name = f"crm-mail-{uuid.uuid4().hex[:6]}"
+    for key, value in {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": sink.port, "SMTP_USE_TLS": False,
+                       "RQ_QUEUE": queue_name}.items():
+        monkeypatch.setitem(app.config, key, value)
+    runtime.set_app(app)
+    events.emit(db.session, "NOTIFY", "user", users["sales2"].id,
+                {"userId": str(users["sales2"].id), "title": "メールテスト", "message": "本文"}, key=users["sales2"].id)
+    db.session.commit()
+    assert db.session.execute(sa.select(Notification).where(Notification.user_id == users["sales2"].id,
+                                                            Notification.title == "メールテスト")).scalar_one()
+    conn = redis.Redis.from_url(app.config["REDIS_URL"])
+    q = Queue(queue_name, connection=conn)
+    assert q.count == 1 and not sink.messages  # queued after commit, not sent inline
+    SimpleWorker([q], connection=conn).work(burst=True)
+    sink.server.shutdown()
+    assert [m["rcpt"] for m in sink.messages] == [[users["sales2"].email]]
+    q.delete(delete_jobs=True)

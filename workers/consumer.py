@@ -65,10 +65,16 @@ def dead_letter(producer, msg, error, interval=30):
         backoff = min(backoff * 2, MAX_BACKOFF)
 
 
-def process(engine, envelope, interval=30, sleep=time.sleep):
+class Stopping(Exception):
+    """The consumer was asked to stop while a message was still being retried."""
+
+
+def process(engine, envelope, interval=30, sleep=time.sleep, stopping=lambda: False):
     """Apply `envelope`'s reactions in one transaction, retrying transient errors; raise InvalidEvent if poison."""
     backoff, unexpected = 0.2, 0
     while True:
+        if stopping():
+            raise Stopping()
         session = sa.orm.Session(bind=engine)
         try:
             apply_event(session, envelope)
@@ -128,7 +134,9 @@ def run(app, group=None, stop=None):
                 try:
                     envelope = decode(msg)
                     log.info("Event received: %s from topic %s", envelope["type"], msg.topic())
-                    process(db.engine, envelope, interval)
+                    process(db.engine, envelope, interval, stopping=lambda: stopping["now"])
+                except Stopping:
+                    break  # offset not stored: the message is redelivered to the next consumer
                 except InvalidEvent as exc:
                     dead_letter(producer, msg, exc, interval)
                 # Only now: the effect (or the dead letter) is durable.
