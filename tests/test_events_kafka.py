@@ -108,6 +108,19 @@ def test_seed_flows_across_processes_and_poison_messages(app, db, make, users, s
         Notification.link == f"/api/tasks/{due.id}", Notification.user_id == users["sales2"].id,
         Notification.type == "TASK_DUE_SOON")).first() or db.session.rollback(), 30, what="the due-soon notification")
 
+    # An event the broker can never take (over message.max.bytes) is dead-lettered, not retried forever.
+    from app import events as _events
+
+    huge = _events.emit(db.session, "NOTIFY", "user", users["sales2"].id,
+                        {"userId": str(users["sales2"].id), "title": "大きい", "message": "x" * 1_200_000},
+                        key=users["sales2"].id)
+    db.session.commit()
+    wait_for(lambda: db.session.get(OutboxEvent, huge["id"]).published_at or db.session.rollback(), 30,
+             what="the oversized event to be dead-lettered")
+    dead = read_topics(stack.env["KAFKA_BROKERS"], [f"{stack.prefix}notification.events.dlq"],
+                       until=lambda out: len(out) >= 1, timeout=30)
+    assert [m[2]["id"].decode() for m in dead] == [huge["id"]] and b"SIZE" in dead[0][2]["dlq.error"].upper()
+
     # The seed's log lines.
     prefix = stack.prefix
     assert f"Event published: USER_CREATED to topic {prefix}user.events" in stack.logs("worker")
@@ -141,6 +154,7 @@ def test_seed_flows_across_processes_and_poison_messages(app, db, make, users, s
     # Every outbox row of this test is on the topics, once per id.
     with db.engine.connect() as conn:
         ids = set(conn.execute(sa.select(OutboxEvent.id).where(OutboxEvent.created_at >= since)).scalars())
+    ids.discard(huge["id"])  # dead-lettered above
     seen = event_ids(read_topics(stack.env["KAFKA_BROKERS"], stack.topics(), until=lambda out: ids <= set(event_ids(out))))
     assert ids <= set(seen)
 

@@ -80,6 +80,8 @@ def _delivered(results, event_id, err, msg):
 
 def publish_rows(producer, rows, timeout):
     """Produce `rows` and wait for their delivery reports; return {event id: error or None}."""
+    from confluent_kafka import KafkaException
+
     results = {}
     for row in rows:
         while True:
@@ -94,9 +96,42 @@ def publish_rows(producer, rows, timeout):
                 break
             except BufferError:
                 producer.poll(0.2)  # the local queue is full: serve delivery reports first
+            except KafkaException as exc:  # refused locally (e.g. too large): never delivered
+                results[row.id] = exc.args[0]
+                break
         producer.poll(0)
     producer.flush(timeout)
     return results
+
+
+def _permanent(err):
+    from confluent_kafka import KafkaError
+
+    return err is not None and hasattr(err, "code") and err.code() in (
+        KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD, KafkaError.INVALID_MSG)
+
+
+def _dead_letter_unpublishable(producer, rows, results, timeout):
+    """Rows the broker can never accept (too large, invalid) go to `<topic>.dlq` as a small record."""
+    dead = [row for row in rows if _permanent(results.get(row.id))]
+    if not dead:
+        return {}
+    outcome = {}
+    for row in dead:
+        producer.produce(
+            kafka.dlq_topic(row.topic), key=row.key.encode(),
+            value=json.dumps({"id": row.id, "type": row.type, "aggregateId": row.aggregate_id,
+                              "error": str(results[row.id])}).encode(),
+            headers=[("id", row.id.encode()), ("type", row.type.encode()), ("dlq.error", str(results[row.id]).encode())],
+            on_delivery=functools.partial(_delivered, outcome, row.id),
+        )
+    producer.flush(timeout)
+    for row in dead:
+        if row.id in outcome and outcome[row.id] is None:
+            log.error("Event %s %s cannot be published (%s); sent to %s", row.type, row.id, results[row.id],
+                      kafka.dlq_topic(row.topic))
+    # A dead-lettered row counts as published (it must not block its key forever).
+    return {rid: err for rid, err in outcome.items() if err is None}
 
 
 def relay_batch(session, config, producer):
@@ -118,6 +153,7 @@ def relay_batch(session, config, producer):
         # Fault injection for the tests: the window between delivery and marking.
         log.warning("Relay fault injection: %d delivered, pausing %.1fs before marking", len(results), pause)
         time.sleep(pause)
+    results.update(_dead_letter_unpublishable(producer, rows, results, timeout))
     published, failed, blocked_keys, errors = [], [], set(), []
     for row in rows:
         err = results.get(row.id, "no delivery report")
