@@ -101,6 +101,7 @@ class Config:
     KAFKA_DELIVERY_TIMEOUT_MS = env_int("KAFKA_DELIVERY_TIMEOUT_MS", 30000)
     KAFKA_FETCH_WAIT_MAX_MS = env_int("KAFKA_FETCH_WAIT_MAX_MS", 100)
     KAFKA_CONSUMER_GROUP = os.environ.get("KAFKA_CONSUMER_GROUP", "crm-reactions")
+    KAFKA_CONSUMER_BATCH = env_int("KAFKA_CONSUMER_BATCH", 100)  # messages per database transaction
     # RQ: one queue per worker (rq issue #1716); the sweep and the reminder scan repeat.
     RQ_QUEUE = os.environ.get("RQ_QUEUE", "crm")
     OUTBOX_SWEEP_SECONDS = env_int("OUTBOX_SWEEP_SECONDS", 10)

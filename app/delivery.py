@@ -77,7 +77,8 @@ def kick_relay(config=None):
     def enqueue(conn):
         # The relay clears this flag before it selects rows, so a commit after that
         # point always enqueues a fresh job: no row waits for the sweep needlessly.
-        if conn.set(RELAY_KICK_KEY.format(queue=name), "1", nx=True, ex=60):
+        # The flag expires soon, so a job lost with a killed worker delays nothing for long.
+        if conn.set(RELAY_KICK_KEY.format(queue=name), "1", nx=True, ex=10):
             queue(config, conn).enqueue("workers.relay.relay_job", job_timeout=300, result_ttl=60, failure_ttl=3600)
 
     return _enqueue_safely(config, enqueue)

@@ -1,8 +1,9 @@
 """The Kafka consumer: `flask --app wsgi crm consume [--group NAME]` runs the reactions.
 
-At least once, effects exactly once: each message is processed in one database
-transaction (effects + ProcessedEvent rows keyed by event id and handler), committed, and
-only then is its offset stored (`enable.auto.offset.store=false`); a redelivery after a
+At least once, effects exactly once: each polled batch is processed in one database
+transaction (a savepoint per message; effects + ProcessedEvent rows keyed by event id and
+handler), committed, and only then are its offsets stored (`enable.auto.offset.store=false`);
+a batch that fails is redone one message per transaction. A redelivery after a
 crash finds the ProcessedEvent rows and does nothing. Transient errors (database down,
 a concurrent duplicate) are retried with backoff; poison messages (tombstone, bad JSON,
 missing key, unknown type, failed validation) go to `<topic>.dlq` with the original key,
@@ -101,6 +102,57 @@ def process(engine, envelope, interval=30, sleep=time.sleep, stopping=lambda: Fa
         backoff = min(backoff * 2, MAX_BACKOFF)
 
 
+def _apply_batch(engine, items):
+    """Fast path: every message of a batch in one transaction (a savepoint each); return the poison ones."""
+    poison = []
+    session = sa.orm.Session(bind=engine)
+    try:
+        for msg, envelope in items:
+            try:
+                with session.begin_nested():
+                    apply_event(session, envelope)
+            except InvalidEvent as exc:
+                poison.append((msg, exc))
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+    return poison
+
+
+def handle_batch(engine, producer, consumer, msgs, interval=30, stopping=lambda: False):
+    """Process polled messages: effects committed first, then dead letters, then the offsets stored."""
+    items, poison = [], []
+    for msg in msgs:
+        if msg.error():
+            log_throttled(log, "consumer-kafka", interval, "Kafka consumer error: %s", msg.error())
+            continue
+        try:
+            envelope = decode(msg)
+        except InvalidEvent as exc:
+            poison.append((msg, exc))
+            continue
+        log.info("Event received: %s from topic %s", envelope["type"], msg.topic())
+        items.append((msg, envelope))
+    try:
+        poison += _apply_batch(engine, items)
+    except Exception as exc:  # noqa: BLE001 - fall back to one transaction per message, with retries
+        log_throttled(log, "consumer-batch", interval, "Batch failed (%s); processing one by one", exc)
+        for msg, envelope in items:
+            try:
+                process(engine, envelope, interval, stopping=stopping)
+            except InvalidEvent as poison_exc:
+                poison.append((msg, poison_exc))
+    for msg, exc in poison:
+        dead_letter(producer, msg, exc, interval)
+    # Only now: every effect (or its dead letter) is durable.
+    for msg in msgs:
+        if not msg.error():
+            consumer.store_offsets(message=msg)
+
+
 def run(app, group=None, stop=None):
     """Consume the event topics until SIGTERM/SIGINT (or `stop()` is true)."""
     from confluent_kafka import Consumer, Producer
@@ -122,25 +174,17 @@ def run(app, group=None, stop=None):
     producer = Producer(kafka.producer_config(config))
     consumer.subscribe(kafka.event_topics(config))
     log.info("Consumer %s listening on %s", group, ", ".join(kafka.event_topics(config)))
+    batch_size = int(config.get("KAFKA_CONSUMER_BATCH", 100))
     try:
         with app.app_context():
             while not stopping["now"] and not (stop and stop()):
-                msg = consumer.poll(1.0)
-                if msg is None:
-                    continue
-                if msg.error():
-                    log_throttled(log, "consumer-kafka", interval, "Kafka consumer error: %s", msg.error())
+                msgs = consumer.consume(num_messages=batch_size, timeout=1.0)
+                if not msgs:
                     continue
                 try:
-                    envelope = decode(msg)
-                    log.info("Event received: %s from topic %s", envelope["type"], msg.topic())
-                    process(db.engine, envelope, interval, stopping=lambda: stopping["now"])
+                    handle_batch(db.engine, producer, consumer, msgs, interval, lambda: stopping["now"])
                 except Stopping:
-                    break  # offset not stored: the message is redelivered to the next consumer
-                except InvalidEvent as exc:
-                    dead_letter(producer, msg, exc, interval)
-                # Only now: the effect (or the dead letter) is durable.
-                consumer.store_offsets(message=msg)
+                    break  # offsets not stored: the messages are redelivered to the next consumer
     finally:
         consumer.close()
         producer.flush(10)

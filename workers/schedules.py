@@ -14,7 +14,7 @@ from flask import current_app
 
 from app import events
 from app.context import acting_as
-from app.delivery import queue, redis_connection
+from app.delivery import kick_relay, queue, redis_connection
 from models.analytics import Reminder
 from models.base import utcnow
 from models.meeting import Meeting
@@ -150,6 +150,10 @@ def start_watchdog(config):
                 for kind in REPEATING:
                     if ensure_repeating(config, conn, kind):
                         log.warning("Repeating job %s was missing (Redis restarted?); started again", kind)
+                # RQ runs scheduled jobs in one worker holding the scheduler lock; when that
+                # worker is SIGKILLed the lock outlives it for a while. Kicking the relay from
+                # here (deduplicated) keeps the outbox moving meanwhile.
+                kick_relay(config)
             except Exception as exc:  # noqa: BLE001 - Redis down: try again next round
                 log_throttled(log, "watchdog", config.get("EVENTS_LOG_INTERVAL", 30), "Schedule watchdog: %s", exc)
 
