@@ -178,9 +178,12 @@ def run(app, group=None, stop=None):
     try:
         with app.app_context():
             while not stopping["now"] and not (stop and stop()):
-                msgs = consumer.consume(num_messages=batch_size, timeout=1.0)
-                if not msgs:
+                # Wait for one message, then take whatever else is already fetched: batches
+                # under load, no added latency when idle (consume() would wait to fill up).
+                first = consumer.poll(1.0)
+                if first is None:
                     continue
+                msgs = [first, *consumer.consume(num_messages=batch_size - 1, timeout=0)] if batch_size > 1 else [first]
                 try:
                     handle_batch(db.engine, producer, consumer, msgs, interval, lambda: stopping["now"])
                 except Stopping:
