@@ -33,6 +33,11 @@ browser:
 run: venv
 	@PORT=$(PORT) BIN=$(BIN) scripts/run.sh
 
+# The full stack: gunicorn, RQ worker (relay, sweep, reminders), Kafka consumer, tansu;
+# PostgreSQL and Redis from DATABASE_URL / REDIS_URL (defaults: local servers, database crm).
+up: venv
+	@PORT=$(PORT) BIN=$(BIN) scripts/up.sh
+
 test: venv-dev browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

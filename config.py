@@ -108,6 +108,31 @@ class Config:
     KAFKA_PASSWORD = os.environ.get("KAFKA_PASSWORD", "")
     KAFKA_CLIENT_ID = os.environ.get("KAFKA_CLIENT_ID", "crm")
     KAFKA_TOPIC_PREFIX = os.environ.get("KAFKA_TOPIC_PREFIX", "")
+    # SASL/PLAIN over TLS when KAFKA_USERNAME is set (Upstash style); both overridable.
+    KAFKA_SASL_MECHANISM = os.environ.get("KAFKA_SASL_MECHANISM", "PLAIN")
+    KAFKA_SECURITY_PROTOCOL = os.environ.get("KAFKA_SECURITY_PROTOCOL", "")
+    KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 3)
+    KAFKA_REPLICATION_FACTOR = env_int("KAFKA_REPLICATION_FACTOR", -1)  # -1: the broker's default
+    KAFKA_SESSION_TIMEOUT_MS = env_int("KAFKA_SESSION_TIMEOUT_MS", 45000)
+    KAFKA_DELIVERY_TIMEOUT_MS = env_int("KAFKA_DELIVERY_TIMEOUT_MS", 30000)
+    KAFKA_FETCH_WAIT_MAX_MS = env_int("KAFKA_FETCH_WAIT_MAX_MS", 100)
+    KAFKA_CONSUMER_GROUP = os.environ.get("KAFKA_CONSUMER_GROUP", "crm-reactions")
+    KAFKA_CONSUMER_BATCH = env_int("KAFKA_CONSUMER_BATCH", 100)  # messages per database transaction
+    # RQ: one queue per worker (rq issue #1716); the sweep and the reminder scan repeat.
+    RQ_QUEUE = os.environ.get("RQ_QUEUE", "crm")
+    OUTBOX_SWEEP_SECONDS = env_int("OUTBOX_SWEEP_SECONDS", 10)
+    OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 500)
+    REMINDER_SCAN_SECONDS = env_int("REMINDER_SCAN_SECONDS", 60)
+    # Fault injection (tests only): seconds the relay sleeps between delivery and marking.
+    RELAY_FAULT_PAUSE_BEFORE_MARK = float(os.environ.get("RELAY_FAULT_PAUSE_BEFORE_MARK") or 0)
+    EVENTS_LOG_INTERVAL = env_int("EVENTS_LOG_INTERVAL", 30)  # seconds between repeated outage logs
+    # Email for notifications (sent by an RQ job) when SMTP_HOST is set.
+    SMTP_HOST = os.environ.get("SMTP_HOST", "")
+    SMTP_PORT = env_int("SMTP_PORT", 587)
+    SMTP_USERNAME = os.environ.get("SMTP_USERNAME", "")
+    SMTP_PASSWORD = os.environ.get("SMTP_PASSWORD", "")
+    SMTP_USE_TLS = env_bool("SMTP_USE_TLS", True)
+    SMTP_FROM = os.environ.get("SMTP_FROM", "crm@example.com")
 
     DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "demo-pass-2026")
 

@@ -21,11 +21,12 @@ def create_app(config_class=None):
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from app import audit, events, i18n
+    from app import audit, delivery, events, i18n
     from app.extensions import cache, db, limiter, migrate
 
     audit.install(Session)
     events.install(Session)
+    delivery.install(Session)
 
     # FAB keeps a per-app registry of views, so each app gets its own AppBuilder.
     appbuilder = AppBuilder(update_perms=app.config.get("FAB_UPDATE_PERMS", False))

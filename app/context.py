@@ -5,16 +5,22 @@ from contextlib import contextmanager
 
 from flask import g, has_request_context, request
 
-_actor = contextvars.ContextVar("crm_actor", default=None)
+_UNSET = object()
+# An explicit `acting_as` wins over the request's user: reactions run at the end of a
+# request (the in-process event drain) act as the system or a record's owner.
+_actor = contextvars.ContextVar("crm_actor", default=_UNSET)
 
 
 def current_user_obj():
-    """Return the acting FAB user: the request's user, else the one set by `acting_as`."""
+    """Return the acting FAB user: the one set by `acting_as`, else the request's user."""
+    actor = _actor.get()
+    if actor is not _UNSET:
+        return actor
     if has_request_context():
         user = getattr(g, "user", None)
         if user is not None and getattr(user, "is_authenticated", False) and getattr(user, "id", None):
             return user
-    return _actor.get()
+    return None
 
 
 def current_user_id():

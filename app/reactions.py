@@ -1,0 +1,270 @@
+"""Reactions to events (design.md §5), shared by the Kafka consumer and the in-process drain.
+
+`apply_event(session, envelope)` validates an envelope and runs every reaction registered
+for its type, each once per event id: the effect and its `ProcessedEvent(event_id,
+handler)` row are written together (a savepoint each) in the caller's transaction, so a
+redelivered event changes nothing. Writes act as the record's owner or the system, so
+their audit rows say who they are for.
+"""
+
+import logging
+import uuid
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask_appbuilder.security.sqla.models import Role, User
+
+from app.context import acting_as
+from app.events import EVENT_TOPICS
+from models.analytics import EventCounter
+from models.approval import ApprovalRequest, ApprovalStatus, ApprovalStep
+from models.base import utcnow
+from models.customer import Customer
+from models.notification import Notification, NotificationType
+from models.outbox import ProcessedEvent
+from models.task import Task, TaskPriority
+
+log = logging.getLogger(__name__)
+
+FIRST_CONTACT_TITLE = "初回コンタクト: {name}"
+
+
+class InvalidEvent(ValueError):
+    """A message that can never be processed (a poison message): goes to the dead-letter topic."""
+
+
+_REACTIONS = {}
+
+
+def reaction(*event_types):
+    """Register a function `fn(session, envelope)` as a reaction to `event_types`."""
+
+    def register(fn):
+        for event_type in event_types:
+            _REACTIONS.setdefault(event_type, []).append(fn)
+        return fn
+
+    return register
+
+
+# Payload fields each type needs before any reaction may run.
+_REQUIRED = {
+    "USER_CREATED": ("id", "email"),
+    "CUSTOMER_CREATED": ("id", "name"),
+    "APPROVAL_REQUESTED": ("id", "requesterId"),
+    "APPROVAL_STEP_DECIDED": ("id",),
+    "APPROVAL_APPROVED": ("id", "requesterId"),
+    "APPROVAL_REJECTED": ("id", "requesterId"),
+    "TASK_DUE_SOON": ("userId", "title"),
+    "TASK_OVERDUE": ("userId", "title"),
+    "MEETING_REMINDER": ("userId", "title"),
+    "NOTIFY": ("userId", "title"),
+}
+
+
+def validate(envelope):
+    """Raise InvalidEvent unless `envelope` is a well-formed event of a known type."""
+    if not isinstance(envelope, dict):
+        raise InvalidEvent("envelope is not a JSON object")
+    for field in ("id", "type", "aggregateId", "payload"):
+        if envelope.get(field) in (None, ""):
+            raise InvalidEvent(f"envelope field {field} is missing")
+    try:
+        uuid.UUID(str(envelope["id"]))
+    except ValueError:
+        raise InvalidEvent("envelope field id is not a UUID") from None
+    if envelope["type"] not in EVENT_TOPICS:
+        raise InvalidEvent(f"unknown event type {envelope['type']!r}")
+    payload = envelope["payload"]
+    if not isinstance(payload, dict):
+        raise InvalidEvent("envelope field payload is not an object")
+    for field in _REQUIRED.get(envelope["type"], ()):
+        if payload.get(field) in (None, ""):
+            raise InvalidEvent(f"payload field {field} is missing for {envelope['type']}")
+    for field in ("userId", "requesterId"):
+        if field in payload and payload[field] is not None:
+            try:
+                int(payload[field])
+            except (TypeError, ValueError):
+                raise InvalidEvent(f"payload field {field} is not a user id") from None
+
+
+def handlers_for(event_type):
+    """Return the reactions for `event_type`, analytics last (every event counts)."""
+    return [*_REACTIONS.get(event_type, ()), count_event]
+
+
+def apply_event(session, envelope):
+    """Validate `envelope` and run its reactions not yet applied; return the names applied."""
+    validate(envelope)
+    applied = []
+    for fn in handlers_for(envelope["type"]):
+        name = fn.__name__
+        if session.get(ProcessedEvent, (envelope["id"], name)) is not None:
+            continue
+        with session.begin_nested():
+            fn(session, envelope)
+            session.add(ProcessedEvent(event_id=envelope["id"], handler=name))
+            session.flush()
+        applied.append(name)
+    return applied
+
+
+def _user(session, user_id):
+    return session.get(User, int(user_id)) if user_id not in (None, "") else None
+
+
+def _notify(session, user_id, kind, title, message=None, link=None):
+    user = _user(session, user_id)
+    if user is None or not user.active:
+        return None
+    note = Notification(user_id=user.id, type=kind, title=title[:200], message=message, link=link)
+    session.add(note)
+    if user.email:
+        session.info.setdefault("emails_after_commit", []).append(
+            {"to": user.email, "subject": title[:200], "body": message or title}
+        )
+    return note
+
+
+@reaction("USER_CREATED")
+def user_lead(session, envelope):
+    """A registered user becomes a customer lead assigned to them (unless the email is taken)."""
+    payload = envelope["payload"]
+    user = _user(session, payload["id"])
+    if user is None:
+        return
+    email = str(payload["email"]).strip().lower()
+    taken = session.execute(
+        sa.select(Customer.id).where(sa.func.lower(Customer.email) == email, Customer.deleted_at.is_(None))
+    ).first()
+    if taken:
+        return
+    with acting_as(user):
+        session.add(
+            Customer(
+                name=(payload.get("name") or email)[:200],
+                email=email,
+                assigned_sales_id=user.id,
+                created_by_id=user.id,
+            )
+        )
+        session.flush()
+
+
+@reaction("CUSTOMER_CREATED")
+def first_contact_task(session, envelope):
+    """A new customer gets a task 「初回コンタクト: {name}」 for its rep."""
+    payload = envelope["payload"]
+    rep = _user(session, payload.get("assignedSalesId"))
+    customer = session.get(Customer, str(payload["id"]))
+    if rep is None or customer is None or customer.deleted_at is not None:
+        return
+    with acting_as(rep):
+        session.add(
+            Task(
+                user_id=rep.id,
+                customer_id=customer.id,
+                created_by_id=rep.id,
+                title=FIRST_CONTACT_TITLE.format(name=customer.name)[:200],
+                due_date=utcnow() + timedelta(days=3),
+                priority=TaskPriority.HIGH,
+            )
+        )
+        session.flush()
+
+
+def _next_step(session, request_id):
+    return session.execute(
+        sa.select(ApprovalStep)
+        .where(ApprovalStep.approval_request_id == request_id, ApprovalStep.decision.is_(None))
+        .order_by(ApprovalStep.sequence)
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+@reaction("APPROVAL_REQUESTED", "APPROVAL_STEP_DECIDED")
+def notify_next_approvers(session, envelope):
+    """A pending request notifies every active holder of its next step's role (not the requester)."""
+    request = session.get(ApprovalRequest, str(envelope["payload"]["id"]))
+    if request is None or request.status != ApprovalStatus.PENDING:
+        return
+    step = _next_step(session, request.id)
+    if step is None:
+        return
+    approvers = session.execute(
+        sa.select(User.id)
+        .join(User.roles)
+        .where(Role.name == step.required_role, User.active.is_(True), User.id != request.requester_id)
+    ).scalars()
+    with acting_as(None):
+        for user_id in sorted(set(approvers)):
+            _notify(
+                session,
+                user_id,
+                NotificationType.APPROVAL_REQUEST,
+                f"承認依頼: {request.product_name}",
+                f"{request.customer.name if request.customer else ''} / {request.amount} 円 "
+                f"(ステップ {step.sequence}: {step.required_role})",
+                f"/api/approvals/{request.id}",
+            )
+
+
+@reaction("APPROVAL_APPROVED", "APPROVAL_REJECTED")
+def notify_requester(session, envelope):
+    """A finished request notifies its requester of the outcome."""
+    payload = envelope["payload"]
+    approved = envelope["type"] == "APPROVAL_APPROVED"
+    with acting_as(None):
+        _notify(
+            session,
+            payload["requesterId"],
+            NotificationType.APPROVAL_APPROVED if approved else NotificationType.APPROVAL_REJECTED,
+            f"{'承認されました' if approved else '却下されました'}: {payload.get('productName', '')}",
+            payload.get("comment"),
+            f"/api/approvals/{payload['id']}",
+        )
+
+
+_NOTIFY_TYPES = {
+    "TASK_DUE_SOON": NotificationType.TASK_DUE_SOON,
+    "TASK_OVERDUE": NotificationType.TASK_DUE_SOON,
+    "MEETING_REMINDER": NotificationType.MEETING_REMINDER,
+}
+
+
+@reaction("TASK_DUE_SOON", "TASK_OVERDUE", "MEETING_REMINDER", "NOTIFY")
+def notify_user(session, envelope):
+    """notification.events become in-app notifications (and email when SMTP is configured)."""
+    payload = envelope["payload"]
+    kind = _NOTIFY_TYPES.get(envelope["type"])
+    if kind is None:
+        try:
+            kind = NotificationType(payload.get("notificationType") or "SYSTEM")
+        except ValueError:
+            raise InvalidEvent("payload field notificationType is not a notification type") from None
+    with acting_as(None):
+        _notify(session, payload["userId"], kind, str(payload["title"]), payload.get("message"), payload.get("link"))
+
+
+def count_event(session, envelope):
+    """Every event adds one to its type's counter for the day (dashboard figures)."""
+    table = EventCounter.__table__
+    day = utcnow().date()
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table).values(event_type=envelope["type"], day=day, count=1)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.event_type, table.c.day], set_={"count": table.c.count + 1}
+    )
+    session.execute(stmt)
+
+
+def event_counts(session, day=None):
+    """Return {event type: count} for `day` (default today, UTC)."""
+    day = day or utcnow().date()
+    rows = session.execute(sa.select(EventCounter.event_type, EventCounter.count).where(EventCounter.day == day))
+    return dict(rows.all())

@@ -1,0 +1,1 @@
+"""Worker processes: RQ jobs (outbox relay, schedules, mail) and the Kafka consumer."""
