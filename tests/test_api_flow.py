@@ -1,12 +1,10 @@
 """The seed's documented curl flows against /api, and the token life cycle."""
 
-import importlib.util
 import time
 import uuid
 from datetime import timedelta
 
 import jwt
-import pytest
 
 from tests.conftest import PASSWORD
 
@@ -24,7 +22,6 @@ def bearer(token):
 # The seed's reactions (USER_CREATED → lead, CUSTOMER_CREATED → task) are built by the
 # events issue (workers/ + in-process drain). Until that branch is merged the reaction test
 # is an expected failure; once `workers` exists it must pass (strict).
-EVENTS_MISSING = importlib.util.find_spec("workers") is None
 
 
 def seed_flow(client):
@@ -72,12 +69,11 @@ def test_seed_guide_calls(client):
     seed_flow(client)
 
 
-@pytest.mark.xfail(EVENTS_MISSING, strict=True, reason="needs the events branch (USER_CREATED/CUSTOMER_CREATED reactions)")
 def test_seed_guide_reactions(client):
     """The guide's checks: the registered user's lead and the 「初回コンタクト: …」 task appear."""
     body, token, customer_id = seed_flow(client)
 
-    def eventually(fetch, check, seconds=0 if EVENTS_MISSING else 10):
+    def eventually(fetch, check, seconds=10):
         # The in-process drain runs after commit; give a worker-based drain a moment too.
         deadline = time.monotonic() + seconds
         while True:
