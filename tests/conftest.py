@@ -20,6 +20,7 @@ from tests.services import ensure_postgres, ensure_redis
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 PASSWORD = "test-pass-123"
+CHROMIUM = "/usr/bin/chromium"
 RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
 
@@ -205,6 +206,34 @@ def browser_login(app, users, _session_cookies):
     return login
 
 
+@pytest.fixture(scope="session")
+def live_url(app):
+    """The test app served on a free port in a thread (for the browser tests)."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (`make browser` installs it)."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        yield b
+        b.close()
+
+
 @pytest.fixture()
 def make(app, users, db):
     """Factories for rows owned by a user key: make.customer("sales"), make.task(...), ..."""
@@ -288,7 +317,6 @@ def make(app, users, db):
 import signal as _signal
 import socket as _socket
 import subprocess as _subprocess
-import time as _time
 
 from tests.services import wait_port as _wait_port
 

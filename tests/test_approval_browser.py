@@ -1,41 +1,15 @@
 """The approvals "done when" story in a real Chromium against a live server on PostgreSQL."""
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
-from werkzeug.serving import make_server
 
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
 # Set APPROVAL_SCREENSHOTS=/some/dir to keep screenshots of the pages for a human look.
 SHOT_DIR = Path(os.environ["APPROVAL_SCREENSHOTS"]) if os.environ.get("APPROVAL_SCREENSHOTS") else None
-
-
-@pytest.fixture(scope="module")
-def live_url(app):
-    """Serve the test app on a free port in a thread; yield its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """A headless Debian Chromium driven by Playwright."""
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
-        yield b
-        b.close()
 
 
 def _login(browser, live_url, user):
