@@ -11,22 +11,16 @@ import uuid
 from types import SimpleNamespace
 from datetime import timedelta
 
-import psycopg
 import pytest
 from flask.testing import FlaskClient
 
-from tests.services import ensure_postgres, ensure_redis
+from tests.services import ServiceProcess, create_database, drop_database, ensure_postgres, ensure_redis, free_port
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 PASSWORD = "test-pass-123"
 CHROMIUM = "/usr/bin/chromium"
 RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
-
-
-def _server_url(url, dbname):
-    base, _, _ = url.replace("+psycopg", "").rpartition("/")
-    return f"{base}/{dbname}"
 
 
 @pytest.fixture(scope="session")
@@ -36,12 +30,9 @@ def database_url():
     if problem:
         pytest.exit(problem, returncode=3)
     name = f"crm_test_{RUN_ID}"
-    admin = _server_url(TEST_DATABASE_URL, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _server_url(TEST_DATABASE_URL, name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    url = create_database(TEST_DATABASE_URL, name)
+    yield url
+    drop_database(TEST_DATABASE_URL, name)
 
 
 @pytest.fixture(scope="session")
@@ -313,55 +304,6 @@ def make(app, users, db):
 # kill and restart them freely. KAFKA_BROKERS set in the environment: use that Kafka
 # instead of tansu (broker stop/start tests then skip, saying why).
 # ---------------------------------------------------------------------------------------
-
-import signal as _signal
-import socket as _socket
-import subprocess as _subprocess
-
-from tests.services import wait_port as _wait_port
-
-
-def free_port():
-    """Return a TCP port nobody listens on right now."""
-    with _socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServiceProcess:
-    """A server process on a fixed port that a test may stop, kill and start again."""
-
-    def __init__(self, name, argv, port, log_path):
-        self.name, self.argv, self.port, self.log_path = name, argv, port, log_path
-        self.proc = None
-
-    def start(self):
-        """Start the process and wait for its port."""
-        self.proc = _subprocess.Popen(self.argv, stdout=open(self.log_path, "ab"), stderr=_subprocess.STDOUT,
-                                      start_new_session=True)
-        if not _wait_port("127.0.0.1", self.port, 20):
-            raise RuntimeError(f"{self.name} did not open port {self.port}; see {self.log_path}")
-        return self
-
-    def pause(self):
-        """Freeze the process (SIGSTOP): clients time out, its data survives (a network partition)."""
-        self.proc.send_signal(_signal.SIGSTOP)
-
-    def resume(self):
-        """Unfreeze the process (SIGCONT)."""
-        self.proc.send_signal(_signal.SIGCONT)
-
-    def stop(self, sig=_signal.SIGTERM):
-        """Stop the process (SIGTERM, or the signal given) and wait for it."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(_signal.SIGCONT)
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except _subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
 
 @pytest.fixture()
 def private_redis(tmp_path):

@@ -5,12 +5,11 @@ document of /api.
 """
 
 import json
-import socket
-import subprocess
-import time
 import uuid
 
 import pytest
+
+from tests.services import free_port
 
 
 def envelope_ok(resp, status):
@@ -210,45 +209,24 @@ def test_cors_for_configured_origins_only(config_class, app):
     assert "Access-Control-Allow-Origin" not in app.test_client().get("/api/customers", headers={"Origin": "https://crm.example.jp"}).headers
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_ready_names_what_is_down(config_class, app):
+def test_ready_names_what_is_down(config_class, app, private_redis):
     """/ready is 200 with database and Redis up, 503 naming Redis when a private Redis stops, and Kafka when enabled but unreachable."""
     from app import create_app
 
     assert app.test_client().get("/ready").json == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
-    port = _free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        private = create_app(type("ReadyConfig", (config_class,), {
-            "REDIS_URL": f"redis://127.0.0.1:{port}/0",
-            "KAFKA_ENABLED": True,
-            "KAFKA_BROKERS": f"127.0.0.1:{_free_port()}",
-        }))
-        c = private.test_client()
-        resp = c.get("/ready")
-        assert resp.status_code == 503 and resp.json["down"] == ["kafka"], resp.json
-        server.terminate()
-        server.wait(10)
-        resp = c.get("/ready")
-        assert resp.status_code == 503 and resp.json["down"] == ["redis", "kafka"], resp.json
-        assert resp.json["checks"]["database"] == "ok"
-        assert c.get("/health").status_code == 200  # liveness does not depend on them
-    finally:
-        if server.poll() is None:
-            server.kill()
+    private = create_app(type("ReadyConfig", (config_class,), {
+        "REDIS_URL": private_redis.url,
+        "KAFKA_ENABLED": True,
+        "KAFKA_BROKERS": f"127.0.0.1:{free_port()}",
+    }))
+    c = private.test_client()
+    resp = c.get("/ready")
+    assert resp.status_code == 503 and resp.json["down"] == ["kafka"], resp.json
+    private_redis.stop()
+    resp = c.get("/ready")
+    assert resp.status_code == 503 and resp.json["down"] == ["redis", "kafka"], resp.json
+    assert resp.json["checks"]["database"] == "ok"
+    assert c.get("/health").status_code == 200  # liveness does not depend on them
 
 
 def test_openapi_document_lists_every_path(client):

@@ -5,7 +5,6 @@ and the real Redis (private key prefixes), then talks HTTP to it.
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,22 +13,17 @@ import uuid
 import pytest
 import requests
 
+from tests.services import free_port
 from tests.conftest import PASSWORD, RUN_ID
 
 pytestmark = pytest.mark.slow
 WORKERS = 2
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(database_url, redis_url, app):
     """gunicorn with WORKERS workers, rate limiting on, Redis shared."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "CRM_ENV": "development",

@@ -6,18 +6,15 @@ import psycopg
 import pytest
 from flask_migrate import check, downgrade, upgrade
 
-from tests.conftest import TEST_DATABASE_URL, _server_url
+from tests.conftest import TEST_DATABASE_URL
+from tests.services import create_database, drop_database
 
 
 @pytest.fixture()
 def empty_database():
     name = f"crm_mig_{uuid.uuid4().hex[:8]}"
-    admin = _server_url(TEST_DATABASE_URL, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _server_url(TEST_DATABASE_URL, name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield create_database(TEST_DATABASE_URL, name)
+    drop_database(TEST_DATABASE_URL, name)
 
 
 def test_upgrade_empty_to_head_then_no_drift_then_downgrade(empty_database, config_class):
