@@ -78,6 +78,10 @@ class Config:
     CACHE_TYPE = "RedisCache" if REDIS_URL else "SimpleCache"
     CACHE_REDIS_URL = REDIS_URL
     CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 300)
+    # Short socket timeouts: a hung Redis must cost milliseconds, then app/caching.py fails open.
+    CACHE_OPTIONS = {"socket_connect_timeout": 0.25, "socket_timeout": 0.5} if REDIS_URL else {}
+    CACHE_RETRY_SECONDS = env_int("CACHE_RETRY_SECONDS", 5)  # skip the cache this long after an error
+    CACHE_ERROR_LOG_SECONDS = 60  # log a cache outage at most once per this interval
     RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
 

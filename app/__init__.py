@@ -22,10 +22,11 @@ def create_app(config_class=None):
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from app import audit, events
+    from app import audit, caching, events
     from app.extensions import cache, db, limiter, migrate
 
     audit.install(Session)
+    caching.install(Session)
     events.install(Session)
 
     # FAB keeps a per-app registry of views, so each app gets its own AppBuilder.

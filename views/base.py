@@ -6,6 +6,8 @@ the shared permissions, the service hooks and the error answers are written once
 
 from zoneinfo import ZoneInfo
 
+import json
+
 from flask import current_app, g
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.api import rison
@@ -20,8 +22,10 @@ from flask_appbuilder.const import (
 )
 from flask_appbuilder.security.decorators import permission_name, protect
 from flask_appbuilder.api import safe
+from flask_appbuilder.models.sqla.interface import SQLAInterface
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from app import caching
 from app.extensions import db
 from app.roles import API_METHOD_PERMISSIONS, VIEW_METHOD_PERMISSIONS
 from app.scope import SCOPE_FILTERS
@@ -43,6 +47,16 @@ def time_formatters(*columns):
 
 class ServiceHooks:
     """Call the domain service before a row is added or updated, from any entry point."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Every screen and API counts list totals the bounded, cached way (views/datamodels.py)
+        # without each view module having to name the interface class.
+        from views.datamodels import CachedCountInterface
+
+        datamodel = cls.__dict__.get("datamodel")
+        if datamodel is not None and type(datamodel) is SQLAInterface:
+            datamodel.__class__ = CachedCountInterface
 
     #: prepare(item, user, creating) from app.services; raises DomainError.
     prepare = None
@@ -90,6 +104,21 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
         except SQLAlchemyError as exc:
             db.session.rollback()
             return self.response(400, message=f"invalid value: {type(exc.orig or exc).__name__}")
+
+    #: Tables whose writes change this API's list answers; default: the model's table and
+    #: those of its many-to-one relations (app.caching.model_resources).
+    cache_resources = None
+
+    def get_list_headless(self, **kwargs):
+        """The generated list, cached per caller scope and query, invalidated on commit (ETag/304)."""
+        resources = self.cache_resources or caching.model_resources(self.datamodel.obj)
+        query = json.dumps(
+            [self.resource_name, kwargs.get("rison", {}), caching._locale()],
+            sort_keys=True,
+            default=str,
+            ensure_ascii=False,
+        )
+        return caching.cached_response(resources, lambda: super(ScopedModelApi, self).get_list_headless(**kwargs), query=query)
 
     def post_headless(self):
         """POST with domain errors turned into 4xx answers."""
