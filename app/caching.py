@@ -273,7 +273,7 @@ def cached_json(resources, scope, query_key, compute, timeout=None):
 
 def etag_response(body, etag, status=200, mimetype="application/json"):
     """Return `body` with its ETag, or an empty 304 when the client already has it."""
-    if has_request_context() and etag in request.if_none_match:
+    if has_request_context() and request.if_none_match.contains(etag.strip('"')):
         resp = Response(status=304)
     else:
         resp = Response(body, status=status, mimetype=mimetype)
