@@ -75,7 +75,8 @@ class Config:
 
     # Redis, caching, rate limiting.
     REDIS_URL = os.environ.get("REDIS_URL", "")
-    CACHE_TYPE = "RedisCache" if REDIS_URL else "SimpleCache"
+    # CACHE_TYPE=NullCache turns answer caching off (the benchmark's uncached runs).
+    CACHE_TYPE = os.environ.get("CACHE_TYPE") or ("RedisCache" if REDIS_URL else "SimpleCache")
     CACHE_REDIS_URL = REDIS_URL
     CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 300)
     # Short socket timeouts: a hung Redis must cost milliseconds, then app/caching.py fails open.

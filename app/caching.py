@@ -182,7 +182,22 @@ def _token():
 
 
 def _generations(backend, names):
-    """Return the current generation string of `names`, creating missing counters."""
+    """Return the current generation string of `names`, creating missing counters.
+
+    Read once per request and table set (a permission check and the answer share it); a
+    commit inside the request forgets it.
+    """
+    # Kept on the request itself (flask.g belongs to the app context, which tests share).
+    seen = request.environ.setdefault("crm.cache_generations", {}) if has_request_context() else None
+    if seen is not None and names in seen:
+        return seen[names]
+    gens = _read_generations(backend, names)
+    if seen is not None:
+        seen[names] = gens
+    return gens
+
+
+def _read_generations(backend, names):
     _flush_pending(backend)
     keys = [GEN_PREFIX + n for n in names]
     values = backend.get_many(*keys)
@@ -240,6 +255,36 @@ def cached_value(resources, scope, query_key, compute, timeout=None):
         _call(lambda: backend.set(key, value, timeout=timeout))
     except CacheDown:
         pass
+    return value
+
+
+_memo = {}
+_MEMO_MAX = 4096
+
+
+def memo(resources, key, compute):
+    """Return compute() memoised in this process until a commit writes `resources`.
+
+    For small, hot, rarely written answers (permission checks): the value lives in process
+    memory, and only the generations (one cache round trip) are read per call. With no
+    shared cache backend, or when it is down, this is compute() every time.
+    """
+    names = resource_names(resources)
+    backend = _backend()
+    if backend is None:
+        return compute()
+    try:
+        gens = _call(lambda: _generations(backend, names))
+    except CacheDown:
+        return compute()
+    full_key = (names, key)
+    found = _memo.get(full_key)
+    if found is not None and found[0] == gens:
+        return found[1]
+    value = compute()
+    if len(_memo) >= _MEMO_MAX:
+        _memo.clear()
+    _memo[full_key] = (gens, value)
     return value
 
 
@@ -323,6 +368,8 @@ def invalidate(*resources):
     names = resource_names(resources) if resources else ()
     if not names:
         return
+    if has_request_context():
+        request.environ.pop("crm.cache_generations", None)
     backend = _backend()
     if backend is None:
         return
@@ -338,22 +385,28 @@ def _tables_of(obj):
     return [t.name for t in sa.inspect(obj).mapper.tables]
 
 
-def _only_noise(session, obj):
-    """True for a FAB user whose only changes are login bookkeeping."""
-    if not isinstance(obj, User):
-        return False
+def _dirty_tables(obj):
+    """Tables an update of `obj` writes: its own for column changes, link tables for collections."""
     state = sa.inspect(obj)
+    tables = set()
+    for rel in state.mapper.relationships:
+        if rel.secondary is not None and state.attrs[rel.key].history.has_changes():
+            tables.add(rel.secondary.name)  # many-to-many: e.g. ab_permission_view_role
     changed = {a.key for a in state.mapper.column_attrs if state.attrs[a.key].history.has_changes()}
-    return changed <= _USER_NOISE
+    if changed and not (isinstance(obj, User) and changed <= _USER_NOISE):
+        tables.update(_tables_of(obj))
+    return tables
 
 
 def _after_flush(session, flush_context):
     touched = session.info.setdefault("cache_touched", set())
     for obj in list(session.new) + list(session.deleted):
         touched.update(_tables_of(obj))
+        for rel in sa.inspect(obj).mapper.relationships:
+            if rel.secondary is not None:
+                touched.add(rel.secondary.name)
     for obj in session.dirty:
-        if session.is_modified(obj, include_collections=False) and not _only_noise(session, obj):
-            touched.update(_tables_of(obj))
+        touched.update(_dirty_tables(obj))
 
 
 def _do_orm_execute(state):

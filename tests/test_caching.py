@@ -196,6 +196,24 @@ def test_etag_and_304(client, auth, make, redis_cache):
     assert changed.status_code == 200 and changed.headers["ETag"] != etag
 
 
+def test_permission_change_applies_at_once_with_memoised_checks(app, client, auth, make, redis_cache):
+    """Permission checks are memoised per process; revoking a permission still bites at once."""
+    from app.roles import CUSTOMER
+
+    sm = app.appbuilder.sm
+    make.customer("sales")
+    assert client.get(LIST_Q, headers=auth("compliance")).status_code == 200
+    assert client.get(LIST_Q, headers=auth("compliance")).status_code == 200  # memoised now
+    role = sm.find_role("Compliance")
+    pv = sm.find_permission_view_menu("can_read", CUSTOMER)
+    sm.del_permission_role(role, pv)  # commits → FAB's permission tables' generation bumped
+    try:
+        assert client.get(LIST_Q, headers=auth("compliance")).status_code == 403
+    finally:
+        sm.add_permission_role(sm.find_role("Compliance"), sm.find_permission_view_menu("can_read", CUSTOMER))
+    assert client.get(LIST_Q, headers=auth("compliance")).status_code == 200
+
+
 def test_unauthenticated_never_reaches_the_cache(client, make, redis_cache):
     make.customer("sales")
     assert client.get(LIST_Q).status_code == 401
