@@ -22,7 +22,9 @@ from app.services.errors import ValidationFailed
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
-COUNT_EXACT_LIMIT = 10_000
+# Totals are exact up to this many rows; beyond it the planner's estimate is shown (counting
+# stops here, so a page never scans more than this many rows to count).
+COUNT_EXACT_LIMIT = 1_000
 
 
 def page_args(page=None, limit=None, default_limit=DEFAULT_LIMIT, max_limit=MAX_LIMIT):

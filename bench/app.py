@@ -1,6 +1,8 @@
 """The production app plus benchmark-only routes: `gunicorn bench.app:app`.
 
 - GET /bench/hello: a plain JSON answer, no auth, no database (the framework floor).
+- GET /bench/tasks/overdue: the same for /api/tasks/overdue (FAB's generated filters have
+  no IN, so its `status != X AND status != Y` form cannot use the open-tasks index).
 - GET /bench/dashboard: a stand-in for /api/reports/dashboard until the /api blueprint is
   merged: JWT auth as the API does, the scope rule, the dashboard counts, wrapped in the
   answer cache in one line (`caching.cached_endpoint`), exactly how the /api handler will be.
@@ -78,6 +80,22 @@ def dashboard_counts(user):
 def dashboard():
     """Stand-in for /api/reports/dashboard (see module docstring)."""
     return jsonify(success=True, data=dashboard_counts(g.user))
+
+
+@bench.get("/tasks/overdue")
+@jwt_user
+@caching.cached_endpoint(Task, Customer)
+def overdue_tasks():
+    """Stand-in for /api/tasks/overdue: open tasks past due, oldest first (ix_tasks_open_due)."""
+    from app.serialize import column_values
+
+    rows = db.session.execute(
+        sa.select(Task)
+        .where(scope_clause(Task, g.user), Task.status.in_(OPEN_STATUSES), Task.due_date < datetime.now(timezone.utc))
+        .order_by(Task.due_date)
+        .limit(20)
+    ).scalars().all()
+    return jsonify(success=True, data=[column_values(t) for t in rows])
 
 
 app = create_app()

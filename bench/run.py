@@ -42,7 +42,8 @@ FAB_PATHS = {
     "customers_page200": ("GET", "/api/v1/customer/?q=(order_column:updated_at,order_direction:desc,page:199,page_size:20)", "manager", None),
     "customer_search": ("GET", f"/api/v1/customer/?q=(filters:!((col:name,opr:ct,value:{SEARCH_WORD})),order_column:updated_at,order_direction:desc,page:0,page_size:20)", "manager", None),
     "dashboard": ("GET", "/bench/dashboard", "manager", None),  # stand-in, bench/app.py
-    "overdue_tasks": ("GET", f"/api/v1/task/?q=(filters:!((col:due_date,opr:lt,value:'{NOW}'),(col:status,opr:neq,value:COMPLETED),(col:status,opr:neq,value:CANCELLED)),order_column:due_date,order_direction:asc,page:0,page_size:20)", "manager", None),
+    "overdue_tasks": ("GET", "/bench/tasks/overdue", "manager", None),  # stand-in, bench/app.py
+    "overdue_tasks_fab": ("GET", f"/api/v1/task/?q=(filters:!((col:due_date,opr:lt,value:'{NOW}'),(col:status,opr:neq,value:COMPLETED),(col:status,opr:neq,value:CANCELLED)),order_column:due_date,order_direction:asc,page:0,page_size:20)", "manager", None),
     "create_customer": ("POST", "/api/v1/customer/", "sales1",
                         '{"name":"ベンチ顧客{n}","email":"b{n}@bench.example.jp","size":"SMALL","investment_profile":"moderate"}'),
 }
@@ -59,7 +60,7 @@ API_PATHS = {  # design.md §6, once views/api is merged
 }
 PATHS = FAB_PATHS
 LOGIN = {"fab": ("/api/v1/security/login", "username", {"provider": "db"}), "api": ("/api/auth/login", "email", {})}
-CACHEABLE = ("customers_page1", "customers_page200", "customer_search", "dashboard", "overdue_tasks")
+CACHEABLE = ("customers_page1", "customers_page200", "customer_search", "dashboard", "overdue_tasks", "overdue_tasks_fab")
 
 # The data floor: the bare SQL each endpoint needs, timed with psycopg (no framework).
 SQL = {
@@ -75,6 +76,7 @@ SQL = {
         "SELECT count(*) FROM approval_requests WHERE status = 'PENDING'",
     ],
     "overdue_tasks": ["SELECT * FROM tasks WHERE status IN ('TODO','IN_PROGRESS') AND due_date < now() ORDER BY due_date LIMIT 20"],
+    "overdue_tasks_fab": ["SELECT * FROM tasks WHERE status <> 'COMPLETED' AND status <> 'CANCELLED' AND due_date < now() ORDER BY due_date LIMIT 20"],
     "create_customer": ["INSERT INTO customers (id, name, email, risk_tolerance, created_at, updated_at)"
                         " VALUES (gen_random_uuid()::text, 'floor', 'f' || gen_random_uuid() || '@x.jp', 5, now(), now())"],
 }
