@@ -1,6 +1,6 @@
 """Load a benchmark-sized CRM into a dedicated PostgreSQL database, fast (COPY).
 
-    python -m bench.load_data --customers 100000 [--db-url postgresql://postgres@127.0.0.1/crm_bench]
+    python -m bench.load_data --customers 100000 [--db-url postgresql://postgres@127.0.0.1/crm_bench_100000]
 
 Per N customers: 10·N tasks, 2·N meetings, N approval requests (100k → 1M tasks), one
 Admin, Manager and Compliance user and `--reps` Sales users, all with real scrypt passwords
@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/crm_bench_100000"
+DB_URL_TEMPLATE = "postgresql://postgres@127.0.0.1:5432/crm_bench_{customers}"  # one database per scale
 PASSWORD = "bench-pass-2026"
 TABLES = ("customers", "tasks", "meetings", "approval_requests")
 SEARCH_WORD = "テック"  # in 1 of 16 customer names; run.py searches for it
@@ -233,8 +233,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--reps", type=int, default=20, help="Sales users")
-    parser.add_argument("--db-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
+    parser.add_argument("--db-url", default=os.environ.get("BENCH_DATABASE_URL"), help="default crm_bench_<customers>")
     args = parser.parse_args(argv)
+    args.db_url = args.db_url or DB_URL_TEMPLATE.format(customers=args.customers)
     started = time.monotonic()
     recreate_database(args.db_url)
     migrate_and_create_users(args.db_url, args.reps)

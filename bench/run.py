@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 
 import psycopg
 
-from bench.load_data import PASSWORD, SEARCH_WORD
+from bench.load_data import DB_URL_TEMPLATE, PASSWORD, SEARCH_WORD
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOW = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
@@ -228,7 +228,7 @@ def start_redis():
 def run(args):
     """The whole benchmark; returns the result document."""
     paths = API_PATHS if args.paths == "api" else PATHS
-    db_url = args.db_url or f"postgresql://postgres@127.0.0.1:5432/crm_bench_{args.customers}"
+    db_url = args.db_url or DB_URL_TEMPLATE.format(customers=args.customers)
     if args.load:
         from bench.load_data import main as load_main
 
