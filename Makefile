@@ -6,7 +6,7 @@ VENV ?= .venv
 PORT ?= 8080
 BIN := $(VENV)/bin
 
-.PHONY: run test venv venv-dev browser up bench clean
+.PHONY: run test venv venv-dev browser up bench wrk clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,21 @@ up: venv
 
 test: venv-dev browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# `make bench`: load BENCH_CUSTOMERS customers (+10x tasks, 2x meetings, 1x requests) into
+# crm_bench_<n> with COPY, then run gunicorn + wrk (cached, uncached, hello, bare SQL).
+# BENCH_LOAD=0 reuses an already loaded database. Results: bench/results/*.json.
+BENCH_CUSTOMERS ?= 100000
+BENCH_DURATION ?= 10
+BENCH_LOAD ?= 1
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "Installing Debian's wrk for the benchmark"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null) \
+	  || { echo "Could not install wrk (need root and Debian's package index)"; exit 1; }; }
+
+bench: venv wrk
+	$(BIN)/python -m bench.run --customers $(BENCH_CUSTOMERS) --duration $(BENCH_DURATION) $(if $(filter 1,$(BENCH_LOAD)),--load,) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance/crm.db .pytest_cache

@@ -75,9 +75,14 @@ class Config:
 
     # Redis, caching, rate limiting.
     REDIS_URL = os.environ.get("REDIS_URL", "")
-    CACHE_TYPE = "RedisCache" if REDIS_URL else "SimpleCache"
+    # CACHE_TYPE=NullCache turns answer caching off (the benchmark's uncached runs).
+    CACHE_TYPE = os.environ.get("CACHE_TYPE") or ("RedisCache" if REDIS_URL else "SimpleCache")
     CACHE_REDIS_URL = REDIS_URL
     CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 300)
+    # Short socket timeouts: a hung Redis must cost milliseconds, then app/caching.py fails open.
+    CACHE_OPTIONS = {"socket_connect_timeout": 0.25, "socket_timeout": 0.5} if REDIS_URL else {}
+    CACHE_RETRY_SECONDS = env_int("CACHE_RETRY_SECONDS", 5)  # skip the cache this long after an error
+    CACHE_ERROR_LOG_SECONDS = 60  # log a cache outage at most once per this interval
     RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
     RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "crm")

@@ -1,13 +1,48 @@
 """The CRM's Flask-AppBuilder security manager: login auditing and login events."""
 
+import sqlalchemy as sa
 from flask_appbuilder.security.sqla.manager import SecurityManager
+from sqlalchemy.orm import joinedload
 
-from app import audit, events
+from app import audit, caching, events
 from models.audit import AuditAction
+
+# FAB's tables that decide a permission check; any commit writing one resets the memo.
+AUTH_TABLES = (
+    "ab_role",
+    "ab_permission",
+    "ab_view_menu",
+    "ab_permission_view",
+    "ab_permission_view_role",
+    "ab_group",
+    "ab_group_role",
+)
 
 
 class CrmSecurityManager(SecurityManager):
     """FAB's SQLA security manager plus LOGIN / LOGIN_FAILED auditing."""
+
+    def get_user_by_id(self, pk):
+        """Load a user with roles and groups in one round trip (every API request does this)."""
+        return self.session.execute(
+            sa.select(self.user_model)
+            .options(joinedload(self.user_model.roles), joinedload(self.user_model.groups))
+            .where(self.user_model.id == pk)
+        ).unique().scalar_one_or_none()
+
+    def is_item_public(self, permission_name, view_name):
+        """FAB's check, memoised per process until the permission tables change."""
+        return caching.memo(
+            AUTH_TABLES, ("public", permission_name, view_name), lambda: super(CrmSecurityManager, self).is_item_public(permission_name, view_name)
+        )
+
+    def exist_permission_on_roles(self, view_name, permission_name, role_ids):
+        """FAB's check, memoised per process until the permission tables change."""
+        return caching.memo(
+            AUTH_TABLES,
+            ("roles", view_name, permission_name, tuple(sorted(role_ids))),
+            lambda: super(CrmSecurityManager, self).exist_permission_on_roles(view_name, permission_name, role_ids),
+        )
 
     def auth_user_db(self, username, password):
         """Authenticate by email (or username); audit the failure when it fails."""

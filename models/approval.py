@@ -58,6 +58,9 @@ class ApprovalRequest(TimestampMixin, Model):
             "product_risk IS NULL OR product_risk BETWEEN 1 AND 10",
             name="ck_approval_requests_product_risk",
         ),
+        # Queues and dashboards: pending requests oldest first; a rep's own requests newest first.
+        sa.Index("ix_approval_requests_status_requested", "status", "requested_at"),
+        sa.Index("ix_approval_requests_requester_requested", "requester_id", "requested_at"),
     )
 
     def __repr__(self):

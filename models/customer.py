@@ -57,6 +57,24 @@ class Customer(TimestampMixin, Model):
         ),
         sa.Index("ix_customers_created_at", "created_at"),
         sa.Index("ix_customers_name", "name"),
+        # Lists sort by updated_at (newest first) over live rows; id breaks ties for keyset cursors.
+        sa.Index(
+            "ix_customers_live_updated",
+            "updated_at",
+            "id",
+            postgresql_where=sa.text("deleted_at IS NULL"),
+            sqlite_where=sa.text("deleted_at IS NULL"),
+        ),
+        # A Sales user's scope is assigned_sales_id = me OR created_by_id = me: one index per arm.
+        sa.Index("ix_customers_sales_updated", "assigned_sales_id", "updated_at"),
+        sa.Index("ix_customers_creator_updated", "created_by_id", "updated_at"),
+        # Search is a case-insensitive substring match (ILIKE '%q%'): trigram indexes (PostgreSQL).
+        sa.Index(
+            "ix_customers_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}
+        ).ddl_if(dialect="postgresql"),
+        sa.Index(
+            "ix_customers_email_trgm", "email", postgresql_using="gin", postgresql_ops={"email": "gin_trgm_ops"}
+        ).ddl_if(dialect="postgresql"),
     )
 
     def __repr__(self):

@@ -29,5 +29,10 @@ class Meeting(TimestampMixin, Model):
     sales = relationship("User", foreign_keys=[sales_id], lazy="joined")
     created_by = relationship("User", foreign_keys=[created_by_id])
 
+    __table_args__ = (
+        # Scoped lists sort by scheduled_at within one rep's meetings.
+        sa.Index("ix_meetings_sales_scheduled", "sales_id", "scheduled_at"),
+    )
+
     def __repr__(self):
         return self.title or self.id

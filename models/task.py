@@ -50,6 +50,14 @@ class Task(TimestampMixin, Model):
         # Overdue / upcoming scans filter on status and due date together.
         sa.Index("ix_tasks_status_due_date", "status", "due_date"),
         sa.Index("ix_tasks_user_status_due", "user_id", "status", "due_date"),
+        # Overdue lists and open-task counts read only open tasks, in due order: a partial
+        # index over them (half the table) answers `status IN OPEN_STATUSES ORDER BY due_date`.
+        sa.Index(
+            "ix_tasks_open_due",
+            "due_date",
+            postgresql_where=sa.text("status IN ('TODO', 'IN_PROGRESS')"),
+            sqlite_where=sa.text("status IN ('TODO', 'IN_PROGRESS')"),
+        ),
     )
 
     def __repr__(self):

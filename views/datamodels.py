@@ -4,6 +4,8 @@ import uuid
 
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 
+from app import caching
+from app.pagination import cached_count
 from app.services.records import soft_delete_customer
 
 
@@ -24,6 +26,11 @@ class CrmInterface(SQLAInterface):
         if not is_uuid(id):
             return None
         return super().get(id, filters, *args, **kwargs)
+
+    def query_count(self, query, filters=None, select_columns=None):
+        """List totals are counted up to a bound, estimated beyond, and cached until a write."""
+        counted = self._apply_inner_all(query, filters, select_columns=select_columns, aliases_mapping={})
+        return cached_count(self.session, counted, caching.model_resources(self.obj))
 
 
 class SoftDeleteInterface(CrmInterface):

@@ -1,0 +1,439 @@
+"""Answer caching for lists, dashboards and reports, invalidated on commit.
+
+Keys are `answer:<resources>:<scope>:<generations>:<query hash>`:
+- resources: the tables the answer is read from (e.g. "customers", "tasks");
+- scope: whose visibility the answer was computed for ("all" for Admin, Manager and
+  Compliance, "u<id>" for a Sales user, always "u<id>" for notifications), so one user's
+  rows are never served to another;
+- generations: one counter per resource, replaced after every commit that wrote that table,
+  whatever the entry point (screens, both APIs, CLI, workers, consumers), so a write makes
+  every older key unreachable and nobody reads their own write stale;
+- query hash: the normalised query (path, arguments, locale).
+
+Redis (REDIS_URL) in production, an in-process SimpleCache in the embedded default, a
+NullCache in tests unless a test switches it on. When the cache fails the answer is
+computed from the database (fail open); the failure is logged once per interval, counted
+(`stats()`), and the cache is skipped for a short while so an outage adds no latency.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from functools import wraps
+
+import sqlalchemy as sa
+from flask import Response, current_app, has_app_context, has_request_context, request
+from flask_appbuilder.security.sqla.models import User
+from sqlalchemy.orm import MANYTOONE
+
+from app.extensions import cache
+
+log = logging.getLogger("crm.cache")
+
+GEN_PREFIX = "gen:"
+ANSWER_PREFIX = "answer:"
+# Per-user tables: their answers are always keyed by user, whatever the role.
+PER_USER_RESOURCES = frozenset({"notifications"})
+# FAB user columns that change on every login; they never change a cached answer.
+_USER_NOISE = frozenset({"last_login", "login_count", "fail_login_count", "changed_on", "changed_by_fk"})
+
+_lock = threading.Lock()
+_stats = {"hits": 0, "misses": 0, "errors": 0, "bypassed": 0}
+_state = {"down_until": 0.0, "last_log": 0.0, "pending": set(), "seq": 0}
+
+
+class CacheDown(Exception):
+    """The cache backend failed or is in its back-off window."""
+
+
+class _NotCacheable(Exception):
+    """The computed answer must not be cached (not a 200); carries the response."""
+
+    def __init__(self, response):
+        super().__init__("not cacheable")
+        self.response = response
+
+
+# ---------------------------------------------------------------- state and health
+
+
+def stats():
+    """Return this process's cache counters and whether the backend is considered down."""
+    with _lock:
+        out = dict(_stats)
+        out["down"] = time.monotonic() < _state["down_until"]
+        out["pending_invalidations"] = len(_state["pending"])
+    return out
+
+
+def reset_state():
+    """Forget counters, back-off and pending invalidations (tests, after reconfiguring)."""
+    with _lock:
+        for key in _stats:
+            _stats[key] = 0
+        _state.update(down_until=0.0, last_log=0.0, pending=set())
+
+
+def _count(name):
+    with _lock:
+        _stats[name] += 1
+
+
+def _backend():
+    """Return the configured cache backend, or None when caching is off (NullCache, no app)."""
+    if not has_app_context():
+        return None
+    try:
+        backend = cache.cache
+    except (KeyError, AttributeError, RuntimeError):
+        return None
+    if type(backend).__name__ == "NullCache":
+        return None
+    return backend
+
+
+def _call(fn):
+    """Run one backend operation; on failure count it, log it once per interval, back off."""
+    now = time.monotonic()
+    if now < _state["down_until"]:
+        _count("bypassed")
+        raise CacheDown()
+    try:
+        return fn()
+    except Exception as exc:  # any backend error means "no cache", never a failed request
+        config = current_app.config if has_app_context() else {}
+        with _lock:
+            _stats["errors"] += 1
+            _state["down_until"] = now + float(config.get("CACHE_RETRY_SECONDS", 5))
+            should_log = now - _state["last_log"] >= float(config.get("CACHE_ERROR_LOG_SECONDS", 60))
+            if should_log:
+                _state["last_log"] = now
+        if should_log:
+            log.warning("Cache unavailable, answering from the database: %s: %s", type(exc).__name__, exc)
+        raise CacheDown() from exc
+
+
+# ---------------------------------------------------------------- keys and generations
+
+
+def resource_names(resources):
+    """Normalise models, tables or names to a sorted tuple of table names."""
+    if isinstance(resources, (str, type)) or hasattr(resources, "__table__"):
+        resources = (resources,)
+    names = set()
+    for res in resources:
+        if isinstance(res, str):
+            names.add(res)
+        elif hasattr(res, "__tablename__"):
+            names.add(res.__tablename__)
+        elif hasattr(res, "name"):
+            names.add(res.name)
+        else:
+            raise TypeError(f"not a resource: {res!r}")
+    return tuple(sorted(names))
+
+
+def model_resources(model):
+    """Return the tables a list of `model` reads: its own and those of its many-to-one relations."""
+    mapper = sa.inspect(model)
+    names = {t.name for t in mapper.tables}
+    for rel in mapper.relationships:
+        if rel.direction is MANYTOONE:
+            names.update(t.name for t in rel.mapper.tables)
+    return tuple(sorted(names))
+
+
+def scope_key(user, resources=()):
+    """Return the visibility key of `user` for `resources` ("all", "u<id>" or "anon")."""
+    from app.scope import sees_all
+
+    uid = getattr(user, "id", None)
+    if uid is None:
+        return "anon"
+    if PER_USER_RESOURCES & set(resource_names(resources)) or not sees_all(user):
+        return f"u{uid}"
+    return "all"
+
+
+def request_query_key():
+    """Return the normalised query of the current request: path, sorted arguments, locale."""
+    args = sorted((k, v) for k, v in request.args.items(multi=True) if v != "")
+    return json.dumps([request.path, args, _locale()], ensure_ascii=False, separators=(",", ":"))
+
+
+def _locale():
+    try:
+        from flask_babel import get_locale
+
+        return str(get_locale() or "")
+    except Exception:  # outside a request or without babel: one locale
+        return ""
+
+
+def _token():
+    """A generation value never used before (survives restarts and evictions)."""
+    with _lock:
+        _state["seq"] += 1
+        seq = _state["seq"]
+    return f"{time.time_ns():x}.{os.getpid():x}.{seq:x}"
+
+
+def _generations(backend, names):
+    """Return the current generation string of `names`, creating missing counters.
+
+    Read once per request and table set (a permission check and the answer share it); a
+    commit inside the request forgets it.
+    """
+    # Kept on the request itself (flask.g belongs to the app context, which tests share).
+    seen = request.environ.setdefault("crm.cache_generations", {}) if has_request_context() else None
+    if seen is not None and names in seen:
+        return seen[names]
+    gens = _read_generations(backend, names)
+    if seen is not None:
+        seen[names] = gens
+    return gens
+
+
+def _read_generations(backend, names):
+    _flush_pending(backend)
+    keys = [GEN_PREFIX + n for n in names]
+    values = backend.get_many(*keys)
+    if any(v is None for v in values):
+        for key, value in zip(keys, values):
+            if value is None:
+                # A fresh token, not 0: an evicted counter must not revive old keys.
+                backend.add(key, _token(), timeout=0)
+        values = backend.get_many(*keys)
+    return ",".join(str(v) for v in values)
+
+
+def _flush_pending(backend):
+    """Apply invalidations that failed while the backend was down."""
+    if not _state["pending"]:
+        return
+    with _lock:
+        pending, _state["pending"] = _state["pending"], set()
+    try:
+        backend.set_many({GEN_PREFIX + n: _token() for n in pending}, timeout=0)
+    except Exception:
+        with _lock:
+            _state["pending"] |= pending
+        raise
+
+
+def answer_key(names, scope, generations, query_key):
+    """Return the cache key of one answer."""
+    digest = hashlib.sha1(query_key.encode("utf-8")).hexdigest()[:20]
+    return f"{ANSWER_PREFIX}{'+'.join(names)}:{scope}:{generations}:{digest}"
+
+
+# ---------------------------------------------------------------- reading
+
+
+def cached_value(resources, scope, query_key, compute, timeout=None):
+    """Return compute() cached under (resources, scope, query_key); any picklable value."""
+    names = resource_names(resources)
+    backend = _backend()
+    if backend is None:
+        return compute()
+    try:
+        key = answer_key(names, scope, _call(lambda: _generations(backend, names)), query_key)
+        hit = _call(lambda: backend.get(key))
+    except CacheDown:
+        return compute()
+    if hit is not None:
+        _count("hits")
+        log.debug("Cache HIT: %s", key)
+        return hit
+    _count("misses")
+    log.debug("Cache MISS: %s", key)
+    value = compute()
+    try:
+        _call(lambda: backend.set(key, value, timeout=timeout))
+    except CacheDown:
+        pass
+    return value
+
+
+_memo = {}
+_MEMO_MAX = 4096
+
+
+def memo(resources, key, compute):
+    """Return compute() memoised in this process until a commit writes `resources`.
+
+    For small, hot, rarely written answers (permission checks): the value lives in process
+    memory, and only the generations (one cache round trip) are read per call. With no
+    shared cache backend, or when it is down, this is compute() every time.
+    """
+    names = resource_names(resources)
+    backend = _backend()
+    if backend is None:
+        return compute()
+    try:
+        gens = _call(lambda: _generations(backend, names))
+    except CacheDown:
+        return compute()
+    full_key = (names, key)
+    found = _memo.get(full_key)
+    if found is not None and found[0] == gens:
+        return found[1]
+    value = compute()
+    if len(_memo) >= _MEMO_MAX:
+        _memo.clear()
+    _memo[full_key] = (gens, value)
+    return value
+
+
+def _to_bytes(value):
+    """Turn a computed answer into JSON bytes; a non-200 Response is not cacheable."""
+    if isinstance(value, Response):
+        if value.status_code != 200:
+            raise _NotCacheable(value)
+        return value.get_data()
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+
+
+def etag_of(body):
+    """Return the strong ETag of `body` (quoted)."""
+    return '"' + hashlib.sha1(body).hexdigest()[:24] + '"'
+
+
+def cached_json(resources, scope, query_key, compute, timeout=None):
+    """Return (body bytes, etag) of compute() (bytes, str, JSON data or a 200 Response), cached."""
+
+    def build():
+        body = _to_bytes(compute())
+        return body, etag_of(body)
+
+    return cached_value(resources, scope, query_key, build, timeout=timeout)
+
+
+def etag_response(body, etag, status=200, mimetype="application/json"):
+    """Return `body` with its ETag, or an empty 304 when the client already has it."""
+    if has_request_context() and request.if_none_match.contains(etag.strip('"')):
+        resp = Response(status=304)
+    else:
+        resp = Response(body, status=status, mimetype=mimetype)
+    resp.headers["ETag"] = etag
+    # Private and revalidated each time: scope and permission checks run on every request.
+    resp.headers["Cache-Control"] = "private, no-cache"
+    resp.vary.update(("Authorization", "Cookie", "Accept-Language"))
+    return resp
+
+
+def cached_response(resources, compute, scope=None, query=None, timeout=None):
+    """Answer the current request from cache or compute(); ETag/304; non-200 answers pass through.
+
+    `scope` defaults to the visibility of the acting user, `query` to the normalised request.
+    """
+    from app.context import current_user_obj
+
+    if scope is None:
+        scope = scope_key(current_user_obj(), resources)
+    if query is None:
+        query = request_query_key()
+    try:
+        body, etag = cached_json(resources, scope, query, compute, timeout=timeout)
+    except _NotCacheable as exc:
+        return exc.response
+    return etag_response(body, etag)
+
+
+def cached_endpoint(*resources, timeout=None):
+    """Decorate a view function (placed under its auth decorator) to cache its 200 answers."""
+
+    def decorator(fn):
+        @wraps(fn)
+        def wrapper(*args, **kwargs):
+            return cached_response(resources, lambda: fn(*args, **kwargs), timeout=timeout)
+
+        return wrapper
+
+    return decorator
+
+
+# ---------------------------------------------------------------- invalidation
+
+
+def invalidate(*resources):
+    """Make every cached answer over `resources` unreachable (call after a commit)."""
+    names = resource_names(resources) if resources else ()
+    if not names:
+        return
+    if has_request_context():
+        request.environ.pop("crm.cache_generations", None)
+    backend = _backend()
+    if backend is None:
+        return
+    try:
+        _call(lambda: backend.set_many({GEN_PREFIX + n: _token() for n in names}, timeout=0))
+    except CacheDown:
+        # Retried on the next successful contact; answers also expire (CACHE_DEFAULT_TIMEOUT).
+        with _lock:
+            _state["pending"].update(names)
+
+
+def _tables_of(obj):
+    return [t.name for t in sa.inspect(obj).mapper.tables]
+
+
+def _dirty_tables(obj):
+    """Tables an update of `obj` writes: its own for column changes, link tables for collections."""
+    state = sa.inspect(obj)
+    tables = set()
+    for rel in state.mapper.relationships:
+        if rel.secondary is not None and state.attrs[rel.key].history.has_changes():
+            tables.add(rel.secondary.name)  # many-to-many: e.g. ab_permission_view_role
+    changed = {a.key for a in state.mapper.column_attrs if state.attrs[a.key].history.has_changes()}
+    if changed and not (isinstance(obj, User) and changed <= _USER_NOISE):
+        tables.update(_tables_of(obj))
+    return tables
+
+
+def _after_flush(session, flush_context):
+    touched = session.info.setdefault("cache_touched", set())
+    for obj in list(session.new) + list(session.deleted):
+        touched.update(_tables_of(obj))
+        for rel in sa.inspect(obj).mapper.relationships:
+            if rel.secondary is not None:
+                touched.add(rel.secondary.name)
+    for obj in session.dirty:
+        touched.update(_dirty_tables(obj))
+
+
+def _do_orm_execute(state):
+    """Bulk UPDATE/DELETE/INSERT statements through the session touch their table too."""
+    if state.is_insert or state.is_update or state.is_delete:
+        table = getattr(state.statement, "table", None)
+        if table is not None and getattr(table, "name", None):
+            state.session.info.setdefault("cache_touched", set()).add(table.name)
+
+
+def _after_commit(session):
+    touched = session.info.pop("cache_touched", None)
+    if touched:
+        invalidate(*touched)
+
+
+def _after_rollback(session):
+    session.info.pop("cache_touched", None)
+
+
+def install(session_class):
+    """Attach the invalidation listeners to every session of `session_class`."""
+    for name, fn in (
+        ("after_flush", _after_flush),
+        ("do_orm_execute", _do_orm_execute),
+        ("after_commit", _after_commit),
+        ("after_rollback", _after_rollback),
+    ):
+        if not sa.event.contains(session_class, name, fn):
+            sa.event.listen(session_class, name, fn)

@@ -1,0 +1,155 @@
+"""Pagination without COUNT(*) over huge tables on every page, and keyset cursors for deep pages.
+
+- `page_args(page, limit)`: validated page/limit (400 naming the field, limit clamped).
+- `bounded_count(session, query)`: exact below COUNT_EXACT_LIMIT rows, the planner's
+  estimate above it (counting stops at the limit, so the cost is bounded).
+- `cached_count(session, query, resources)`: the same, cached per generation of
+  `resources` (app/caching.py) and keyed by the query's SQL and parameters, so the scope
+  and the filters are part of the key and page 2..n reuse page 1's total.
+- `keyset_page(session, query, order, after, limit)`: `WHERE (sort..., id) < cursor`
+  instead of OFFSET, so page 10,000 costs what page 1 costs; the cursor is opaque base64.
+"""
+
+import base64
+import json
+from datetime import date, datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from app import caching
+from app.services.errors import ValidationFailed
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+# Totals are exact up to this many rows; beyond it the planner's estimate is shown (counting
+# stops here, so a page never scans more than this many rows to count).
+COUNT_EXACT_LIMIT = 1_000
+
+
+def page_args(page=None, limit=None, default_limit=DEFAULT_LIMIT, max_limit=MAX_LIMIT):
+    """Return (page >= 1, 1 <= limit <= max_limit) from raw query values; 400 on junk."""
+    try:
+        page = int(page) if page not in (None, "") else 1
+    except (TypeError, ValueError):
+        raise ValidationFailed("page must be a positive integer", field="page") from None
+    try:
+        limit = int(limit) if limit not in (None, "") else default_limit
+    except (TypeError, ValueError):
+        raise ValidationFailed("limit must be a positive integer", field="limit") from None
+    if page < 1:
+        raise ValidationFailed("page must be a positive integer", field="page")
+    if limit < 1:
+        raise ValidationFailed("limit must be a positive integer", field="limit")
+    return page, min(limit, max_limit)
+
+
+def _statement(query):
+    return query.statement if hasattr(query, "statement") else query
+
+
+def _count_exact(session, stmt, cap):
+    sub = stmt.order_by(None).limit(cap).subquery() if cap else stmt.order_by(None).subquery()
+    return session.execute(sa.select(sa.func.count()).select_from(sub)).scalar_one()
+
+
+def estimate_count(session, query):
+    """Return the planner's row estimate for `query` (PostgreSQL), or None elsewhere."""
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql":
+        return None
+    compiled = _statement(query).order_by(None).compile(dialect=bind.dialect)
+    plan = session.connection().exec_driver_sql("EXPLAIN (FORMAT JSON) " + compiled.string, compiled.params).scalar()
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def bounded_count(session, query, exact_limit=COUNT_EXACT_LIMIT):
+    """Exact count up to `exact_limit` rows, the planner's estimate beyond (never below the limit)."""
+    stmt = _statement(query)
+    n = _count_exact(session, stmt, exact_limit + 1)
+    if n <= exact_limit:
+        return n
+    try:
+        estimate = estimate_count(session, stmt)
+    except sa.exc.SQLAlchemyError:
+        estimate = None
+    if estimate is None:
+        return _count_exact(session, stmt, None)
+    return max(estimate, exact_limit + 1)
+
+
+def query_cache_key(session, query):
+    """Return a key naming `query` exactly: its SQL text and bound parameters."""
+    compiled = _statement(query).compile(dialect=session.get_bind().dialect)
+    return json.dumps([compiled.string, sorted(compiled.params.items())], default=str, ensure_ascii=False)
+
+
+def cached_count(session, query, resources, exact_limit=COUNT_EXACT_LIMIT):
+    """`bounded_count` cached per generation of `resources` (the scope is in the SQL parameters)."""
+    key = "count:" + query_cache_key(session, query)
+    return caching.cached_value(resources, "sql", key, lambda: bounded_count(session, query, exact_limit))
+
+
+# ---------------------------------------------------------------- keyset
+
+
+def _encode_value(value):
+    if isinstance(value, datetime):
+        return {"t": "dt", "v": value.isoformat()}
+    if isinstance(value, date):
+        return {"t": "d", "v": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"t": "dec", "v": str(value)}
+    return value
+
+
+def _decode_value(value):
+    if isinstance(value, dict):
+        kind, raw = value.get("t"), value.get("v")
+        if kind == "dt":
+            return datetime.fromisoformat(raw)
+        if kind == "d":
+            return date.fromisoformat(raw)
+        if kind == "dec":
+            return Decimal(raw)
+        raise ValueError("unknown cursor value")
+    return value
+
+
+def encode_cursor(values):
+    """Return the opaque cursor for a row's sort values."""
+    raw = json.dumps([_encode_value(v) for v in values], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor, width):
+    """Return the sort values of `cursor`; 400 naming `after` when it is not ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = [_decode_value(v) for v in json.loads(raw)]
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise ValidationFailed("after is not a valid cursor", field="after") from None
+    if not isinstance(values, list) or len(values) != width:
+        raise ValidationFailed("after is not a valid cursor", field="after")
+    return values
+
+
+def keyset_page(session, query, order, after=None, limit=DEFAULT_LIMIT, descending=True):
+    """Return (rows, next_cursor) of `query` sorted by `order` (columns ending with a unique one).
+
+    `order` is e.g. (Customer.updated_at, Customer.id); every column sorts the same way.
+    An index on the same columns (with the same WHERE) makes any page an index range scan.
+    """
+    stmt = _statement(query)
+    if after:
+        values = decode_cursor(after, len(order))
+        cmp = sa.tuple_(*order) < sa.tuple_(*values) if descending else sa.tuple_(*order) > sa.tuple_(*values)
+        stmt = stmt.where(cmp)
+    stmt = stmt.order_by(None).order_by(*[(c.desc() if descending else c.asc()) for c in order]).limit(limit + 1)
+    rows = session.execute(stmt).scalars().all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor([getattr(rows[-1], c.key) for c in order]) if more and rows else None
+    return rows, next_cursor

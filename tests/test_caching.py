@@ -1,0 +1,384 @@
+"""Cache correctness (not speed): read-your-write for every kind of write, scope never
+shared, fail open when Redis is down, ETag/304, bounded counts, keyset pages, no N+1.
+
+The run's app uses NullCache; these tests switch its backend to a real Redis cache with a
+private key prefix (fixture `redis_cache`) and restore it afterwards.
+"""
+
+import logging
+import shutil
+import socket
+import subprocess
+import uuid
+from types import SimpleNamespace
+
+import pytest
+import redis
+import sqlalchemy as sa
+from flask import g
+from flask_caching.backends.rediscache import RedisCache
+from sqlalchemy.orm import Session
+
+from app import caching
+from app.extensions import cache
+from tests.services import wait_port
+
+LIST_Q = "/api/v1/customer/?q=(order_column:updated_at,order_direction:desc,page:0,page_size:100)"
+
+
+def _swap_backend(app, backend):
+    old = app.extensions["cache"][cache]
+    app.extensions["cache"][cache] = backend
+    caching.reset_state()
+    return old
+
+
+@pytest.fixture()
+def redis_cache(app, redis_url):
+    """The app's cache switched to the shared Redis under a private prefix (keys deleted after)."""
+    prefix = f"crm_test_cache_{uuid.uuid4().hex[:8]}:"
+    client = redis.Redis.from_url(redis_url)
+    backend = RedisCache(host=client, key_prefix=prefix, default_timeout=300)
+    old = _swap_backend(app, backend)
+    yield backend
+    _swap_backend(app, old)
+    keys = list(client.scan_iter(match=prefix + "*"))
+    if keys:
+        client.delete(*keys)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def private_redis():
+    """A redis-server of our own on a free port, killed by the test or at teardown."""
+    exe = shutil.which("redis-server")
+    assert exe, "redis-server is needed for the fail-open test"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert wait_port("127.0.0.1", port, 10), "private redis-server did not start"
+    yield proc, f"redis://127.0.0.1:{port}/0"
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(5)
+
+
+def names(resp):
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    return {row["name"] for row in resp.json["result"]}
+
+
+def test_api_list_hits_cache_and_reads_its_own_writes(client, auth, make, redis_cache):
+    mine = make.customer("sales")
+    first = client.get(LIST_Q, headers=auth("sales"))
+    assert mine.name in names(first)
+    before = caching.stats()
+    again = client.get(LIST_Q, headers=auth("sales"))
+    assert caching.stats()["hits"] == before["hits"] + 1
+    assert again.get_data() == first.get_data()
+
+    # POST
+    resp = client.post("/api/v1/customer/", json={"name": "新規顧客API", "email": f"n-{uuid.uuid4().hex[:8]}@ex.jp", "size": "SMALL", "investment_profile": "moderate"}, headers=auth("sales"))
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    new_id = resp.json["id"]
+    assert "新規顧客API" in names(client.get(LIST_Q, headers=auth("sales")))
+
+    # PUT
+    resp = client.put(f"/api/v1/customer/{new_id}", json={"name": "改名済み顧客"}, headers=auth("sales"))
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    listed = names(client.get(LIST_Q, headers=auth("sales")))
+    assert "改名済み顧客" in listed and "新規顧客API" not in listed
+
+    # DELETE (soft; only Admin may delete customers)
+    assert client.delete(f"/api/v1/customer/{new_id}", headers=auth("admin")).status_code == 200
+    assert "改名済み顧客" not in names(client.get(LIST_Q, headers=auth("sales")))
+
+
+def test_screen_form_write_invalidates_api_list(browser_login, client, auth, users, make, redis_cache):
+    make.customer("sales")
+    # Warm the "all" scope and the rep's own scope.
+    assert client.get(LIST_Q, headers=auth("manager")).status_code == 200
+    assert client.get(LIST_Q, headers=auth("sales")).status_code == 200
+    screen = browser_login("sales")
+    email = f"screen-{uuid.uuid4().hex[:8]}@ex.jp"
+    resp = screen.post(
+        "/customerview/add",
+        data={
+            "name": "画面から登録",
+            "email": email,
+            "size": "SMALL",
+            "investment_profile": "moderate",
+            "risk_tolerance": "5",
+            "assigned_sales": str(users["sales"].id),
+        },
+    )
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:500]
+    assert "画面から登録" in names(client.get(LIST_Q, headers=auth("manager")))
+    assert "画面から登録" in names(client.get(LIST_Q, headers=auth("sales")))
+
+
+def test_worker_write_in_its_own_session_invalidates(app, db, client, auth, users, make, redis_cache):
+    from app.context import acting_as
+    from models import Customer
+
+    customer = make.customer("sales")
+    old_name = customer.name
+    assert old_name in names(client.get(LIST_Q, headers=auth("sales")))
+    # A worker or consumer: its own session and connection, acting as a user, no request.
+    with acting_as(users["sales"]), Session(db.engine) as worker:
+        row = worker.get(Customer, customer.id)
+        row.name = "ワーカーが更新"
+        worker.commit()
+    # The test client's requests reuse this test's app context and so its session, whose
+    # identity map still holds the old row; a real request starts with a fresh session.
+    db.session.expire_all()
+    misses = caching.stats()["misses"]
+    listed = names(client.get(LIST_Q, headers=auth("sales")))
+    assert "ワーカーが更新" in listed and old_name not in listed
+    assert caching.stats()["misses"] > misses  # recomputed, not served from the old key
+
+
+def test_bulk_statement_write_invalidates(db, client, auth, make, redis_cache):
+    from models import Customer
+
+    customer = make.customer("sales")
+    assert customer.name in names(client.get(LIST_Q, headers=auth("sales")))
+    db.session.execute(sa.update(Customer).where(Customer.id == customer.id).values(name="一括更新"))
+    db.session.commit()
+    assert "一括更新" in names(client.get(LIST_Q, headers=auth("sales")))
+
+
+def test_rolled_back_write_does_not_invalidate(db, client, auth, make, redis_cache):
+    from models import Customer
+
+    other = make.customer("sales2")
+    client.get(LIST_Q, headers=auth("sales"))
+    gens = redis_cache.get_many("gen:customers")
+    db.session.get(Customer, other.id).name = "取り消し"
+    db.session.flush()
+    db.session.rollback()
+    assert redis_cache.get_many("gen:customers") == gens
+
+
+def test_scopes_never_share_answers(client, auth, make, redis_cache):
+    own = make.customer("sales")
+    other = make.customer("sales2")
+    for _ in range(2):  # second round is served from cache
+        sales = names(client.get(LIST_Q, headers=auth("sales")))
+        sales2 = names(client.get(LIST_Q, headers=auth("sales2")))
+        manager = names(client.get(LIST_Q, headers=auth("manager")))
+        assert own.name in sales and other.name not in sales
+        assert other.name in sales2 and own.name not in sales2
+        assert {own.name, other.name} <= manager
+    assert caching.stats()["hits"] >= 3
+
+
+def test_etag_and_304(client, auth, make, redis_cache):
+    make.customer("sales")
+    first = client.get(LIST_Q, headers=auth("sales"))
+    etag = first.headers["ETag"]
+    assert first.headers["Cache-Control"] == "private, no-cache"
+    not_modified = client.get(LIST_Q, headers={**auth("sales"), "If-None-Match": etag})
+    assert not_modified.status_code == 304 and not_modified.get_data() == b""
+    # Another user's ETag check still runs their own scope: different body, so 200.
+    other = client.get(LIST_Q, headers={**auth("sales2"), "If-None-Match": etag})
+    assert other.status_code == 200
+    make.customer("sales")
+    changed = client.get(LIST_Q, headers={**auth("sales"), "If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+
+
+def test_permission_change_applies_at_once_with_memoised_checks(app, client, auth, make, redis_cache):
+    """Permission checks are memoised per process; revoking a permission still bites at once."""
+    from app.roles import CUSTOMER
+
+    sm = app.appbuilder.sm
+    make.customer("sales")
+    assert client.get(LIST_Q, headers=auth("compliance")).status_code == 200
+    assert client.get(LIST_Q, headers=auth("compliance")).status_code == 200  # memoised now
+    role = sm.find_role("Compliance")
+    pv = sm.find_permission_view_menu("can_read", CUSTOMER)
+    sm.del_permission_role(role, pv)  # commits → FAB's permission tables' generation bumped
+    try:
+        assert client.get(LIST_Q, headers=auth("compliance")).status_code == 403
+    finally:
+        sm.add_permission_role(sm.find_role("Compliance"), sm.find_permission_view_menu("can_read", CUSTOMER))
+    assert client.get(LIST_Q, headers=auth("compliance")).status_code == 200
+
+
+def test_unauthenticated_never_reaches_the_cache(client, make, redis_cache):
+    make.customer("sales")
+    assert client.get(LIST_Q).status_code == 401
+
+
+def test_redis_down_answers_200_from_the_database(app, client, auth, make, private_redis, caplog):
+    proc, url = private_redis
+    old = _swap_backend(app, RedisCache(host=redis.Redis.from_url(url, socket_connect_timeout=0.25, socket_timeout=0.5), key_prefix="t:"))
+    try:
+        make.customer("sales")
+        client.get(LIST_Q, headers=auth("sales"))
+        assert client.get(LIST_Q, headers=auth("sales")).status_code == 200
+        assert caching.stats()["hits"] == 1
+        proc.kill()
+        proc.wait(5)
+        with caplog.at_level(logging.WARNING, logger="crm.cache"):
+            fresh = make.customer("sales")  # the invalidation fails too: the write still commits
+            resp = client.get(LIST_Q, headers=auth("sales"))
+            assert resp.status_code == 200 and fresh.name in names(resp)
+            assert client.get(LIST_Q, headers=auth("sales")).status_code == 200
+        stats = caching.stats()
+        assert stats["errors"] >= 1 and stats["down"]
+        assert stats["pending_invalidations"] >= 1
+        assert sum("Cache unavailable" in r.getMessage() for r in caplog.records) == 1  # once per interval
+    finally:
+        _swap_backend(app, old)
+
+
+def test_hit_and_miss_logged_at_debug(client, auth, make, redis_cache, caplog):
+    make.customer("sales")
+    with caplog.at_level(logging.DEBUG, logger="crm.cache"):
+        client.get(LIST_Q, headers=auth("sales"))
+        client.get(LIST_Q, headers=auth("sales"))
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any(line.startswith("Cache MISS: answer:") for line in lines)
+    assert any(line.startswith("Cache HIT: answer:") for line in lines)
+
+
+ROLE_OF = {"admin": "Admin", "manager": "Manager", "compliance": "Compliance", "sales": "Sales", "sales2": "Sales"}
+
+
+def as_request_user(users, key):
+    """A stand-in for g.user (the session fixture's users are detached and expire)."""
+    return SimpleNamespace(id=users[key].id, is_authenticated=True, roles=[SimpleNamespace(name=ROLE_OF[key])])
+
+
+def test_cached_response_helper_for_blueprint_handlers(app, db, users, make, redis_cache):
+    """What the /api blueprint calls: one compute per generation and scope, 304 on match."""
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"success": True, "data": [len(calls)]}
+
+    def answer(user_key, headers=None):
+        with app.test_request_context("/api/customers?page=1&limit=20", headers=headers or {}):
+            g.user = as_request_user(users, user_key)
+            return caching.cached_response(("customers",), compute)
+
+    first = answer("sales")
+    assert first.status_code == 200 and first.json == {"success": True, "data": [1]}
+    assert answer("sales").json["data"] == [1] and len(calls) == 1
+    assert answer("sales", {"If-None-Match": first.headers["ETag"]}).status_code == 304
+    assert answer("sales2").json["data"] == [2]  # another Sales user: own key
+    assert answer("manager").json["data"] == [3]
+    assert answer("admin").json["data"] == [3]  # Admin shares the "all" scope with Manager
+    make.customer("sales")  # commit → customers generation bumped
+    assert answer("sales").json["data"] == [4]
+
+
+def test_not_cacheable_answers_pass_through(app, users, redis_cache):
+    from flask import jsonify
+
+    calls = []
+
+    def failing():
+        calls.append(1)
+        return jsonify(error="Bad Request"), 400
+
+    with app.test_request_context("/api/customers?page=x"):
+        g.user = as_request_user(users, "sales")
+        resp = caching.cached_response(("customers",), lambda: app.make_response(failing()))
+        again = caching.cached_response(("customers",), lambda: app.make_response(failing()))
+    assert resp.status_code == 400 and again.status_code == 400 and len(calls) == 2
+
+
+# ---------------------------------------------------------------- pagination and queries
+
+
+def test_bounded_count_is_exact_below_the_limit_and_estimated_above(app, db, make):
+    from app.pagination import bounded_count
+    from models import Customer
+
+    for _ in range(3):
+        make.customer("sales2")
+    query = db.session.query(Customer).filter(Customer.deleted_at.is_(None))
+    exact = query.count()
+    assert bounded_count(db.session, query) == exact
+    estimated = bounded_count(db.session, query, exact_limit=1)
+    assert estimated >= 2  # never reports fewer rows than it counted
+
+
+def test_keyset_pages_walk_every_row_once(app, db, make):
+    from app.pagination import keyset_page
+    from models import Customer
+
+    for _ in range(5):
+        make.customer("sales2")
+    query = sa.select(Customer).where(Customer.deleted_at.is_(None))
+    order = (Customer.updated_at, Customer.id)
+    expected = [c.id for c in db.session.execute(query.order_by(Customer.updated_at.desc(), Customer.id.desc())).scalars()]
+    seen, cursor = [], None
+    while True:
+        rows, cursor = keyset_page(db.session, query, order, after=cursor, limit=2)
+        seen += [r.id for r in rows]
+        if not cursor:
+            break
+    assert seen == expected
+
+
+def test_page_args_and_bad_cursor_are_400s_naming_the_field():
+    from app.pagination import decode_cursor, page_args
+    from app.services.errors import ValidationFailed
+
+    assert page_args("2", "500") == (2, 100)
+    for page, limit, field in (("x", None, "page"), ("0", None, "page"), (None, "-1", "limit")):
+        with pytest.raises(ValidationFailed) as exc:
+            page_args(page, limit)
+        assert exc.value.field == field
+    with pytest.raises(ValidationFailed) as exc:
+        decode_cursor("not-a-cursor!", 2)
+    assert exc.value.field == "after"
+
+
+def _approval(db, user, customer):
+    """A pending request written directly (the approvals service is not under test here)."""
+    from models import ApprovalRequest
+
+    db.session.add(ApprovalRequest(requester_id=user.id, customer_id=customer.id, product_name="債券ファンド", amount=1_000_000))
+    db.session.commit()
+
+
+@pytest.mark.parametrize("resource", ["customer", "task", "meeting", "approval"])
+def test_list_endpoints_have_no_n_plus_one(app, db, client, auth, users, make, resource):
+    """The number of SQL statements of a list does not grow with the page size."""
+    customer = make.customer("sales")
+    for _ in range(6):
+        make.task("sales", customer=customer)
+        make.meeting("sales", customer=customer)
+        _approval(db, users["sales"], customer)
+        make.customer("sales")
+    statements = []
+
+    def count(conn, cursor, statement, params, context, executemany):
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        sizes = {}
+        for size in (6, 1, 6):  # the first call also warms per-process lookups
+            statements.clear()
+            resp = client.get(f"/api/v1/{resource}/?q=(page:0,page_size:{size})", headers=auth("manager"))
+            assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+            assert len(resp.json["result"]) == size
+            sizes[size] = len(statements)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+    assert sizes[6] == sizes[1], sizes
