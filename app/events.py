@@ -55,6 +55,13 @@ def _next_sequence(session, aggregate_type, aggregate_id):
     key = (aggregate_type, aggregate_id)
     if key not in pending:
         with session.no_autoflush:
+            if session.get_bind().dialect.name == "postgresql":
+                # Two transactions writing events for one aggregate (say two logins of one
+                # user) would both read the same max: serialise them on the aggregate until
+                # commit, so sequences are unique and follow commit order.
+                session.execute(
+                    sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"{aggregate_type}:{aggregate_id}", 0)))
+                )
             current = session.execute(
                 sa.select(sa.func.max(OutboxEvent.sequence)).where(
                     OutboxEvent.aggregate_type == aggregate_type,

@@ -1,7 +1,7 @@
 """indexes for list filters, sorts and search
 
 Revision ID: 2884578bd01d
-Revises: 8c43bebaa0ba
+Revises: 9e8cd6f0086e
 Create Date: 2026-11-23 00:21:34.912279
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '2884578bd01d'
-down_revision = '8c43bebaa0ba'
+down_revision = '9e8cd6f0086e'
 branch_labels = None
 depends_on = None
 
