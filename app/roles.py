@@ -111,6 +111,9 @@ def role_permission_pairs(role):
 def sync_roles(appbuilder):
     """Create or update every role so its permissions match this module exactly."""
     sm = appbuilder.sm
+    # FAB grants every permission it creates to the Admin role, so that role must exist first.
+    if sm.find_role(ADMIN) is None:
+        sm.add_role(ADMIN)
     appbuilder.add_permissions(update_perms=True)
     every_pair = set()
     for role in ROLES:
