@@ -26,8 +26,8 @@ EXPECTED = {
         "customer": {"create": 201, "edit": (200, 200), "delete": (200, 200)},
         "meeting": {"create": 201, "edit": (200, 200), "delete": (200, 200)},
         "task": {"create": 201, "edit": (200, 200), "delete": (200, 200)},
-        # A submitted request is locked: even an Admin edit is a conflict.
-        "approval": {"create": 201, "edit": (409, 409), "delete": (200, 200)},
+        # A submitted request is locked and kept: even an Admin edit or delete is a conflict.
+        "approval": {"create": 201, "edit": (409, 409), "delete": (409, 409)},
     },
     "manager": {
         "customer": {"create": 403, "edit": (200, 200), "delete": (403, 403)},

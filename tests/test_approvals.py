@@ -504,3 +504,16 @@ def test_demo_data_history_is_real(tmp_path):
     assert decided == audited == step_events > 0
     recalls = con.execute("SELECT count(*) FROM audit_logs WHERE action = 'RECALL'").fetchone()[0]
     assert recalls == statuses["RECALLED"]
+
+
+def test_requests_are_never_deleted_even_by_a_direct_writer(make, db):
+    """The flush-time backstop: a worker or script deleting a request is refused and nothing changes."""
+    from app.services.errors import Conflict
+
+    req = make.approval("sales")
+    req_id = req.id
+    db.session.delete(db.session.get(ApprovalRequest, req_id))
+    with pytest.raises(Conflict):
+        db.session.commit()
+    db.session.rollback()
+    assert db.session.query(ApprovalRequest).filter_by(id=req_id).count() == 1

@@ -119,6 +119,7 @@ class ApprovalRequestView(ScopedModelView):
     class_permission_name = APPROVAL
     method_permission_name = {**VIEW_METHOD_PERMISSIONS, "decide": "decide", "recall": "recall"}
     prepare = staticmethod(service.prepare_request)
+    refuse_delete = staticmethod(service.refuse_delete)
     list_title = _("Approval Requests")
     show_title = _("Approval Request")
     add_title = _("New approval request")
@@ -321,6 +322,7 @@ class ApprovalRequestApi(ScopedModelApi):
     class_permission_name = APPROVAL
     method_permission_name = {**API_METHOD_PERMISSIONS, "approve": "decide", "reject": "decide", "recall": "recall"}
     prepare = staticmethod(service.prepare_request)
+    refuse_delete = staticmethod(service.refuse_delete)
     list_columns = [
         "id",
         "requester_id",

@@ -98,6 +98,13 @@ class ServiceHooks:
 
     #: prepare(item, user, creating) from app.services; raises DomainError.
     prepare = None
+    #: refuse_delete(item, user) from app.services, for rows that are never deleted.
+    refuse_delete = None
+
+    def pre_delete(self, item):
+        """Apply the domain rules before delete."""
+        if self.refuse_delete:
+            type(self).refuse_delete(item, g.user)
 
     def pre_add(self, item):
         """Apply the domain rules before insert."""

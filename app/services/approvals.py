@@ -372,11 +372,26 @@ def _guard_step(mapper, connection, target):
         raise Conflict("the routing of a submitted request cannot change", field="steps")
 
 
+def refuse_delete(request, user=None):
+    """Approval requests and their history are never deleted: a pending one is recalled instead."""
+    raise Conflict("approval requests are kept for the audit trail; recall a pending request instead", field="status")
+
+
+def _guard_delete(mapper, connection, target):
+    """Backstop for writers that skip the views: no request or step row is ever deleted."""
+    refuse_delete(target)
+
+
 def install_guards():
     """Attach the flush-time guards (idempotent)."""
-    for model, fn in ((ApprovalRequest, _guard_request), (ApprovalStep, _guard_step)):
-        if not sa.event.contains(model, "before_update", fn):
-            sa.event.listen(model, "before_update", fn)
+    for model, event_name, fn in (
+        (ApprovalRequest, "before_update", _guard_request),
+        (ApprovalStep, "before_update", _guard_step),
+        (ApprovalRequest, "before_delete", _guard_delete),
+        (ApprovalStep, "before_delete", _guard_delete),
+    ):
+        if not sa.event.contains(model, event_name, fn):
+            sa.event.listen(model, event_name, fn)
 
 
 install_guards()
