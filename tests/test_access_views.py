@@ -1,7 +1,7 @@
 """The access matrix of design.md §3 through the screens (FAB ModelViews, form posts).
 
-Same expectations as the API matrix; a screen answers a missing permission with a
-redirect ("Access is Denied") rather than 403, and nothing is written.
+Same expectations as the API matrix; a screen answers a missing permission with 403, an
+out-of-scope id with 404, and a refused rule with a flashed message — nothing is written.
 """
 
 import pytest
