@@ -160,7 +160,9 @@ def scope_key(user, resources=()):
 
 def request_query_key():
     """Return the normalised query of the current request: path, sorted arguments, locale."""
-    args = sorted((k, v) for k, v in request.args.items(multi=True) if v != "")
+    # An empty value means "not given" ("?search=" is no search), except a keyset cursor's
+    # "?after=" which selects keyset paging from the start.
+    args = sorted((k, v) for k, v in request.args.items(multi=True) if v != "" or k == "after")
     return json.dumps([request.path, args, _locale()], ensure_ascii=False, separators=(",", ":"))
 
 
@@ -290,6 +292,11 @@ def memo(resources, key, compute):
 
 def _to_bytes(value):
     """Turn a computed answer into JSON bytes; a non-200 Response is not cacheable."""
+    if isinstance(value, tuple):  # a view's (response, status) pair
+        response, status = value[0], value[1]
+        if status != 200:
+            raise _NotCacheable(value)
+        value = response
     if isinstance(value, Response):
         if value.status_code != 200:
             raise _NotCacheable(value)
@@ -347,13 +354,28 @@ def cached_response(resources, compute, scope=None, query=None, timeout=None):
     return etag_response(body, etag)
 
 
-def cached_endpoint(*resources, timeout=None):
-    """Decorate a view function (placed under its auth decorator) to cache its 200 answers."""
+def role_scope(user, resources=()):
+    """The visibility key of `user` plus their role names, for answers that depend on permissions."""
+    roles = ",".join(sorted(r.name for r in getattr(user, "roles", None) or ()))
+    return f"{scope_key(user, resources)}:{roles}"
+
+
+def cached_endpoint(*resources, timeout=None, by_roles=False):
+    """Decorate a view function (placed under its auth decorator) to cache its 200 answers.
+
+    `by_roles`: the answer also depends on the caller's permissions (e.g. a dashboard showing
+    only the sections the roles may read), so the role names join the scope of the key.
+    """
 
     def decorator(fn):
         @wraps(fn)
         def wrapper(*args, **kwargs):
-            return cached_response(resources, lambda: fn(*args, **kwargs), timeout=timeout)
+            scope = None
+            if by_roles:
+                from app.context import current_user_obj
+
+                scope = role_scope(current_user_obj(), resources)
+            return cached_response(resources, lambda: fn(*args, **kwargs), scope=scope, timeout=timeout)
 
         return wrapper
 
