@@ -350,6 +350,8 @@ def requires(permission, resource):
                 raise Forbidden(f"your role may not {permission.replace('can_', '')} {resource}")
             return fn(*args, **kwargs)
 
+        # Read by app/fastpath.py: the same check, from the token's role claim.
+        checked.crm_permission = (permission, resource)
         return authenticated(checked)
 
     return decorator
