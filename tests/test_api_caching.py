@@ -271,3 +271,18 @@ def test_overdue_uses_open_statuses_and_due_order(db, client, bearer, make):
     ids = [row["id"] for row in resp.json["data"]]
     assert late.id in ids and done.id not in ids
     assert any("IN (" in s and "ORDER BY tasks.due_date" in s for s in seen)
+
+
+def test_estimated_total_of_an_in_list_query_keeps_the_transaction(db, make):
+    """The planner estimate of an IN (...) query over enums: no failed EXPLAIN, no aborted transaction."""
+    from app.pagination import bounded_count, estimate_count
+    from models.base import utcnow
+    from models.task import OPEN_STATUSES, Task
+
+    customer = make.customer("sales")
+    for _ in range(3):
+        make.task("sales", customer=customer)
+    query = db.session.query(Task).filter(Task.status.in_(OPEN_STATUSES), Task.due_date > utcnow())
+    assert estimate_count(db.session, query) >= 1
+    assert bounded_count(db.session, query, exact_limit=1) >= 2
+    assert db.session.execute(sa.select(1)).scalar_one() == 1  # the transaction is still usable
