@@ -386,8 +386,10 @@ def cached_response(resources, compute, scope=None, query=None, timeout=None):
 
 def role_scope(user, resources=()):
     """The visibility key of `user` plus their role names, for answers that depend on permissions."""
-    roles = ",".join(sorted(r.name for r in getattr(user, "roles", None) or ()))
-    return f"{scope_key(user, resources)}:{roles}"
+    # FAB's permission checks also count the roles of the user's groups.
+    names = {r.name for r in getattr(user, "roles", None) or ()}
+    names |= {r.name for group in getattr(user, "groups", None) or () for r in group.roles}
+    return f"{scope_key(user, resources)}:{','.join(sorted(names))}"
 
 
 def cached_endpoint(*resources, timeout=None, by_roles=False):

@@ -160,7 +160,7 @@ def _clients():
     return (backend, client) if same[1] else None
 
 
-def _scope(user_id, roles, names, by_roles):
+def _scope(user_id, roles, group_roles, names, by_roles):
     """The answer's scope exactly as `caching.scope_key` / `role_scope` compute it from the user."""
     from app.scope import SEES_ALL
 
@@ -168,7 +168,7 @@ def _scope(user_id, roles, names, by_roles):
         scope = f"u{user_id}"
     else:
         scope = "all"
-    return f"{scope}:{','.join(sorted(roles))}" if by_roles else scope
+    return f"{scope}:{','.join(sorted(set(roles) | set(group_roles)))}" if by_roles else scope
 
 
 def _allowed(auth_gens, roles, group_roles, permission, view_name):
@@ -211,7 +211,7 @@ def serve():
     if not epoch or not jti or sub is None:
         return None
     names = spec["resources"]
-    scope = _scope(sub, roles, names, spec["by_roles"])
+    scope = _scope(sub, roles, group_roles, names, spec["by_roles"])
     query_key = caching.request_query_key()
     entry_key = fast_key(names, scope, query_key)
     prefix = backend.key_prefix
