@@ -38,6 +38,18 @@ ANSWER_PREFIX = "answer:"
 # Per-user tables: their answers are always keyed by user, whatever the role.
 PER_USER_RESOURCES = frozenset({"notifications"})
 # FAB user columns that change on every login; they never change a cached answer.
+# FAB's tables that decide a permission check (app/security.py memoises on them).
+AUTH_TABLES = (
+    "ab_role",
+    "ab_permission",
+    "ab_view_menu",
+    "ab_permission_view",
+    "ab_permission_view_role",
+    "ab_group",
+    "ab_group_role",
+)
+# Writes to these change who a token's user is (roles, active flag): auth epochs move.
+USER_AUTH_TABLES = ("ab_user", "ab_user_role", "ab_user_group")
 _USER_NOISE = frozenset({"last_login", "login_count", "fail_login_count", "changed_on", "changed_by_fk"})
 
 _lock = threading.Lock()
@@ -80,6 +92,17 @@ def reset_state():
 def _count(name):
     with _lock:
         _stats[name] += 1
+
+
+def count_hit(key, fast=False):
+    """Count and log (debug) a cache hit served outside `cached_value` (the fast path)."""
+    _count("hits")
+    log.debug("Cache HIT%s: %s", " (fast path)" if fast else "", key)
+
+
+def stats_down():
+    """True while the backend is in its back-off window after a failure."""
+    return time.monotonic() < _state["down_until"]
 
 
 def _backend():
@@ -160,7 +183,9 @@ def scope_key(user, resources=()):
 
 def request_query_key():
     """Return the normalised query of the current request: path, sorted arguments, locale."""
-    args = sorted((k, v) for k, v in request.args.items(multi=True) if v != "")
+    # An empty value means "not given" ("?search=" is no search), except a keyset cursor's
+    # "?after=" which selects keyset paging from the start.
+    args = sorted((k, v) for k, v in request.args.items(multi=True) if v != "" or k == "after")
     return json.dumps([request.path, args, _locale()], ensure_ascii=False, separators=(",", ":"))
 
 
@@ -173,7 +198,7 @@ def _locale():
         return ""
 
 
-def _token():
+def new_token():
     """A generation value never used before (survives restarts and evictions)."""
     with _lock:
         _state["seq"] += 1
@@ -198,26 +223,26 @@ def _generations(backend, names):
 
 
 def _read_generations(backend, names):
-    _flush_pending(backend)
+    flush_pending_invalidations(backend)
     keys = [GEN_PREFIX + n for n in names]
     values = backend.get_many(*keys)
     if any(v is None for v in values):
         for key, value in zip(keys, values):
             if value is None:
                 # A fresh token, not 0: an evicted counter must not revive old keys.
-                backend.add(key, _token(), timeout=0)
+                backend.add(key, new_token(), timeout=0)
         values = backend.get_many(*keys)
     return ",".join(str(v) for v in values)
 
 
-def _flush_pending(backend):
+def flush_pending_invalidations(backend):
     """Apply invalidations that failed while the backend was down."""
     if not _state["pending"]:
         return
     with _lock:
         pending, _state["pending"] = _state["pending"], set()
     try:
-        backend.set_many({GEN_PREFIX + n: _token() for n in pending}, timeout=0)
+        backend.set_many({GEN_PREFIX + n: new_token() for n in pending}, timeout=0)
     except Exception:
         with _lock:
             _state["pending"] |= pending
@@ -290,6 +315,11 @@ def memo(resources, key, compute):
 
 def _to_bytes(value):
     """Turn a computed answer into JSON bytes; a non-200 Response is not cacheable."""
+    if isinstance(value, tuple):  # a view's (response, status) pair
+        response, status = value[0], value[1]
+        if status != 200:
+            raise _NotCacheable(value)
+        value = response
     if isinstance(value, Response):
         if value.status_code != 200:
             raise _NotCacheable(value)
@@ -344,16 +374,43 @@ def cached_response(resources, compute, scope=None, query=None, timeout=None):
         body, etag = cached_json(resources, scope, query, compute, timeout=timeout)
     except _NotCacheable as exc:
         return exc.response
+    if has_request_context() and "crm.fast_entry" in request.environ:
+        from app import fastpath
+
+        names = resource_names(resources)
+        gens = request.environ.get("crm.cache_generations", {}).get(names)
+        if gens is not None:
+            fastpath.store(names, scope, gens, body, etag, timeout=timeout)
     return etag_response(body, etag)
 
 
-def cached_endpoint(*resources, timeout=None):
-    """Decorate a view function (placed under its auth decorator) to cache its 200 answers."""
+def role_scope(user, resources=()):
+    """The visibility key of `user` plus their role names, for answers that depend on permissions."""
+    # FAB's permission checks also count the roles of the user's groups.
+    names = {r.name for r in getattr(user, "roles", None) or ()}
+    names |= {r.name for group in getattr(user, "groups", None) or () for r in group.roles}
+    return f"{scope_key(user, resources)}:{','.join(sorted(names))}"
+
+
+def cached_endpoint(*resources, timeout=None, by_roles=False):
+    """Decorate a view function (placed under its auth decorator) to cache its 200 answers.
+
+    `by_roles`: the answer also depends on the caller's permissions (e.g. a dashboard showing
+    only the sections the roles may read), so the role names join the scope of the key.
+    """
 
     def decorator(fn):
         @wraps(fn)
         def wrapper(*args, **kwargs):
-            return cached_response(resources, lambda: fn(*args, **kwargs), timeout=timeout)
+            scope = None
+            if by_roles:
+                from app.context import current_user_obj
+
+                scope = role_scope(current_user_obj(), resources)
+            return cached_response(resources, lambda: fn(*args, **kwargs), scope=scope, timeout=timeout)
+
+        # Read by app/fastpath.py (copied onto the auth decorators' wrappers by functools.wraps).
+        wrapper.crm_cache = {"resources": resource_names(resources), "by_roles": by_roles, "timeout": timeout}
 
         return wrapper
 
@@ -374,7 +431,7 @@ def invalidate(*resources):
     if backend is None:
         return
     try:
-        _call(lambda: backend.set_many({GEN_PREFIX + n: _token() for n in names}, timeout=0))
+        _call(lambda: backend.set_many({GEN_PREFIX + n: new_token() for n in names}, timeout=0))
     except CacheDown:
         # Retried on the next successful contact; answers also expire (CACHE_DEFAULT_TIMEOUT).
         with _lock:
@@ -400,13 +457,25 @@ def _dirty_tables(obj):
 
 def _after_flush(session, flush_context):
     touched = session.info.setdefault("cache_touched", set())
+    auth_users = session.info.setdefault("auth_users", set())
     for obj in list(session.new) + list(session.deleted):
-        touched.update(_tables_of(obj))
+        tables = set(_tables_of(obj))
         for rel in sa.inspect(obj).mapper.relationships:
             if rel.secondary is not None:
-                touched.add(rel.secondary.name)
+                tables.add(rel.secondary.name)
+        touched.update(tables)
+        if isinstance(obj, User):
+            if obj in session.deleted and obj.id is not None:
+                auth_users.add(obj.id)  # a new user has no token yet
+        elif tables & {"ab_user_role", "ab_user_group"}:
+            session.info["auth_everyone"] = True
     for obj in session.dirty:
-        touched.update(_dirty_tables(obj))
+        tables = _dirty_tables(obj)
+        touched.update(tables)
+        if isinstance(obj, User) and tables & set(USER_AUTH_TABLES):
+            auth_users.add(obj.id)
+        elif not isinstance(obj, User) and tables & {"ab_user_role", "ab_user_group"}:
+            session.info["auth_everyone"] = True  # memberships changed from the role's side
 
 
 def _do_orm_execute(state):
@@ -415,16 +484,25 @@ def _do_orm_execute(state):
         table = getattr(state.statement, "table", None)
         if table is not None and getattr(table, "name", None):
             state.session.info.setdefault("cache_touched", set()).add(table.name)
+            if table.name in USER_AUTH_TABLES:
+                state.session.info["auth_everyone"] = True  # bulk: which users is unknown
 
 
 def _after_commit(session):
     touched = session.info.pop("cache_touched", None)
+    users = session.info.pop("auth_users", None)
+    everyone = session.info.pop("auth_everyone", False) or bool(touched and set(AUTH_TABLES) & touched)
     if touched:
         invalidate(*touched)
+    if (users or everyone) and has_app_context():
+        from app import fastpath
+
+        fastpath.bump(users or (), everyone=everyone)
 
 
 def _after_rollback(session):
-    session.info.pop("cache_touched", None)
+    for key in ("cache_touched", "auth_users", "auth_everyone"):
+        session.info.pop(key, None)
 
 
 def install(session_class):

@@ -58,8 +58,18 @@ def estimate_count(session, query):
     bind = session.get_bind()
     if bind.dialect.name != "postgresql":
         return None
-    compiled = _statement(query).order_by(None).compile(dialect=bind.dialect)
-    plan = session.connection().exec_driver_sql("EXPLAIN (FORMAT JSON) " + compiled.string, compiled.params).scalar()
+    # render_postcompile: IN (...) lists become plain parameters, as EXPLAIN needs them.
+    compiled = _statement(query).order_by(None).compile(dialect=bind.dialect, compile_kwargs={"render_postcompile": True})
+    processors = compiled._bind_processors
+    params = {}
+    for name, value in compiled.params.items():
+        # Enum and other typed values as the driver gets them (expanded IN items share
+        # the processor of their list parameter, "status_1" for "status_1_2").
+        process = processors.get(name) or processors.get(name.rsplit("_", 1)[0])
+        params[name] = process(value) if process else value
+    # A savepoint: a failed EXPLAIN must not abort the request's transaction.
+    with session.begin_nested():
+        plan = session.connection().exec_driver_sql("EXPLAIN (FORMAT JSON) " + compiled.string, params).scalar()
     if isinstance(plan, str):
         plan = json.loads(plan)
     return int(plan[0]["Plan"]["Plan Rows"])

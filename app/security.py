@@ -8,15 +8,7 @@ from app import audit, caching, events
 from models.audit import AuditAction
 
 # FAB's tables that decide a permission check; any commit writing one resets the memo.
-AUTH_TABLES = (
-    "ab_role",
-    "ab_permission",
-    "ab_view_menu",
-    "ab_permission_view",
-    "ab_permission_view_role",
-    "ab_group",
-    "ab_group_role",
-)
+AUTH_TABLES = caching.AUTH_TABLES
 
 
 class CrmSecurityManager(SecurityManager):

@@ -23,7 +23,8 @@ def redis_client(app=None):
     return client
 
 
-def _key(jti):
+def blocklist_key(jti):
+    """The Redis key marking token `jti` revoked."""
     return f"{current_app.config.get('JWT_BLOCKLIST_PREFIX', 'crm:jwt:revoked:')}{jti}"
 
 
@@ -32,7 +33,7 @@ def revoke(jwt_payload):
     ttl = max(1, int(jwt_payload.get("exp", time.time() + 1) - time.time()) + 1)
     client = redis_client()
     if client is not None:
-        client.set(_key(jwt_payload["jti"]), "1", ex=ttl)
+        client.set(blocklist_key(jwt_payload["jti"]), "1", ex=ttl)
     else:
         # No Redis (the single-process SQLite demo): keep the blocklist in this process.
         memo = current_app.extensions.setdefault("crm_revoked", {})
@@ -46,7 +47,7 @@ def is_revoked(jwt_payload):
         return True
     client = redis_client()
     if client is not None:
-        return client.exists(_key(jti)) == 1
+        return client.exists(blocklist_key(jti)) == 1
     memo = current_app.extensions.get("crm_revoked", {})
     return memo.get(jti, 0) > time.time()
 

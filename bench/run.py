@@ -33,7 +33,8 @@ NOW = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 # ------------------------------------------------------------------ endpoint table
 # name: (method, path, user, body). "user" is whose bearer token is sent (None: no auth).
-# FAB's generated /api/v1 until the /api blueprint is merged; then set PATHS = API_PATHS.
+# The seed's /api blueprint (API_PATHS, the default); `--paths fab` drives FAB's generated
+# /api/v1 routes instead (FAB_PATHS, the earlier runs).
 FAB_PATHS = {
     "hello": ("GET", "/bench/hello", None, None),
     "login": ("POST", "/api/v1/security/login", None,
@@ -47,7 +48,7 @@ FAB_PATHS = {
     "create_customer": ("POST", "/api/v1/customer/", "sales1",
                         '{"name":"ベンチ顧客{n}","email":"b{n}@bench.example.jp","size":"SMALL","investment_profile":"moderate"}'),
 }
-API_PATHS = {  # design.md §6, once views/api is merged
+API_PATHS = {  # design.md §6 (views/api)
     "hello": ("GET", "/bench/hello", None, None),
     "login": ("POST", "/api/auth/login", None, json.dumps({"email": "sales1@bench.example", "password": PASSWORD})),
     "customers_page1": ("GET", "/api/customers?page=1&limit=20", "manager", None),
@@ -58,16 +59,18 @@ API_PATHS = {  # design.md §6, once views/api is merged
     "create_customer": ("POST", "/api/customers", "sales1",
                         '{"name":"ベンチ顧客{n}","email":"b{n}@bench.example.jp","investmentProfile":"moderate"}'),
 }
-PATHS = FAB_PATHS
+PATHS = API_PATHS
+ALL_PATHS = {"api": API_PATHS, "fab": FAB_PATHS}
 LOGIN = {"fab": ("/api/v1/security/login", "username", {"provider": "db"}), "api": ("/api/auth/login", "email", {})}
 CACHEABLE = ("customers_page1", "customers_page200", "customer_search", "dashboard", "overdue_tasks", "overdue_tasks_fab")
 
 # The data floor: the bare SQL each endpoint needs, timed with psycopg (no framework).
 SQL = {
     "login": ["SELECT id, password, active FROM ab_user WHERE username = 'sales1@bench.example'"],
-    "customers_page1": ["SELECT * FROM customers WHERE deleted_at IS NULL ORDER BY updated_at DESC LIMIT 20"],
-    "customers_page200": ["SELECT * FROM customers WHERE deleted_at IS NULL ORDER BY updated_at DESC LIMIT 20 OFFSET 3980"],
-    "customer_search": [f"SELECT * FROM customers WHERE deleted_at IS NULL AND name ILIKE '%{SEARCH_WORD}%' ORDER BY updated_at DESC LIMIT 20"],
+    "customers_page1": ["SELECT * FROM customers WHERE deleted_at IS NULL ORDER BY updated_at DESC, id DESC LIMIT 20"],
+    "customers_page200": ["SELECT * FROM customers WHERE deleted_at IS NULL ORDER BY updated_at DESC, id DESC LIMIT 20 OFFSET 3980"],
+    "customer_search": [f"SELECT * FROM customers WHERE deleted_at IS NULL AND (name ILIKE '%{SEARCH_WORD}%'"
+                        f" OR email ILIKE '%{SEARCH_WORD}%' OR phone ILIKE '%{SEARCH_WORD}%') ORDER BY updated_at DESC, id DESC LIMIT 20"],
     "dashboard": [
         "SELECT count(*) FROM customers WHERE deleted_at IS NULL",
         "SELECT count(*) FILTER (WHERE status IN ('TODO','IN_PROGRESS')), count(*) FILTER (WHERE due_date < now())"
@@ -227,7 +230,7 @@ def start_redis():
 
 def run(args):
     """The whole benchmark; returns the result document."""
-    paths = API_PATHS if args.paths == "api" else PATHS
+    paths = ALL_PATHS[args.paths]
     db_url = args.db_url or DB_URL_TEMPLATE.format(customers=args.customers)
     if args.load:
         from bench.load_data import main as load_main
@@ -319,7 +322,7 @@ def markdown(doc):
         "| endpoint | cached p50 / p99 ms | cached req/s | uncached p50 / p99 ms | uncached req/s | SQL floor p50 / p99 ms | SQL q/s |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in PATHS:
+    for name in ALL_PATHS.get(doc.get("paths"), PATHS):
         c, u, s = r["cached"].get(name), r["uncached"].get(name), r["sql"].get(name)
 
         def cell(x, key):
@@ -343,7 +346,7 @@ def main(argv=None):
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1), help="gunicorn workers")
-    parser.add_argument("--paths", choices=("fab", "api"), default="fab")
+    parser.add_argument("--paths", choices=("fab", "api"), default="api")
     parser.add_argument("--only", default="", help="comma-separated endpoint names")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):

@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, request
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from app import http, ratelimits, tokens
+from app import fastpath, http, ratelimits, tokens
 from app.extensions import db, limiter
 from app.services.errors import DomainError
 from views.api import approvals, audit, auth, customers, health, meetings, notifications, openapi, reports, tasks
@@ -30,6 +30,8 @@ def create_blueprint():
         bp.register_blueprint(module.bp)
     bp.register_error_handler(Exception, handle_error)
     bp.before_request(limit_body_size)
+    # Cached GETs with a good token: one Redis round trip, no database (app/fastpath.py).
+    bp.before_request(fastpath.serve)
     # The default per-user budget; login and register carry their own stricter limits.
     ratelimits.API_BUDGET(bp)
     return bp
@@ -98,6 +100,7 @@ def rate_limited(exc):
 def init_api(app, appbuilder):
     """Register /api, /ready, the JWT blocklist, login limits, CORS and security headers."""
     tokens.install(appbuilder)
+    fastpath.install(appbuilder)
     app.register_blueprint(create_blueprint())
     app.register_blueprint(health.bp)
     ratelimits.install(app)

@@ -7,6 +7,7 @@ parses input, checks the permission matrix and scope, and shapes the answer.
 from flask import Blueprint, request
 
 from app.extensions import db
+from app.caching import cached_endpoint, model_resources
 from app.roles import ADD, APPROVAL, DECIDE, READ, RECALL
 from app.scope import scoped
 from app.serialize import column_values
@@ -79,6 +80,7 @@ def _transition(name, request_id, comment):
 
 @bp.get("")
 @requires(READ, APPROVAL)
+@cached_endpoint(*model_resources(ApprovalRequest))
 def list_approvals():
     """Requests in scope; ?status=, customerId=."""
     query = scoped(db.session.query(ApprovalRequest), ApprovalRequest, current_user())
@@ -87,7 +89,7 @@ def list_approvals():
         query = query.filter(ApprovalRequest.status == status)
     if request.args.get("customerId"):
         query = query.filter(ApprovalRequest.customer_id == parse_uuid(request.args["customerId"], "customerId"))
-    rows, page, limit, total = paginate(query, [ApprovalRequest.requested_at.desc(), ApprovalRequest.id])
+    rows, page, limit, total = paginate(query, keyset=(ApprovalRequest.requested_at, ApprovalRequest.id))
     return listing(rows, page, limit, total, serializer=serialize)
 
 

@@ -4,6 +4,7 @@ import sqlalchemy as sa
 from flask import Blueprint, jsonify, request
 
 from app.extensions import db
+from app.caching import cached_endpoint, model_resources
 from app.roles import AUDIT, READ
 from app.services.errors import NotFound
 from models.audit import AuditAction, AuditLog
@@ -31,12 +32,13 @@ def _filtered(query):
 
 
 def _page(query):
-    rows, page, limit, total = paginate(_filtered(query), [AuditLog.timestamp.desc(), AuditLog.id])
+    rows, page, limit, total = paginate(_filtered(query), keyset=(AuditLog.timestamp, AuditLog.id))
     return listing(rows, page, limit, total)
 
 
 @bp.get("")
 @requires(READ, AUDIT)
+@cached_endpoint(*model_resources(AuditLog))
 def list_audit():
     """Audit rows, newest first; ?action=, resourceType=, resourceId=, userId=, from=, to=."""
     return _page(db.session.query(AuditLog))
@@ -44,6 +46,7 @@ def list_audit():
 
 @bp.get("/stats")
 @requires(READ, AUDIT)
+@cached_endpoint(*model_resources(AuditLog))
 def audit_stats():
     """Counts by action and by resource type (aggregate SQL), within the same filters."""
     base = _filtered(db.session.query(AuditLog)).subquery()

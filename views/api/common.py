@@ -65,25 +65,53 @@ def item(obj_or_dict, status=200):
 
 
 def listing(rows, page, limit, total, serializer=column_values):
-    """Answer a page: `{"success": true, "data": [...], "pagination": {...}}`."""
-    return jsonify(
-        success=True,
-        data=[serializer(r) for r in rows],
-        pagination={
-            "page": page,
-            "limit": limit,
-            "total": total,
-            "totalPages": math.ceil(total / limit) if limit else 0,
-        },
-    )
+    """Answer a page: `{"success": true, "data": [...], "pagination": {...}}`.
+
+    In keyset mode (`?after=`) `pagination.nextCursor` is the `after=` value of the next
+    page (null after the last one).
+    """
+    pagination = {
+        "page": page,
+        "limit": limit,
+        "total": total,
+        "totalPages": math.ceil(total / limit) if limit else 0,
+    }
+    if "api_next_cursor" in g:
+        pagination["nextCursor"] = g.pop("api_next_cursor")
+    return jsonify(success=True, data=[serializer(r) for r in rows], pagination=pagination)
 
 
-def paginate(query, order_by):
-    """Run a scoped legacy Query for the requested page; return (rows, page, limit, total)."""
+def paginate(query, order_by=None, keyset=None, descending=True):
+    """Run a scoped legacy Query for the requested page; return (rows, page, limit, total).
+
+    The total is `cached_count` (exact up to 1,000 rows, the planner's estimate beyond,
+    cached per table generation), never a COUNT(*) per page. With `keyset` (sort columns
+    ending with a unique one, all sorted `descending` or not) the order is those columns and
+    `?after=` (empty: from the start) then `?after=<nextCursor>` walks deep pages by an
+    index range instead of OFFSET.
+    """
+    from app.extensions import db
+    from app.caching import model_resources
+    from app.pagination import cached_count, encode_cursor, keyset_page
+
     page = query_int("page", 1, minimum=1)
     limit = query_int("limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
-    total = query.order_by(None).count()
-    rows = query.order_by(*order_by).offset((page - 1) * limit).limit(limit).all()
+    # `after` present (empty for the first page) selects keyset mode, which adds nextCursor.
+    keyset_mode = "after" in request.args
+    after = request.args.get("after") or None
+    if keyset_mode and not keyset:
+        raise ValidationFailed("after is not supported on this list; use page", field="after")
+    if keyset:
+        order_by = [c.desc() if descending else c.asc() for c in keyset]
+    entity = query.column_descriptions[0]["entity"]
+    total = cached_count(db.session, query.order_by(None), model_resources(entity))
+    if after:
+        rows, next_cursor = keyset_page(db.session, query, keyset, after, limit, descending)
+    else:
+        rows = query.order_by(*order_by).offset((page - 1) * limit).limit(limit).all()
+        next_cursor = encode_cursor([getattr(rows[-1], c.key) for c in keyset]) if keyset and len(rows) == limit else None
+    if keyset_mode:
+        g.api_next_cursor = next_cursor
     return rows, page, limit, total
 
 
@@ -322,6 +350,8 @@ def requires(permission, resource):
                 raise Forbidden(f"your role may not {permission.replace('can_', '')} {resource}")
             return fn(*args, **kwargs)
 
+        # Read by app/fastpath.py: the same check, from the token's role claim.
+        checked.crm_permission = (permission, resource)
         return authenticated(checked)
 
     return decorator

@@ -4,6 +4,7 @@ import sqlalchemy as sa
 from flask import Blueprint, request
 
 from app.extensions import db
+from app.caching import cached_endpoint, model_resources
 from app.roles import ADD, CUSTOMER, DELETE, EDIT, READ
 from app.scope import scoped
 from app.services.records import get_in_scope, prepare_customer, soft_delete_customer
@@ -48,6 +49,7 @@ def load(customer_id):
 
 @bp.get("")
 @requires(READ, CUSTOMER)
+@cached_endpoint(*model_resources(Customer))
 def list_customers():
     """Customers in scope; ?search= (name, email, phone), investmentProfile, size, industry."""
     query = scoped(db.session.query(Customer), Customer, current_user())
@@ -71,7 +73,7 @@ def list_customers():
         query = query.filter(Customer.industry == request.args["industry"])
     if request.args.get("assignedSalesId"):
         query = query.filter(Customer.assigned_sales_id == query_int("assignedSalesId", None))
-    rows, page, limit, total = paginate(query, [Customer.created_at.desc(), Customer.id])
+    rows, page, limit, total = paginate(query, keyset=(Customer.updated_at, Customer.id))
     return listing(rows, page, limit, total)
 
 

@@ -3,6 +3,7 @@
 from flask import Blueprint, request
 
 from app.extensions import db
+from app.caching import cached_endpoint, model_resources
 from app.roles import ADD, DELETE, EDIT, MEETING, READ
 from app.scope import scoped
 from app.serialize import column_values
@@ -56,6 +57,7 @@ def load(meeting_id):
 
 @bp.get("")
 @requires(READ, MEETING)
+@cached_endpoint(*model_resources(Meeting))
 def list_meetings():
     """Meetings in scope; ?customerId=, salesId=, from=, to= (scheduledAt)."""
     query = scoped(db.session.query(Meeting), Meeting, current_user())
@@ -68,7 +70,7 @@ def list_meetings():
         query = query.filter(Meeting.scheduled_at >= start)
     if end:
         query = query.filter(Meeting.scheduled_at <= end)
-    rows, page, limit, total = paginate(query, [Meeting.scheduled_at.desc(), Meeting.id])
+    rows, page, limit, total = paginate(query, keyset=(Meeting.scheduled_at, Meeting.id))
     return listing(rows, page, limit, total, serializer=serialize)
 
 

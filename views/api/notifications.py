@@ -4,6 +4,7 @@ import sqlalchemy as sa
 from flask import Blueprint, jsonify, request
 
 from app.extensions import db
+from app.caching import cached_endpoint, model_resources
 from app.roles import DELETE, EDIT, NOTIFICATION, READ
 from app.scope import scope_clause, scoped
 from app.services.errors import ValidationFailed
@@ -22,6 +23,7 @@ def load(notification_id):
 
 @bp.get("")
 @requires(READ, NOTIFICATION)
+@cached_endpoint(*model_resources(Notification))
 def list_notifications():
     """The caller's notifications, newest first; ?isRead=true|false, type=."""
     query = scoped(db.session.query(Notification), Notification, current_user())
@@ -34,12 +36,13 @@ def list_notifications():
     kind = query_enum("type", NotificationType)
     if kind:
         query = query.filter(Notification.type == kind)
-    rows, page, limit, total = paginate(query, [Notification.created_at.desc(), Notification.id])
+    rows, page, limit, total = paginate(query, keyset=(Notification.created_at, Notification.id))
     return listing(rows, page, limit, total)
 
 
 @bp.get("/unread-count")
 @requires(READ, NOTIFICATION)
+@cached_endpoint(*model_resources(Notification))
 def unread_count():
     """How many of the caller's notifications are unread (one COUNT)."""
     count = db.session.execute(

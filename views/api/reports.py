@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, jsonify, stream_with_context
 from flask_appbuilder.security.sqla.models import User
 
 from app.extensions import db
+from app.caching import cached_endpoint
 from app.roles import APPROVAL, CUSTOMER, MEETING, READ, TASK
 from app.scope import scope_clause
 from app.serialize import json_value, to_camel
@@ -27,6 +28,9 @@ from views.api.common import authenticated, can, current_user, query_int, requir
 bp = Blueprint("crm_api_reports", __name__, url_prefix="/reports")
 
 EXPORT_BATCH = 500
+# Reports read these tables (and user names); their figures also move with the clock.
+REPORT_TABLES = ("customers", "meetings", "tasks", "approval_requests", "ab_user")
+REPORT_TIMEOUT = 60
 
 
 def _rate(part, whole):
@@ -42,6 +46,7 @@ def _count(model, *conditions):
 
 @bp.get("/dashboard")
 @authenticated
+@cached_endpoint(*REPORT_TABLES, timeout=REPORT_TIMEOUT, by_roles=True)
 def dashboard():
     """Customers, meetings, tasks (completion, overdue) and approvals (approval rate) in scope."""
     now = utcnow()
@@ -99,6 +104,7 @@ def _per_rep(model, owner_column, *figures):
 
 @bp.get("/sales-metrics")
 @requires(READ, CUSTOMER)
+@cached_endpoint(*REPORT_TABLES, timeout=REPORT_TIMEOUT, by_roles=True)
 def sales_metrics():
     """Per rep: customers, meetings, tasks (completed, rate) and approvals (approved, amount)."""
     customers = _per_rep(Customer, "assigned_sales_id", sa.func.count())
@@ -152,6 +158,7 @@ def _day(column):
 
 @bp.get("/task-trends")
 @requires(READ, TASK)
+@cached_endpoint(*REPORT_TABLES, timeout=REPORT_TIMEOUT, by_roles=True)
 def task_trends():
     """Tasks created and completed per day over ?days= (default 30, at most 366)."""
     days = query_int("days", 30, minimum=1, maximum=366)
@@ -177,6 +184,7 @@ def task_trends():
 
 @bp.get("/approval-stats")
 @requires(READ, APPROVAL)
+@cached_endpoint(*REPORT_TABLES, timeout=REPORT_TIMEOUT, by_roles=True)
 def approval_stats():
     """Requests by status with counts and amounts, and the approval rate."""
     rows = db.session.execute(

@@ -5,6 +5,7 @@ from datetime import timedelta
 from flask import Blueprint, request
 
 from app.extensions import db
+from app.caching import cached_endpoint, model_resources
 from app.roles import ADD, DELETE, EDIT, READ, TASK
 from app.scope import scoped
 from app.serialize import column_values
@@ -31,6 +32,8 @@ from views.api.common import (
 bp = Blueprint("crm_api_tasks", __name__, url_prefix="/tasks")
 
 UPCOMING_DAYS = 3
+# Overdue / upcoming depend on the clock, not only on writes: their answers live briefly.
+NOW_DEPENDENT_TIMEOUT = 30
 FIELDS = {
     "title": Field("title", required=True, max_len=200),
     "description": Field("description", max_len=20000),
@@ -64,6 +67,7 @@ def _scoped_query():
 
 @bp.get("")
 @requires(READ, TASK)
+@cached_endpoint(*model_resources(Task))
 def list_tasks():
     """Tasks in scope; ?status=, priority=, customerId=, userId=."""
     rows, page, limit, total = paginate(_scoped_query(), [Task.due_date.asc().nulls_last(), Task.created_at.desc(), Task.id])
@@ -72,22 +76,25 @@ def list_tasks():
 
 @bp.get("/overdue")
 @requires(READ, TASK)
+@cached_endpoint(*model_resources(Task), timeout=NOW_DEPENDENT_TIMEOUT)
 def overdue_tasks():
     """Open tasks whose due date has passed."""
+    # status IN (open) + due_date order: the partial index ix_tasks_open_due serves it.
     query = _scoped_query().filter(Task.status.in_(OPEN_STATUSES), Task.due_date < utcnow())
-    rows, page, limit, total = paginate(query, [Task.due_date.asc(), Task.id])
+    rows, page, limit, total = paginate(query, keyset=(Task.due_date, Task.id), descending=False)
     return listing(rows, page, limit, total)
 
 
 @bp.get("/upcoming")
 @requires(READ, TASK)
+@cached_endpoint(*model_resources(Task), timeout=NOW_DEPENDENT_TIMEOUT)
 def upcoming_tasks():
     """Open tasks due within the next three days."""
     now = utcnow()
     query = _scoped_query().filter(
         Task.status.in_(OPEN_STATUSES), Task.due_date >= now, Task.due_date <= now + timedelta(days=UPCOMING_DAYS)
     )
-    rows, page, limit, total = paginate(query, [Task.due_date.asc(), Task.id])
+    rows, page, limit, total = paginate(query, keyset=(Task.due_date, Task.id), descending=False)
     return listing(rows, page, limit, total)
 
 

@@ -1,0 +1,264 @@
+"""Cached /api GETs answered with one Redis round trip and no database query.
+
+Access tokens carry two extra claims (FAB's JWTManager `additional_claims_loader`, so
+/api/auth/login|refresh and FAB's /api/v1/security/login all add them):
+- `roles`: the user's role names when the token was issued;
+- `ae`: the user's "auth epoch" then ("<everyone>|<user>"), a value replaced after every
+  commit that changes the user's roles or active flag, deletes the user, or writes the
+  permission tables (app/caching.py's after-commit hook calls `bump`).
+
+A GET on a `cached_endpoint` view with a bearer token is then answered by `serve` (a
+before_request of the /api blueprint): the token's signature and expiry are verified,
+and ONE MGET reads the blocklist entry of its jti, both epoch counters, the generations
+of FAB's permission tables and of the answer's tables, and the answer itself. The answer
+is served only if the token is not revoked, its epoch is current (so its roles and active
+flag are still true), the answer's generations are current, and FAB's permission matrix
+(`sm._has_view_access` for the role set, memoised per permission-table generation) grants
+the view's permission. Anything else — no Redis, Redis down, a stale epoch, a miss — falls
+through to the normal path, which loads the user from the database and refuses, computes
+or stores as usual (`store` then writes the entry for the next request).
+"""
+
+import hashlib
+import logging
+import threading
+from types import SimpleNamespace
+
+import redis
+from flask import current_app, request
+from flask_jwt_extended import decode_token
+
+from app import caching, tokens
+
+log = logging.getLogger("crm.cache")
+
+FAST_PREFIX = "fast:"
+_memo = {}
+_MEMO_MAX = 4096
+_pending = {"everyone": False, "users": set()}
+_lock = threading.Lock()
+
+
+def _epoch_prefix():
+    """Epoch keys are per database (user ids are), so two deployments on one Redis never mix."""
+    app = current_app
+    prefix = app.extensions.get("crm_epoch_prefix")
+    if prefix is None:
+        db_uri = str(app.config.get("SQLALCHEMY_DATABASE_URI", ""))
+        prefix = f"{app.config.get('AUTH_EPOCH_PREFIX', 'crm:authepoch:')}{hashlib.sha1(db_uri.encode()).hexdigest()[:10]}:"
+        app.extensions["crm_epoch_prefix"] = prefix
+    return prefix
+
+
+def epoch_keys(user_id):
+    """The Redis keys of the everyone-epoch and of `user_id`'s epoch."""
+    prefix = _epoch_prefix()
+    return [prefix + "all", f"{prefix}u{user_id}"]
+
+
+def current_epoch(user_id):
+    """Return the auth epoch of `user_id` ("<everyone>|<user>"), creating missing counters; None without Redis."""
+    client = tokens.redis_client()
+    if client is None:
+        return None
+    keys = epoch_keys(user_id)
+    try:
+        _flush_pending(client)
+        values = client.mget(keys)
+        if any(v is None for v in values):
+            for key, value in zip(keys, values):
+                if value is None:
+                    # A fresh value, never 0: a lost counter must not revive old tokens.
+                    client.set(key, caching.new_token(), nx=True)
+            values = client.mget(keys)
+    except redis.RedisError:
+        return None
+    return "|".join(v.decode() for v in values)
+
+
+def bump(user_ids=(), everyone=False):
+    """Replace the epoch of `user_ids` (or everyone's): their tokens leave the fast path."""
+    if not user_ids and not everyone:
+        return
+    with _lock:
+        _pending["users"].update(user_ids)
+        _pending["everyone"] = _pending["everyone"] or everyone
+    client = tokens.redis_client()
+    if client is None:
+        return
+    try:
+        _flush_pending(client)
+    except Exception as exc:  # after a commit: never fail the writer
+        # Kept pending: applied before this process serves or issues anything from Redis again.
+        log.warning("Auth epoch bump failed, pending: %s", exc)
+
+
+def _flush_pending(client):
+    with _lock:
+        users, everyone = set(_pending["users"]), _pending["everyone"]
+    if not users and not everyone:
+        return
+    prefix = _epoch_prefix()
+    values = {f"{prefix}u{uid}": caching.new_token() for uid in users}
+    if everyone:
+        values[prefix + "all"] = caching.new_token()
+    client.mset(values)
+    with _lock:
+        _pending["users"] -= users
+        if everyone:
+            _pending["everyone"] = False
+
+
+def token_claims(identity):
+    """Additional JWT claims: the user's role names and current auth epoch."""
+    try:
+        user_id = int(getattr(identity, "id", identity))
+    except (TypeError, ValueError):
+        return {}
+    # The epoch first: a role change after this read bumps it, so the roles read below
+    # can never be newer than the epoch the token carries.
+    epoch = current_epoch(user_id)
+    user = current_app.appbuilder.sm.get_user_by_id(user_id)
+    if user is None or epoch is None:
+        return {}
+    # Direct roles decide the scope (app/scope.py); FAB's permission check also counts the
+    # roles of the user's groups.
+    group_roles = sorted({r.name for group in user.groups for r in group.roles})
+    return {"roles": sorted(r.name for r in user.roles), "groupRoles": group_roles, "ae": epoch}
+
+
+def install(appbuilder):
+    """Add the claims to every token FAB's JWTManager issues."""
+    appbuilder.sm.jwt_manager.additional_claims_loader(token_claims)
+
+
+# ---------------------------------------------------------------- serving
+
+
+def fast_key(names, scope, query_key):
+    """The key of the fast entry (generations, body, etag) of one answer."""
+    digest = hashlib.sha1(query_key.encode("utf-8")).hexdigest()[:20]
+    return f"{FAST_PREFIX}{'+'.join(names)}:{scope}:{digest}"
+
+
+def _same_server(a, b):
+    ka, kb = a.connection_pool.connection_kwargs, b.connection_pool.connection_kwargs
+    return all(ka.get(k) == kb.get(k) for k in ("host", "port", "db", "path"))
+
+
+def _clients():
+    """(cache backend, raw client) when the cache and the blocklist share one Redis, else None."""
+    backend = caching._backend()
+    client = tokens.redis_client() if backend is not None else None
+    read = getattr(backend, "_read_client", None)
+    if client is None or read is None:
+        return None
+    same = current_app.extensions.get("crm_fast_same")
+    if same is None or same[0] is not read:
+        same = (read, _same_server(read, client))
+        current_app.extensions["crm_fast_same"] = same
+    return (backend, client) if same[1] else None
+
+
+def _scope(user_id, roles, group_roles, names, by_roles):
+    """The answer's scope exactly as `caching.scope_key` / `role_scope` compute it from the user."""
+    from app.scope import SEES_ALL
+
+    if caching.PER_USER_RESOURCES & set(names) or not (set(roles) & SEES_ALL):
+        scope = f"u{user_id}"
+    else:
+        scope = "all"
+    return f"{scope}:{','.join(sorted(set(roles) | set(group_roles)))}" if by_roles else scope
+
+
+def _allowed(auth_gens, roles, group_roles, permission, view_name):
+    """FAB's own check for a role set, memoised until the permission tables change."""
+    key = (auth_gens, tuple(roles), tuple(group_roles), permission, view_name)
+    found = _memo.get(key)
+    if found is not None:
+        return found
+    sm = current_app.appbuilder.sm
+    role_objs = [sm.find_role(name) for name in roles]
+    group_objs = [sm.find_role(name) for name in group_roles]
+    user = SimpleNamespace(roles=role_objs, groups=[SimpleNamespace(roles=group_objs)], is_authenticated=True)
+    allowed = all(role_objs) and all(group_objs) and bool(sm._has_view_access(user, permission, view_name))
+    if len(_memo) >= _MEMO_MAX:
+        _memo.clear()
+    _memo[key] = allowed
+    return allowed
+
+
+def serve():
+    """before_request: answer a cached GET from Redis alone, or return None for the normal path."""
+    if request.method != "GET":
+        return None
+    spec = getattr(current_app.view_functions.get(request.endpoint), "crm_cache", None)
+    header = request.headers.get("Authorization", "")
+    if spec is None or not header.startswith("Bearer "):
+        return None
+    pair = _clients()
+    if pair is None or caching.stats_down():
+        return None
+    backend, client = pair
+    try:
+        claims = decode_token(header[7:].strip())
+    except Exception:  # any invalid token: the normal path answers 401 with its reason
+        return None
+    roles, epoch, jti, sub = claims.get("roles"), claims.get("ae"), claims.get("jti"), claims.get("sub")
+    group_roles = claims.get("groupRoles")
+    if claims.get("type") != "access" or not isinstance(roles, list) or not isinstance(group_roles, list):
+        return None
+    if not epoch or not jti or sub is None:
+        return None
+    names = spec["resources"]
+    scope = _scope(sub, roles, group_roles, names, spec["by_roles"])
+    query_key = caching.request_query_key()
+    entry_key = fast_key(names, scope, query_key)
+    prefix = backend.key_prefix
+    keys = [tokens.blocklist_key(jti), *epoch_keys(sub)]
+    keys += [prefix + caching.GEN_PREFIX + n for n in caching.AUTH_TABLES]
+    keys += [prefix + caching.GEN_PREFIX + n for n in names]
+    keys.append(prefix + entry_key)
+    try:
+        _flush_pending(client)
+        caching.flush_pending_invalidations(backend)
+        values = client.mget(keys)
+    except Exception:  # Redis down: the normal path (database) answers
+        return None
+    revoked, e_all, e_user = values[:3]
+    if revoked is not None or e_all is None or e_user is None or f"{e_all.decode()}|{e_user.decode()}" != epoch:
+        log.debug("Fast path: token revoked or its auth epoch is stale")
+        return None
+    n_auth = len(caching.AUTH_TABLES)
+    gens = [backend.serializer.loads(v) if v is not None else None for v in values[3 : 3 + n_auth + len(names)]]
+    if any(v is None for v in gens):
+        return None
+    auth_gens = ",".join(str(v) for v in gens[:n_auth])
+    answer_gens = ",".join(str(v) for v in gens[n_auth:])
+    # The normal path may store the entry for this request (its token and epoch are good).
+    request.environ["crm.fast_entry"] = (entry_key, answer_gens)
+    entry = backend.serializer.loads(values[-1]) if values[-1] is not None else None
+    if not entry or entry[0] != answer_gens:
+        log.debug("Fast path MISS: %s", entry_key)
+        return None
+    permission = getattr(current_app.view_functions.get(request.endpoint), "crm_permission", None)
+    if permission is not None and not _allowed(auth_gens, roles, group_roles, *permission):
+        return None
+    caching.count_hit(entry_key, fast=True)
+    return caching.etag_response(entry[1], entry[2])
+
+
+def store(names, scope, generations, body, etag, timeout=None):
+    """After the normal path answered a fast-path-eligible request, keep its entry for the next one."""
+    pending = request.environ.get("crm.fast_entry")
+    if pending is None:
+        return
+    entry_key, seen_gens = pending
+    # Only under the key the fast path looked up, and only for the generations it saw.
+    if entry_key != fast_key(names, scope, caching.request_query_key()) or generations != seen_gens:
+        return
+    backend = caching._backend()
+    try:
+        backend.set(entry_key, (generations, body, etag), timeout=timeout)
+    except Exception:  # a cache failure never fails the request
+        pass

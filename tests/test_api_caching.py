@@ -1,0 +1,288 @@
+"""The /api blueprint's answer cache and its Redis-only fast path (app/fastpath.py).
+
+Correctness, not speed: read-your-write after every kind of write, scopes never shared,
+revoked tokens, role changes and deactivation bite at once even when the answer is
+cached, Redis down answers 200 from the database, ETag/304, no COUNT(*) per page and
+keyset pages that walk every row once.
+"""
+
+import logging
+import uuid
+
+import pytest
+import redis
+import sqlalchemy as sa
+from flask_caching.backends.rediscache import RedisCache
+from flask_jwt_extended import create_access_token, decode_token
+from sqlalchemy.orm import Session
+
+from app import caching
+from tests.conftest import PASSWORD
+from tests.test_caching import _swap_backend, redis_cache  # noqa: F401  (fixture)
+
+LIST = "/api/customers?limit=100"
+
+
+def issue(app, user_id):
+    """An access token as login issues it (the same JWTManager, so the same claims)."""
+    with app.test_request_context():
+        return {"Authorization": f"Bearer {create_access_token(identity=str(user_id), fresh=True)}"}
+
+
+@pytest.fixture()
+def bearer(app, users):
+    """bearer("sales") -> headers with a fresh token (issued after any earlier epoch bump)."""
+    return lambda key: issue(app, users[key].id)
+
+
+def listed(resp):
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    return {row["name"] for row in resp.json["data"]}
+
+
+class Statements:
+    """SQL statements run on the engine while active."""
+
+    def __init__(self, engine):
+        self.engine, self.seen = engine, []
+
+    def _record(self, conn, cursor, statement, params, context, executemany):
+        self.seen.append(statement)
+
+    def __enter__(self):
+        sa.event.listen(self.engine, "before_cursor_execute", self._record)
+        return self.seen
+
+    def __exit__(self, *exc):
+        sa.event.remove(self.engine, "before_cursor_execute", self._record)
+
+
+def fresh_user(app, role="Sales"):
+    """A user of this test only (its roles and active flag may be changed freely)."""
+    from app.cli import create_user
+
+    with app.app_context():
+        user = create_user(f"fp-{uuid.uuid4().hex[:8]}@example.com", "Fast Path", role, PASSWORD)
+        return user.id
+
+
+def test_tokens_carry_roles_and_auth_epoch(app, client, users):
+    for path, body in (
+        ("/api/auth/login", {"email": users["sales"].email, "password": PASSWORD}),
+        ("/api/v1/security/login", {"username": users["sales"].email, "password": PASSWORD, "provider": "db"}),
+    ):
+        resp = client.post(path, json=body)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        token = resp.json.get("token") or resp.json["access_token"]
+        with app.test_request_context():
+            claims = decode_token(token)
+        assert claims["roles"] == ["Sales"] and claims["ae"].count("|") == 1
+
+
+def test_fast_path_hit_runs_no_sql_and_answers_304(db, client, bearer, make, redis_cache):
+    mine = make.customer("sales")
+    headers = bearer("sales")
+    first = client.get(LIST, headers=headers)  # computes the answer (creates the generations)
+    assert mine.name in listed(first)
+    assert client.get(LIST, headers=headers).get_data() == first.get_data()  # stores the fast entry
+    # The first fast hit of a role set asks FAB's permission matrix (memoised per process).
+    assert client.get(LIST, headers=headers).get_data() == first.get_data()
+    hits = caching.stats()["hits"]
+    with Statements(db.engine) as seen:
+        again = client.get(LIST, headers=headers)
+    assert again.status_code == 200 and again.get_data() == first.get_data()
+    assert seen == [] and caching.stats()["hits"] == hits + 1
+    with Statements(db.engine) as seen:
+        not_modified = client.get(LIST, headers={**headers, "If-None-Match": first.headers["ETag"]})
+    assert not_modified.status_code == 304 and not_modified.get_data() == b"" and seen == []
+
+
+def test_read_your_write_after_every_kind_of_write(app, db, client, auth, bearer, users, browser_login, make, redis_cache):
+    from app.context import acting_as
+    from models import Customer
+
+    headers = bearer("sales")
+    listed(client.get(LIST, headers=headers))
+    listed(client.get(LIST, headers=headers))  # served by the fast path from here on
+
+    # /api
+    resp = client.post("/api/customers", json={"name": "API経由", "email": f"a-{uuid.uuid4().hex[:8]}@ex.jp"}, headers=headers)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    assert "API経由" in listed(client.get(LIST, headers=headers))
+    # /api/v1 (FAB's generated API)
+    resp = client.post("/api/v1/customer/", json={"name": "FAB経由", "email": f"f-{uuid.uuid4().hex[:8]}@ex.jp", "size": "SMALL", "investment_profile": "moderate"}, headers=auth("sales"))
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    assert "FAB経由" in listed(client.get(LIST, headers=headers))
+    # a screen form post
+    screen = browser_login("sales")
+    resp = screen.post(
+        "/customerview/add",
+        data={"name": "画面経由", "email": f"s-{uuid.uuid4().hex[:8]}@ex.jp", "size": "SMALL",
+              "investment_profile": "moderate", "risk_tolerance": "5", "assigned_sales": str(users["sales"].id)},
+    )
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
+    assert "画面経由" in listed(client.get(LIST, headers=headers))
+    # a consumer / worker: its own session, acting as the user, no request
+    customer = make.customer("sales")
+    old_name = customer.name
+    assert old_name in listed(client.get(LIST, headers=headers))
+    with acting_as(users["sales"]), Session(db.engine) as worker:
+        worker.get(Customer, customer.id).name = "ワーカー経由"
+        worker.commit()
+    db.session.expire_all()  # the test client shares this test's session (see test_caching)
+    names = listed(client.get(LIST, headers=headers))
+    assert "ワーカー経由" in names and old_name not in names
+
+
+def test_sales_sales2_manager_never_share_answers(client, bearer, make, redis_cache):
+    own, other = make.customer("sales"), make.customer("sales2")
+    headers = {key: bearer(key) for key in ("sales", "sales2", "manager")}
+    hits = caching.stats()["hits"]
+    for _ in range(3):  # rounds 2 and 3 come from the cache (fast path)
+        sales, sales2, manager = (listed(client.get(LIST, headers=headers[k])) for k in ("sales", "sales2", "manager"))
+        assert own.name in sales and other.name not in sales
+        assert other.name in sales2 and own.name not in sales2
+        assert {own.name, other.name} <= manager
+    assert caching.stats()["hits"] >= hits + 6
+
+
+def test_revoked_token_is_refused_even_when_cached(client, bearer, make, redis_cache):
+    make.customer("sales")
+    headers = bearer("sales")
+    listed(client.get(LIST, headers=headers))
+    listed(client.get(LIST, headers=headers))
+    assert client.post("/api/auth/logout", headers=headers).status_code == 200
+    resp = client.get(LIST, headers=headers)
+    assert resp.status_code == 401 and "revoked" in resp.json["message"]
+
+
+def test_role_change_and_deactivation_apply_at_once(app, db, client, make, redis_cache):
+    from flask_appbuilder.security.sqla.models import User
+
+    uid = fresh_user(app)
+    others = make.customer("sales2")
+    headers = issue(app, uid)
+    assert others.name not in listed(client.get(LIST, headers=headers))
+    assert others.name not in listed(client.get(LIST, headers=headers))  # cached for "u<uid>"
+    sm = app.appbuilder.sm
+    user = db.session.get(User, uid)
+    user.roles = [sm.find_role("Manager")]
+    db.session.commit()
+    assert others.name in listed(client.get(LIST, headers=headers))  # the old token, new roles
+    assert others.name in listed(client.get(LIST, headers=headers))
+    user = db.session.get(User, uid)
+    user.active = False
+    db.session.commit()
+    assert client.get(LIST, headers=headers).status_code == 401
+
+
+def test_permission_change_applies_on_the_fast_path(app, client, make, users, redis_cache):
+    from app.roles import CUSTOMER
+
+    sm = app.appbuilder.sm
+    make.customer("sales")
+    headers = issue(app, users["compliance"].id)
+    listed(client.get(LIST, headers=headers))
+    listed(client.get(LIST, headers=headers))
+    sm.del_permission_role(sm.find_role("Compliance"), sm.find_permission_view_menu("can_read", CUSTOMER))
+    try:
+        assert client.get(LIST, headers=headers).status_code == 403
+    finally:
+        sm.add_permission_role(sm.find_role("Compliance"), sm.find_permission_view_menu("can_read", CUSTOMER))
+    listed(client.get(LIST, headers=issue(app, users["compliance"].id)))
+
+
+def test_cache_redis_down_answers_200_from_the_database(app, client, bearer, make, private_redis, caplog):
+    """The answer cache on a Redis that dies: 200 from the database, fast path skipped."""
+    backend = RedisCache(host=redis.Redis.from_url(private_redis.url, socket_connect_timeout=0.25, socket_timeout=0.5), key_prefix="t:")
+    old = _swap_backend(app, backend)
+    try:
+        make.customer("sales")
+        headers = bearer("sales")
+        listed(client.get(LIST, headers=headers))
+        assert client.get(LIST, headers=headers).status_code == 200
+        private_redis.stop()
+        with caplog.at_level(logging.WARNING, logger="crm.cache"):
+            fresh = make.customer("sales")
+            assert fresh.name in listed(client.get(LIST, headers=headers))
+            assert fresh.name in listed(client.get(LIST, headers=headers))
+        assert caching.stats()["errors"] >= 1
+    finally:
+        _swap_backend(app, old)
+
+
+def test_dashboard_cached_per_scope_and_roles(client, bearer, make, redis_cache):
+    make.customer("sales")
+    answers = {}
+    for _ in range(2):
+        for key in ("sales", "manager", "compliance"):
+            resp = client.get("/api/reports/dashboard", headers=bearer(key))
+            assert resp.status_code == 200
+            assert answers.setdefault(key, resp.json) == resp.json
+    assert answers["sales"]["data"]["customers"]["total"] < answers["manager"]["data"]["customers"]["total"]
+
+
+def test_no_count_star_per_page(db, client, bearer, make, redis_cache):
+    for _ in range(3):
+        make.customer("sales")
+    headers = bearer("manager")
+    with Statements(db.engine) as seen:
+        assert client.get("/api/customers?page=1&limit=2", headers=headers).status_code == 200
+    counts = [s for s in seen if "count(" in s.lower()]
+    assert counts and all("LIMIT" in s.upper() for s in counts)  # bounded, never a bare COUNT(*)
+    with Statements(db.engine) as seen:
+        assert client.get("/api/customers?page=2&limit=2", headers=headers).status_code == 200
+    assert not [s for s in seen if "count(" in s.lower()]  # page 2 reuses page 1's total
+    for path in ("/api/tasks/overdue", "/api/meetings", "/api/approvals", "/api/audit"):
+        assert client.get(path + "?page=x", headers=headers).json["details"].keys() == {"page"}
+        assert client.get(path + "?limit=x", headers=headers).json["details"].keys() == {"limit"}
+
+
+def test_keyset_pagination_walks_every_row_once(db, client, bearer, make):
+    from models import Customer
+
+    for _ in range(7):
+        make.customer("sales2")
+    headers = bearer("manager")
+    expected = db.session.execute(sa.select(sa.func.count()).select_from(Customer).where(Customer.deleted_at.is_(None))).scalar_one()
+    seen, cursor, pages = [], "", 0
+    while cursor is not None:
+        resp = client.get(f"/api/customers?limit=5&after={cursor}", headers=headers)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        seen += [row["id"] for row in resp.json["data"]]
+        cursor = resp.json["pagination"]["nextCursor"]
+        pages += 1
+    assert len(seen) == len(set(seen)) == expected and pages >= 2
+    bad = client.get("/api/customers?after=junk!", headers=headers)
+    assert bad.status_code == 400 and bad.json["details"].keys() == {"after"}
+
+
+def test_overdue_uses_open_statuses_and_due_order(db, client, bearer, make):
+    from datetime import timedelta
+
+    from models.base import utcnow
+    from models.task import TaskStatus
+
+    customer = make.customer("sales")
+    late = make.task("sales", customer=customer, due_date=utcnow() - timedelta(days=3))
+    done = make.task("sales", customer=customer, due_date=utcnow() - timedelta(days=4), status=TaskStatus.COMPLETED)
+    with Statements(db.engine) as seen:
+        resp = client.get("/api/tasks/overdue?limit=100", headers=bearer("sales"))
+    ids = [row["id"] for row in resp.json["data"]]
+    assert late.id in ids and done.id not in ids
+    assert any("IN (" in s and "ORDER BY tasks.due_date" in s for s in seen)
+
+
+def test_estimated_total_of_an_in_list_query_keeps_the_transaction(db, make):
+    """The planner estimate of an IN (...) query over enums: no failed EXPLAIN, no aborted transaction."""
+    from app.pagination import bounded_count, estimate_count
+    from models.base import utcnow
+    from models.task import OPEN_STATUSES, Task
+
+    customer = make.customer("sales")
+    for _ in range(3):
+        make.task("sales", customer=customer)
+    query = db.session.query(Task).filter(Task.status.in_(OPEN_STATUSES), Task.due_date > utcnow())
+    assert estimate_count(db.session, query) >= 1
+    assert bounded_count(db.session, query, exact_limit=1) >= 2
+    assert db.session.execute(sa.select(1)).scalar_one() == 1  # the transaction is still usable
