@@ -10,6 +10,8 @@ import time
 import redis
 from flask import current_app
 
+from app.services.errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -28,16 +30,23 @@ def blocklist_key(jti):
     return f"{current_app.config.get('JWT_BLOCKLIST_PREFIX', 'crm:jwt:revoked:')}{jti}"
 
 
+def _local_blocklist():
+    return current_app.extensions.setdefault("crm_revoked", {})
+
+
 def revoke(jwt_payload):
-    """Block the token `jwt_payload` until it would have expired anyway."""
+    """Block the token `jwt_payload` until it would have expired anyway (503 if Redis is down)."""
     ttl = max(1, int(jwt_payload.get("exp", time.time() + 1) - time.time()) + 1)
+    # This process refuses the token at once whatever happens to Redis.
+    _local_blocklist()[jwt_payload["jti"]] = time.time() + ttl
     client = redis_client()
-    if client is not None:
+    if client is None:
+        return  # no Redis: the single-process demo, where process memory is the blocklist
+    try:
         client.set(blocklist_key(jwt_payload["jti"]), "1", ex=ttl)
-    else:
-        # No Redis (the single-process SQLite demo): keep the blocklist in this process.
-        memo = current_app.extensions.setdefault("crm_revoked", {})
-        memo[jwt_payload["jti"]] = time.time() + ttl
+    except redis.RedisError:
+        log.error("Token revocation could not be stored: Redis is unavailable")
+        raise Unavailable("logout could not be recorded for every server; try again") from None
 
 
 def is_revoked(jwt_payload):
@@ -45,11 +54,29 @@ def is_revoked(jwt_payload):
     jti = jwt_payload.get("jti")
     if not jti:
         return True
+    if _local_blocklist().get(jti, 0) > time.time():
+        return True
     client = redis_client()
-    if client is not None:
+    if client is None:
+        return False
+    try:
         return client.exists(blocklist_key(jti)) == 1
-    memo = current_app.extensions.get("crm_revoked", {})
-    return memo.get(jti, 0) > time.time()
+    except redis.RedisError:
+        # Fail open, like the cache: the API keeps serving through a Redis outage and
+        # tokens are short-lived (JWT_ACCESS_MINUTES); a logout during the outage answers
+        # 503, so no client believes a revocation that was not stored.
+        _log_outage()
+        return False
+
+
+_last_outage_log = [0.0]
+
+
+def _log_outage():
+    now = time.monotonic()
+    if now - _last_outage_log[0] >= current_app.config.get("EVENTS_LOG_INTERVAL", 30):
+        _last_outage_log[0] = now
+        log.error("Token blocklist unavailable (Redis down): accepting unexpired tokens until it is back")
 
 
 def install(appbuilder):

@@ -194,3 +194,25 @@ def test_expired_tampered_and_missing_tokens_are_401(app, client, users, tokens)
     assert client.get("/api/customers", headers=bearer(expired)).json["message"] == "the token has expired"
     assert client.get("/api/customers").status_code == 401
     assert client.get("/api/v1/customer/", headers=bearer(expired)).status_code == 401
+
+
+def test_redis_down_keeps_api_serving_and_logout_says_503(config_class, users, private_redis):
+    """With the one Redis down, valid tokens still work (fail open, logged) and logout is a 503, never a 500."""
+    from app import create_app
+
+    application = create_app(type("RedisDownConfig", (config_class,), {
+        "REDIS_URL": private_redis.url,
+        "CACHE_TYPE": "RedisCache",
+        "CACHE_REDIS_URL": private_redis.url,
+    }))
+    c = application.test_client()
+    login = c.post("/api/auth/login", json={"email": users["sales"].email, "password": PASSWORD})
+    assert login.status_code == 200
+    headers = {"Authorization": f"Bearer {login.json['token']}"}
+    private_redis.stop()
+    assert c.get("/api/customers", headers=headers).status_code == 200
+    assert c.get("/api/auth/me", headers=headers).status_code == 200
+    out = c.post("/api/auth/logout", headers=headers, json={})
+    assert out.status_code == 503 and set(out.json) == {"error", "message", "details"}
+    # This process already refuses the token it was asked to revoke.
+    assert c.get("/api/auth/me", headers=headers).status_code == 401

@@ -36,3 +36,8 @@ class NotFound(DomainError):
 class Conflict(DomainError):
     status = 409
     error = "Conflict"
+
+
+class Unavailable(DomainError):
+    status = 503
+    error = "Service Unavailable"
