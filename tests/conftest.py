@@ -197,6 +197,34 @@ def browser_login(app, users, _session_cookies):
     return login
 
 
+def swap_cache_backend(app, backend):
+    """Point the app's flask-caching instance at `backend`; return the previous one."""
+    from app import caching
+    from app.extensions import cache
+
+    old = app.extensions["cache"][cache]
+    app.extensions["cache"][cache] = backend
+    caching.reset_state()
+    return old
+
+
+@pytest.fixture()
+def redis_cache(app, redis_url):
+    """The app's cache switched to the shared Redis under a private prefix (keys deleted after)."""
+    import redis
+    from flask_caching.backends.rediscache import RedisCache
+
+    prefix = f"crm_test_cache_{uuid.uuid4().hex[:8]}:"
+    client = redis.Redis.from_url(redis_url)
+    backend = RedisCache(host=client, key_prefix=prefix, default_timeout=300)
+    old = swap_cache_backend(app, backend)
+    yield backend
+    swap_cache_backend(app, old)
+    keys = list(client.scan_iter(match=prefix + "*"))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture(scope="session")
 def live_url(app):
     """The test app served on a free port in a thread (for the browser tests)."""

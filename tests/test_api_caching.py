@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app import caching
 from tests.conftest import PASSWORD
-from tests.test_caching import _swap_backend, redis_cache  # noqa: F401  (fixture)
+from tests.conftest import swap_cache_backend
 
 LIST = "/api/customers?limit=100"
 
@@ -195,7 +195,7 @@ def test_permission_change_applies_on_the_fast_path(app, client, make, users, re
 def test_cache_redis_down_answers_200_from_the_database(app, client, bearer, make, private_redis, caplog):
     """The answer cache on a Redis that dies: 200 from the database, fast path skipped."""
     backend = RedisCache(host=redis.Redis.from_url(private_redis.url, socket_connect_timeout=0.25, socket_timeout=0.5), key_prefix="t:")
-    old = _swap_backend(app, backend)
+    old = swap_cache_backend(app, backend)
     try:
         make.customer("sales")
         headers = bearer("sales")
@@ -208,7 +208,7 @@ def test_cache_redis_down_answers_200_from_the_database(app, client, bearer, mak
             assert fresh.name in listed(client.get(LIST, headers=headers))
         assert caching.stats()["errors"] >= 1
     finally:
-        _swap_backend(app, old)
+        swap_cache_backend(app, old)
 
 
 def test_dashboard_cached_per_scope_and_roles(client, bearer, make, redis_cache):

@@ -6,9 +6,7 @@ private key prefix (fixture `redis_cache`) and restore it afterwards.
 """
 
 import logging
-import shutil
-import socket
-import subprocess
+import signal
 import uuid
 from types import SimpleNamespace
 
@@ -20,55 +18,9 @@ from flask_caching.backends.rediscache import RedisCache
 from sqlalchemy.orm import Session
 
 from app import caching
-from app.extensions import cache
-from tests.services import wait_port
+from tests.conftest import swap_cache_backend
 
 LIST_Q = "/api/v1/customer/?q=(order_column:updated_at,order_direction:desc,page:0,page_size:100)"
-
-
-def _swap_backend(app, backend):
-    old = app.extensions["cache"][cache]
-    app.extensions["cache"][cache] = backend
-    caching.reset_state()
-    return old
-
-
-@pytest.fixture()
-def redis_cache(app, redis_url):
-    """The app's cache switched to the shared Redis under a private prefix (keys deleted after)."""
-    prefix = f"crm_test_cache_{uuid.uuid4().hex[:8]}:"
-    client = redis.Redis.from_url(redis_url)
-    backend = RedisCache(host=client, key_prefix=prefix, default_timeout=300)
-    old = _swap_backend(app, backend)
-    yield backend
-    _swap_backend(app, old)
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture()
-def private_redis():
-    """A redis-server of our own on a free port, killed by the test or at teardown."""
-    exe = shutil.which("redis-server")
-    assert exe, "redis-server is needed for the fail-open test"
-    port = _free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    assert wait_port("127.0.0.1", port, 10), "private redis-server did not start"
-    yield proc, f"redis://127.0.0.1:{port}/0"
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(5)
 
 
 def names(resp):
@@ -220,15 +172,13 @@ def test_unauthenticated_never_reaches_the_cache(client, make, redis_cache):
 
 
 def test_redis_down_answers_200_from_the_database(app, client, auth, make, private_redis, caplog):
-    proc, url = private_redis
-    old = _swap_backend(app, RedisCache(host=redis.Redis.from_url(url, socket_connect_timeout=0.25, socket_timeout=0.5), key_prefix="t:"))
+    old = swap_cache_backend(app, RedisCache(host=redis.Redis.from_url(private_redis.url, socket_connect_timeout=0.25, socket_timeout=0.5), key_prefix="t:"))
     try:
         make.customer("sales")
         client.get(LIST_Q, headers=auth("sales"))
         assert client.get(LIST_Q, headers=auth("sales")).status_code == 200
         assert caching.stats()["hits"] == 1
-        proc.kill()
-        proc.wait(5)
+        private_redis.stop(signal.SIGKILL)
         with caplog.at_level(logging.WARNING, logger="crm.cache"):
             fresh = make.customer("sales")  # the invalidation fails too: the write still commits
             resp = client.get(LIST_Q, headers=auth("sales"))
@@ -239,7 +189,7 @@ def test_redis_down_answers_200_from_the_database(app, client, auth, make, priva
         assert stats["pending_invalidations"] >= 1
         assert sum("Cache unavailable" in r.getMessage() for r in caplog.records) == 1  # once per interval
     finally:
-        _swap_backend(app, old)
+        swap_cache_backend(app, old)
 
 
 def test_hit_and_miss_logged_at_debug(client, auth, make, redis_cache, caplog):
