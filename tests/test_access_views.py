@@ -158,3 +158,17 @@ def test_customer_page_shows_its_meetings_tasks_and_requests(browser_login, make
     html = browser_login("sales").get(f"/customerview/show/{customer.id}").get_data(as_text=True)
     for text in ("関連商談ABC", "関連タスクXYZ", "関連申請ファンド"):
         assert text in html
+
+
+def test_marking_read_on_the_screen_sets_read_at_like_the_api(browser_login, users, db):
+    note = Notification(user_id=users["sales"].id, type=NotificationType.SYSTEM, title="既読テスト")
+    db.session.add(note)
+    db.session.commit()
+    note_id = note.id
+    browser_login("sales").post(f"/notificationview/edit/{note_id}", data={"is_read": "y"})
+    fresh = reload(db, Notification, note_id)
+    assert fresh.is_read and fresh.read_at is not None
+    # An unchecked box sends nothing; WTForms ignores an entirely empty form, so send a marker.
+    browser_login("sales").post(f"/notificationview/edit/{note_id}", data={"unchecked": "1"})
+    fresh = reload(db, Notification, note_id)
+    assert not fresh.is_read and fresh.read_at is None

@@ -3,6 +3,7 @@
 from flask_babel import lazy_gettext as _
 
 from app.roles import NOTIFICATION
+from app.services.notifications import prepare_notification
 from models.notification import Notification
 from views.datamodels import CrmInterface
 from views.base import ScopedModelView, time_formatters
@@ -13,6 +14,7 @@ class NotificationView(ScopedModelView):
 
     datamodel = CrmInterface(Notification)
     class_permission_name = NOTIFICATION
+    prepare = staticmethod(prepare_notification)
     list_title = _("Notifications")
     label_columns = {
         "type": _("Type"),

@@ -8,6 +8,7 @@ from app.caching import cached_endpoint, model_resources
 from app.roles import DELETE, EDIT, NOTIFICATION, READ
 from app.scope import scope_clause, scoped
 from app.services.errors import ValidationFailed
+from app.services.notifications import prepare_notification
 from app.services.records import get_in_scope
 from models.base import utcnow
 from models.notification import Notification, NotificationType
@@ -60,7 +61,8 @@ def mark_read(notification_id):
     """Mark one notification read."""
     row = load(notification_id)
     if not row.is_read:
-        row.is_read, row.read_at = True, utcnow()
+        row.is_read = True
+        prepare_notification(row, current_user(), creating=False)
         db.session.commit()
     return item(row)
 
