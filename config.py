@@ -75,8 +75,10 @@ class Config:
 
     # Redis, caching, rate limiting.
     REDIS_URL = os.environ.get("REDIS_URL", "")
-    # CACHE_TYPE=NullCache turns answer caching off (the benchmark's uncached runs).
+    # CACHE_TYPE=NullCache turns every cache off; CACHE_ANSWERS=0 only the answers and list
+    # totals (the benchmark's uncached runs: every request as the first after a write).
     CACHE_TYPE = os.environ.get("CACHE_TYPE") or ("RedisCache" if REDIS_URL else "SimpleCache")
+    CACHE_ANSWERS = env_bool("CACHE_ANSWERS", True)
     CACHE_REDIS_URL = REDIS_URL
     CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 300)
     # Short socket timeouts: a hung Redis must cost milliseconds, then app/caching.py fails open.

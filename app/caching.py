@@ -258,10 +258,23 @@ def answer_key(names, scope, generations, query_key):
 # ---------------------------------------------------------------- reading
 
 
+def answer_backend():
+    """The backend that keeps answers and totals, or None when those are not cached.
+
+    CACHE_ANSWERS=0 turns off only what is derived from table data (answers, list totals,
+    the fast path) and keeps the permission memo: the benchmark's "uncached" server, i.e.
+    every request as the first one after a write.
+    """
+    backend = _backend()
+    if backend is None or not current_app.config.get("CACHE_ANSWERS", True):
+        return None
+    return backend
+
+
 def cached_value(resources, scope, query_key, compute, timeout=None):
     """Return compute() cached under (resources, scope, query_key); any picklable value."""
     names = resource_names(resources)
-    backend = _backend()
+    backend = answer_backend()
     if backend is None:
         return compute()
     try:

@@ -148,7 +148,7 @@ def _same_server(a, b):
 
 def _clients():
     """(cache backend, raw client) when the cache and the blocklist share one Redis, else None."""
-    backend = caching._backend()
+    backend = caching.answer_backend()
     client = tokens.redis_client() if backend is not None else None
     read = getattr(backend, "_read_client", None)
     if client is None or read is None:

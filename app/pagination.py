@@ -48,31 +48,40 @@ def _statement(query):
     return query.statement if hasattr(query, "statement") else query
 
 
+def _bare(stmt):
+    """`stmt` selecting a constant instead of its columns: counting needs only which rows."""
+    return stmt.order_by(None).with_only_columns(sa.literal_column("1"), maintain_column_froms=True)
+
+
 def _count_exact(session, stmt, cap):
-    sub = stmt.order_by(None).limit(cap).subquery() if cap else stmt.order_by(None).subquery()
+    # Selecting no columns lets PostgreSQL answer from the index alone (index-only scan).
+    sub = _bare(stmt).limit(cap).subquery() if cap else _bare(stmt).subquery()
     return session.execute(sa.select(sa.func.count()).select_from(sub)).scalar_one()
 
 
 def estimate_count(session, query):
     """Return the planner's row estimate for `query` (PostgreSQL), or None elsewhere."""
-    bind = session.get_bind()
-    if bind.dialect.name != "postgresql":
+    if session.get_bind().dialect.name != "postgresql":
         return None
-    # render_postcompile: IN (...) lists become plain parameters, as EXPLAIN needs them.
-    compiled = _statement(query).order_by(None).compile(dialect=bind.dialect, compile_kwargs={"render_postcompile": True})
-    processors = compiled._bind_processors
-    params = {}
-    for name, value in compiled.params.items():
-        # Enum and other typed values as the driver gets them (expanded IN items share
-        # the processor of their list parameter, "status_1" for "status_1_2").
-        process = processors.get(name) or processors.get(name.rsplit("_", 1)[0])
-        params[name] = process(value) if process else value
-    # A savepoint: a failed EXPLAIN must not abort the request's transaction.
-    with session.begin_nested():
-        plan = session.connection().exec_driver_sql("EXPLAIN (FORMAT JSON) " + compiled.string, params).scalar()
+    # The query runs as `EXPLAIN SELECT 1 FROM (query)` through the normal execution path
+    # (see `_explain_hook`), so SQLAlchemy's compiled-statement cache and its parameter
+    # handling apply; the planner pulls the subquery up, so the top node's rows are its rows.
+    stmt = sa.select(sa.literal_column("1")).select_from(_bare(_statement(query)).subquery())
+    plan = session.execute(stmt, execution_options={EXPLAIN_OPTION: True}).scalar()
     if isinstance(plan, str):
         plan = json.loads(plan)
     return int(plan[0]["Plan"]["Plan Rows"])
+
+
+EXPLAIN_OPTION = "crm_explain"
+
+
+@sa.event.listens_for(sa.engine.Engine, "before_cursor_execute", retval=True)
+def _explain_hook(conn, cursor, statement, parameters, context, executemany):
+    """Prefix EXPLAIN to statements executed with the `crm_explain` option."""
+    if context is not None and context.execution_options.get(EXPLAIN_OPTION):
+        statement = "EXPLAIN (FORMAT JSON) " + statement
+    return statement, parameters
 
 
 def bounded_count(session, query, exact_limit=COUNT_EXACT_LIMIT):
@@ -81,10 +90,8 @@ def bounded_count(session, query, exact_limit=COUNT_EXACT_LIMIT):
     n = _count_exact(session, stmt, exact_limit + 1)
     if n <= exact_limit:
         return n
-    try:
-        estimate = estimate_count(session, stmt)
-    except sa.exc.SQLAlchemyError:
-        estimate = None
+    # The same statement just ran as a count, so its EXPLAIN cannot fail on its own.
+    estimate = estimate_count(session, stmt)
     if estimate is None:
         return _count_exact(session, stmt, None)
     return max(estimate, exact_limit + 1)
@@ -98,6 +105,9 @@ def query_cache_key(session, query):
 
 def cached_count(session, query, resources, exact_limit=COUNT_EXACT_LIMIT):
     """`bounded_count` cached per generation of `resources` (the scope is in the SQL parameters)."""
+    if caching.answer_backend() is None:
+        # No shared cache: skip building the key (compiling the SQL costs more than counting).
+        return bounded_count(session, query, exact_limit)
     key = "count:" + query_cache_key(session, query)
     return caching.cached_value(resources, "sql", key, lambda: bounded_count(session, query, exact_limit))
 

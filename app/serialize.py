@@ -32,18 +32,29 @@ def json_value(value):
     return value
 
 
+_SPECS = {}
+
+
+def _spec(mapper, camel):
+    """(attribute, output name, is an id) per column of `mapper`, computed once per mapper."""
+    key = (mapper, camel)
+    spec = _SPECS.get(key)
+    if spec is None:
+        spec = []
+        for attr in mapper.column_attrs:
+            if attr.key in SECRET_COLUMNS:
+                continue
+            name = to_camel(attr.key) if camel else attr.key
+            # String ids everywhere in the API: FAB's integer user ids are rendered as strings.
+            spec.append((attr.key, name, camel and (name == "id" or name.endswith("Id"))))
+        spec = _SPECS[key] = tuple(spec)
+    return spec
+
+
 def column_values(obj, camel=True):
     """Return a dict of the row's column values, JSON-safe, secrets left out."""
-    mapper = sa.inspect(obj).mapper
     out = {}
-    for attr in mapper.column_attrs:
-        if attr.key in SECRET_COLUMNS:
-            continue
-        value = json_value(getattr(obj, attr.key))
-        out[to_camel(attr.key) if camel else attr.key] = value
-    if camel:
-        # String ids everywhere in the API: FAB's integer user ids are rendered as strings.
-        for key, value in out.items():
-            if (key == "id" or key.endswith("Id")) and isinstance(value, int):
-                out[key] = str(value)
+    for attr, name, is_id in _spec(sa.inspect(obj).mapper, camel):
+        value = json_value(getattr(obj, attr))
+        out[name] = str(value) if is_id and isinstance(value, int) else value
     return out

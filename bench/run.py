@@ -122,7 +122,8 @@ class Server:
             SECRET_KEY=secrets.token_urlsafe(48),
             DATABASE_URL=db_url,
             REDIS_URL=redis_url,
-            CACHE_TYPE="RedisCache" if cached else "NullCache",
+            CACHE_TYPE="RedisCache",
+            CACHE_ANSWERS="1" if cached else "0",  # uncached: answers and totals computed per request
             RATELIMIT_ENABLED="0",  # the login run would hit the limiter, not the server
             FAB_UPDATE_PERMS="0",
         )

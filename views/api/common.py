@@ -16,6 +16,7 @@ from flask import current_app, g, jsonify, request
 from flask_jwt_extended import verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
+from sqlalchemy.orm import lazyload
 
 from app.serialize import column_values
 from app.services.errors import DomainError, Forbidden, NotFound, ValidationFailed
@@ -104,6 +105,8 @@ def paginate(query, order_by=None, keyset=None, descending=True):
     if keyset:
         order_by = [c.desc() if descending else c.asc() for c in keyset]
     entity = query.column_descriptions[0]["entity"]
+    # The answers carry columns only: skip the models' joined eager loads (users, customers).
+    query = query.options(lazyload("*"))
     total = cached_count(db.session, query.order_by(None), model_resources(entity))
     if after:
         rows, next_cursor = keyset_page(db.session, query, keyset, after, limit, descending)
