@@ -319,14 +319,13 @@ def test_list_pages_load_columns_only(db, client, bearer, make):
         assert pages and not [s for s in pages if "JOIN" in s.upper()], (path, pages)
 
 
-def test_customer_search_has_an_index_path(db, make):
-    """name OR email OR phone ILIKE: each arm has a trigram index, so no table scan is forced."""
-    conn = db.session.connection()  # the suite runs on PostgreSQL (tests/conftest.py)
-    # Table scans off: an arm without a usable index still plans as a (penalised) Seq Scan.
-    conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
+def test_customer_search_has_an_index_path(db):
+    """name OR email OR phone ILIKE: each arm needs a trigram index, or the OR reads the whole table.
+
+    Checked in the catalogue: on a test-sized table the planner rightly prefers other plans.
+    """
+    defs = db.session.execute(
+        sa.text("SELECT indexdef FROM pg_indexes WHERE tablename = 'customers' AND indexdef LIKE '%gin_trgm_ops%'")
+    ).scalars().all()
     for column in ("name", "email", "phone"):
-        plan = "\n".join(
-            r[0]
-            for r in conn.execute(sa.text(f"EXPLAIN SELECT 1 FROM customers WHERE {column} ILIKE :q"), {"q": "%テック%"})
-        )
-        assert f"ix_customers_{column}_trgm" in plan, plan
+        assert any(f"USING gin ({column} gin_trgm_ops)" in d for d in defs), defs
