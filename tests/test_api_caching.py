@@ -7,6 +7,7 @@ keyset pages that walk every row once.
 """
 
 import logging
+import time
 import uuid
 
 import pytest
@@ -154,6 +155,24 @@ def test_revoked_token_is_refused_even_when_cached(client, bearer, make, redis_c
     assert client.post("/api/auth/logout", headers=headers).status_code == 200
     resp = client.get(LIST, headers=headers)
     assert resp.status_code == 401 and "revoked" in resp.json["message"]
+
+
+def test_token_expiry_bites_on_the_fast_path(app, client, users, make, redis_cache):
+    """The fast path remembers verified signatures, never past the token's expiry."""
+    from datetime import timedelta
+
+    make.customer("sales")
+    with app.test_request_context():
+        token = create_access_token(identity=str(users["sales"].id), expires_delta=timedelta(seconds=2))
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(3):  # compute, store, then served (and the signature remembered)
+        listed(client.get(LIST, headers=headers))
+    hits = caching.stats()["hits"]
+    listed(client.get(LIST, headers=headers))
+    assert caching.stats()["hits"] == hits + 1
+    time.sleep(2.1)
+    resp = client.get(LIST, headers=headers)
+    assert resp.status_code == 401 and "expired" in resp.json["message"]
 
 
 def test_role_change_and_deactivation_apply_at_once(app, db, client, make, redis_cache):
