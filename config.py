@@ -25,6 +25,23 @@ def env_int(name, default):
     return int(value) if value not in (None, "") else default
 
 
+# OWASP Password Storage Cheat Sheet, Argon2id: the equivalent minimum settings as
+# (memory KiB, iterations). A setting passes when it reaches one pair in both figures.
+ARGON2_OWASP_MINIMUMS = ((47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5))
+
+
+def argon2_below_floor(memory_kib, time_cost, parallelism):
+    """Return why these Argon2id settings are below OWASP's minimum, or None when they are not."""
+    if parallelism < 1:
+        return f"PASSWORD_ARGON2_PARALLELISM must be at least 1 (got {parallelism})"
+    if any(memory_kib >= m and time_cost >= t for m, t in ARGON2_OWASP_MINIMUMS):
+        return None
+    return (
+        f"PASSWORD_ARGON2_MEMORY_KIB={memory_kib} with PASSWORD_ARGON2_TIME_COST={time_cost} is below "
+        "OWASP's Argon2id minimum (19456 KiB with 2 iterations, or 47104/1, 12288/3, 9216/4, 7168/5)"
+    )
+
+
 def _sqlite_default():
     return "sqlite:///" + os.path.join(BASE_DIR, "instance", "crm.db")
 
@@ -55,7 +72,14 @@ class Config:
     FAB_API_SWAGGER_UI = True
     FAB_ADD_SECURITY_API = False
     FAB_API_MAX_PAGE_SIZE = 100
-    FAB_PASSWORD_HASH_METHOD = "scrypt"  # memory-hard (werkzeug: n=2**15, r=8, p=1)
+    # User passwords: Argon2id through app/passwords.py (OWASP's first setting, memory-hard,
+    # ~25 ms per check here). Production refuses settings below OWASP's minimum.
+    PASSWORD_ARGON2_MEMORY_KIB = env_int("PASSWORD_ARGON2_MEMORY_KIB", 19456)
+    PASSWORD_ARGON2_TIME_COST = env_int("PASSWORD_ARGON2_TIME_COST", 2)
+    PASSWORD_ARGON2_PARALLELISM = env_int("PASSWORD_ARGON2_PARALLELISM", 1)
+    # FAB's werkzeug method now only matters for FAB's API keys (FAB_API_KEY_ENABLED, off);
+    # CrmSecurityManager routes every user password through app/passwords.py instead.
+    FAB_PASSWORD_HASH_METHOD = "scrypt"
     AUTH_TYPE = 1  # AUTH_DB
     AUTH_ROLE_ADMIN = "Admin"
     AUTH_ROLE_PUBLIC = "Public"
@@ -158,13 +182,12 @@ class TestConfig(Config):
     SQLALCHEMY_DATABASE_URI = normalise_db_url(
         os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     )
-    FAB_PASSWORD_HASH_METHOD = "scrypt"
     RATELIMIT_ENABLED = False
     CACHE_TYPE = "NullCache"
 
 
 class ProductionConfig(Config):
-    """Production: refuses a default or missing secret and a SQLite database."""
+    """Production: refuses a default or missing secret, no Redis, and weak password hashing."""
 
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
@@ -179,6 +202,9 @@ class ProductionConfig(Config):
         if not os.environ.get("REDIS_URL"):
             # Token revocations and rate-limit counters must be shared by every worker.
             raise RuntimeError("REDIS_URL must be set in production")
+        weak = argon2_below_floor(cls.PASSWORD_ARGON2_MEMORY_KIB, cls.PASSWORD_ARGON2_TIME_COST, cls.PASSWORD_ARGON2_PARALLELISM)
+        if weak:
+            raise RuntimeError(weak)
         return secret
 
 

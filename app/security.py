@@ -1,21 +1,65 @@
-"""The CRM's Flask-AppBuilder security manager: login auditing and login events."""
+"""The CRM's Flask-AppBuilder security manager: login auditing, login events, Argon2id passwords.
+
+FAB 5.3 hashes and checks passwords with werkzeug in several places (auth_user_db,
+reset_password, add_user, add_register_user, the user screen and the user API); each is
+overridden here to go through app/passwords.py.
+"""
+
+import logging
+import secrets
 
 import sqlalchemy as sa
+from flask_appbuilder.const import LOGMSG_WAR_SEC_LOGIN_FAILED
+from flask_appbuilder.security.sqla.apis.user.api import UserApi as FabUserApi
 from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_appbuilder.security.utils import is_null_password
+from flask_appbuilder.security.views import UserDBModelView as FabUserDBModelView
 from sqlalchemy.orm import joinedload
 
-from app import audit, caching, events
+from app import audit, caching, events, passwords
 from models.audit import AuditAction
+
+log = logging.getLogger(__name__)
 
 # FAB's tables that decide a permission check; any commit writing one resets the memo.
 AUTH_TABLES = caching.AUTH_TABLES
 
 
+# Same class names as FAB's: endpoints and permission names (app/roles.py) derive from them.
+class UserDBModelView(FabUserDBModelView):
+    """FAB's user screen, hashing the new user's password with Argon2id."""
+
+    def pre_add(self, item):
+        """Hash the password typed in the add form."""
+        item.password = passwords.hash_password(item.password)
+
+
+class UserApi(FabUserApi):
+    """FAB's user API (FAB_ADD_SECURITY_API, off by default), hashing with Argon2id."""
+
+    def pre_update(self, item, data):
+        """FAB's bookkeeping, then hash a new password when one is sent."""
+        super().pre_update(item, {k: v for k, v in data.items() if k != "password"})
+        if data.get("password"):
+            item.password = passwords.hash_password(data["password"])
+
+    def pre_add(self, item):
+        """Hash the new user's password."""
+        item.password = passwords.hash_password(item.password)
+
+
 class CrmSecurityManager(SecurityManager):
-    """FAB's SQLA security manager plus LOGIN / LOGIN_FAILED auditing."""
+    """FAB's SQLA security manager plus LOGIN / LOGIN_FAILED auditing and Argon2id passwords."""
+
+    userdbmodelview = UserDBModelView
+    user_api = UserApi
 
     def get_user_by_id(self, pk):
         """Load a user with roles and groups in one round trip (every API request does this)."""
+        try:
+            pk = int(pk)  # FAB's reset-password screen passes the id from the query string
+        except (TypeError, ValueError):
+            return None
         return self.session.execute(
             sa.select(self.user_model)
             .options(joinedload(self.user_model.roles), joinedload(self.user_model.groups))
@@ -38,7 +82,7 @@ class CrmSecurityManager(SecurityManager):
 
     def auth_user_db(self, username, password):
         """Authenticate by email (or username); audit the failure when it fails."""
-        user = super().auth_user_db(username, password)
+        user = self._check_user_password(username, password)
         if user is None and username:
             known = self.find_user(email=username) or self.find_user(username=username)
             audit.record(
@@ -51,6 +95,60 @@ class CrmSecurityManager(SecurityManager):
             )
             self.session.commit()
         return user
+
+    def _check_user_password(self, username, password):
+        """FAB 5.3's auth_user_db with the check through app/passwords.py and an upgrade on success.
+
+        As in FAB, an unknown or inactive user costs one hash check too (against a dummy
+        hash), so response time does not tell whether an account exists.
+        """
+        if not username:
+            return None
+        # FAB: an empty or NUL-only password never authenticates, whatever is stored.
+        if is_null_password(password):
+            log.info(LOGMSG_WAR_SEC_LOGIN_FAILED, username)
+            return None
+        first_user = self.get_first_user()
+        user = self.find_user(username=username)
+        if user is None:
+            user = self.find_user(email=username)
+        else:
+            _ = self.find_user(email=username)  # FAB: same queries whichever matched
+        if user is None or not user.is_active:
+            passwords.fake_check(password)
+            log.info(LOGMSG_WAR_SEC_LOGIN_FAILED, username)
+            if first_user:
+                self.noop_user_update(first_user)  # FAB: same writes as a real attempt
+            return None
+        if not passwords.verify_password(user.password, password):
+            self.update_user_auth_stat(user, False)
+            log.info(LOGMSG_WAR_SEC_LOGIN_FAILED, username)
+            return None
+        if passwords.needs_rehash(user.password):
+            # Legacy scrypt/pbkdf2 or older Argon2 settings: upgrade now that we hold the
+            # clear password; committed with the login counters by update_user_auth_stat.
+            user.password = passwords.hash_password(password)
+        self.update_user_auth_stat(user, True)
+        return user
+
+    def reset_password(self, userid, password):
+        """Set a user's password (reset screens, `flask fab reset-password`) as Argon2id."""
+        user = self.get_user_by_id(userid)
+        user.password = passwords.hash_password(password)
+        self.update_user(user)
+
+    def add_user(self, username, first_name, last_name, email, role=None, password="", hashed_password="", **kwargs):
+        """FAB's add_user with the password hashed as Argon2id (random when none is given)."""
+        if not hashed_password:
+            # FAB: no password (another auth backend) gets an unguessable random one.
+            hashed_password = passwords.hash_password(password or secrets.token_urlsafe(32))
+        return super().add_user(username, first_name, last_name, email, role, hashed_password=hashed_password, **kwargs)
+
+    def add_register_user(self, username, first_name, last_name, email, password="", hashed_password=""):
+        """FAB's registration request with the password hashed as Argon2id."""
+        if not hashed_password:
+            hashed_password = passwords.hash_password(password)
+        return super().add_register_user(username, first_name, last_name, email, hashed_password=hashed_password)
 
     def on_user_login(self, user):
         """Audit the login and emit USER_LOGGED_IN in one transaction."""

@@ -3,9 +3,10 @@
     python -m bench.load_data --customers 100000 [--db-url postgresql://postgres@127.0.0.1/crm_bench_100000]
 
 Per N customers: 10·N tasks, 2·N meetings, N approval requests (100k → 1M tasks), one
-Admin, Manager and Compliance user and `--reps` Sales users, all with real scrypt passwords
-(the production hash). The schema comes from the migrations (`crm init`); secondary indexes
-are dropped during COPY and rebuilt after, then the tables are analysed.
+Admin, Manager and Compliance user and `--reps` Sales users, all with real Argon2id passwords
+(the production hash: the app's own create_user makes them). The schema comes from the
+migrations (`crm init`); secondary indexes are dropped during COPY and rebuilt after, then
+the tables are analysed.
 """
 
 import argparse
@@ -62,7 +63,7 @@ def app_env(url, **extra):
 
 
 def migrate_and_create_users(url, reps):
-    """Run `crm init` and create one user per role plus `reps` Sales users (scrypt hashes)."""
+    """Run `crm init` and create one user per role plus `reps` Sales users (Argon2id hashes)."""
     flask = os.path.join(ROOT, ".venv", "bin", "flask")
     subprocess.run([flask, "--app", "wsgi", "crm", "init"], cwd=ROOT, env=app_env(url), check=True, capture_output=True)
     code = f"""

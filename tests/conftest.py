@@ -181,7 +181,7 @@ def browser_login(app, users, _session_cookies):
     """browser_login("manager") -> a test client logged in through the form login.
 
     The first call per user really posts the login form; later calls reuse its session
-    cookie, since scrypt makes every real login cost a noticeable fraction of a second.
+    cookie, since every real login costs an Argon2id check (and its audit writes).
     """
 
     def login(key):
