@@ -6,6 +6,7 @@ from flask_appbuilder.security.sqla.models import User
 from models.analytics import EventCounter, Reminder
 from models.approval import ApprovalRequest, ApprovalStatus, ApprovalStep, StepDecision
 from models.audit import AuditAction, AuditLog
+from models.counters import RecordCounter
 from models.customer import CompanySize, Customer, InvestmentProfile
 from models.meeting import Meeting
 from models.notification import Notification, NotificationType
@@ -24,6 +25,7 @@ __all__ = [
     "CompanySize",
     "Customer",
     "InvestmentProfile",
+    "RecordCounter",
     "Meeting",
     "Notification",
     "NotificationType",
