@@ -55,7 +55,13 @@ class Customer(TimestampMixin, Model):
             postgresql_where=sa.text("deleted_at IS NULL"),
             sqlite_where=sa.text("deleted_at IS NULL"),
         ),
-        sa.Index("ix_customers_created_at", "created_at"),
+        # The dashboard counts one UTC day of new customers per Sales scope: owner columns and
+        # deleted_at in the index keep that an index-only scan (app/services/dashboard.py).
+        sa.Index(
+            "ix_customers_created_at",
+            "created_at",
+            postgresql_include=["assigned_sales_id", "created_by_id", "deleted_at"],
+        ),
         sa.Index("ix_customers_name", "name"),
         # Lists sort by updated_at (newest first) over live rows; id breaks ties for keyset cursors.
         sa.Index(

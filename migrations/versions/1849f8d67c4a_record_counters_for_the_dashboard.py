@@ -6,7 +6,8 @@ Create Date: 2026-11-23 02:56:37.000000
 
 The table record_counters (models/counters.py) and, on PostgreSQL, the triggers that keep it
 in the same transaction as every write to customers, meetings, tasks and approval_requests,
-plus record_counters_recount() (`crm recount`, bench/load_data.py, the backfill below).
+plus record_counters_recount() (`crm recount`, bench/load_data.py, the backfill below), and
+the owner columns INCLUDEd in the indexes that the dashboard's partial-day counts read.
 
 Each customer, meeting and open task is counted three times: in its total, its UTC day and its
 UTC month, so a window "from day D on" is a month's worth of days at most plus whole months.
@@ -150,6 +151,24 @@ def triggers(table):
     ]
 
 
+OPEN_TASKS = sa.text("status IN ('TODO', 'IN_PROGRESS')")
+# The indexes the dashboard's partial-day counts read, with the owner columns included so the
+# counts are index-only in a Sales scope too: (table, name, column, include, extra kwargs).
+INDEXES = [
+    ("customers", "ix_customers_created_at", "created_at", ["assigned_sales_id", "created_by_id", "deleted_at"], {}),
+    ("meetings", "ix_meetings_scheduled_at", "scheduled_at", ["sales_id", "created_by_id"], {}),
+    ("tasks", "ix_tasks_open_due", "due_date", ["user_id", "created_by_id"],
+     {"postgresql_where": OPEN_TASKS, "sqlite_where": OPEN_TASKS}),
+]
+
+
+def replace_indexes(with_include):
+    """Recreate INDEXES with (upgrade) or without (downgrade) their included owner columns."""
+    for table, name, column, include, extra in INDEXES:
+        op.drop_index(name, table_name=table)
+        op.create_index(name, table, [column], postgresql_include=include if with_include else [], **extra)
+
+
 def upgrade():
     op.create_table('record_counters',
     sa.Column('table_name', sa.String(length=32), nullable=False),
@@ -161,6 +180,7 @@ def upgrade():
     sa.Column('n', sa.BigInteger(), server_default='0', nullable=False),
     sa.PrimaryKeyConstraint('table_name', 'span', 'day', 'owner_id', 'creator_id', 'status')
     )
+    replace_indexes(with_include=True)
     if op.get_bind().dialect.name != "postgresql":
         return  # SQLite (make run) counts exactly: no triggers, the table stays empty
     # Every write rewrites a counter row: room on the page keeps those updates HOT.
@@ -183,3 +203,4 @@ def downgrade():
         op.execute("DROP FUNCTION record_counters_recount()")
         op.execute("DROP FUNCTION record_counters_truncate()")
     op.drop_table('record_counters')
+    replace_indexes(with_include=False)
