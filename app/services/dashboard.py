@@ -102,6 +102,20 @@ def exact_counts(user, sections, now):
     return out
 
 
+class _ParamUser:
+    """A stand-in for a user whose id is the bound parameter :uid.
+
+    The scope rule (app/scope.py) then yields the same SQL with the id as a parameter, so the
+    dashboard's statement is built and compiled once per shape and reused for every user.
+    """
+
+    is_authenticated = True
+    id = sa.bindparam("uid", type_=sa.Integer)
+
+    def __init__(self, roles):
+        self.roles = roles
+
+
 def _counter_scope(user):
     """The scope rule on record_counters: every key (sees all) or the keys owned or created by `user`."""
     uid = getattr(user, "id", None)
@@ -112,56 +126,80 @@ def _counter_scope(user):
     return sa.or_(RecordCounter.owner_id == uid, RecordCounter.creator_id == uid)
 
 
-def _utc_day(moment):
-    """(UTC day of `moment`, the start of the next UTC day, the first day of the next UTC month)."""
-    day = moment.astimezone(timezone.utc).date()
-    next_month = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
-    return day, datetime.combine(day + timedelta(days=1), time(0), tzinfo=timezone.utc), next_month
+def _window_params(name, start):
+    """Bound values of the window `name` starting at `start`: its first UTC day, the next
+    midnight, the first day of the next month."""
+    day = start.astimezone(timezone.utc).date()
+    return {
+        f"{name}_start": start,
+        f"{name}_day": day,
+        f"{name}_midnight": datetime.combine(day + timedelta(days=1), time(0), tzinfo=timezone.utc),
+        f"{name}_next_month": (day.replace(day=1) + timedelta(days=32)).replace(day=1),
+    }
 
 
-def counter_counts(user, sections, now):
-    """The same figures from record_counters plus each window's partial first day, in one statement.
+_STATEMENTS = {}
 
-    The counters are summed per (table, span, status) in SQL, a handful of rows folded in
-    Python; each partial day is one more row of the same UNION ALL.
+
+def _counter_statement(sections, user):
+    """The one statement of `counter_counts` for these sections and this kind of user (built once).
+
+    Counters summed per (table, span, status), UNION ALL one row per window with the exact
+    count of its partial first day.
     """
+    shape = "nobody" if getattr(user, "id", None) is None else ("all" if sees_all(user) else "own")
+    key = (sections, shape)
+    if key in _STATEMENTS:
+        return _STATEMENTS[key]
+    user = _ParamUser(getattr(user, "roles", [])) if shape != "nobody" else user
     c = RecordCounter
-    ranges, partials = [], []
+    tables = [_TABLES[s] for s in sections]
+    ranges, partials = [sa.and_(c.table_name.in_(tables), c.span == TOTAL)], []
 
-    def window(table, model, column, start, *extra, status=""):
-        """Rows of `model` in scope with `column` >= start: that UTC day exactly, then the days
-        to the end of its month and the months after from the counters."""
-        day, next_midnight, next_month = _utc_day(start)
+    def window(table, name, model, column, *extra, status=""):
+        """Rows of `model` in scope with `column` >= the window's start: that UTC day exactly,
+        then the days to the end of its month and the months after from the counters."""
+        param = lambda part: sa.bindparam(f"{name}_{part}")  # noqa: E731
         mine = sa.and_(c.table_name == table, c.status == status)
-        ranges.append(sa.and_(mine, c.span == DAY, c.day > day, c.day < next_month))
-        ranges.append(sa.and_(mine, c.span == MONTH, c.day >= next_month))
+        ranges.append(sa.and_(mine, c.span == DAY, c.day > param("day"), c.day < param("next_month")))
+        ranges.append(sa.and_(mine, c.span == MONTH, c.day >= param("next_month")))
         count = (
             sa.select(sa.func.count())
             .select_from(model)
-            .where(scope_clause(model, user), column >= start, column < next_midnight, *extra)
+            .where(scope_clause(model, user), column >= param("start"), column < param("midnight"), *extra)
             .scalar_subquery()
         )
         partials.append(sa.select(sa.literal(table), sa.literal(DAY), sa.literal(status), count))
 
-    tables = [_TABLES[s] for s in SECTIONS if s in sections]
-    if not tables:
-        return {}
-    ranges.append(sa.and_(c.table_name.in_(tables), c.span == TOTAL))
     if "customers" in sections:
-        window("customers", Customer, Customer.created_at, now - timedelta(days=NEW_CUSTOMER_DAYS))
+        window("customers", "since", Customer, Customer.created_at)
     if "meetings" in sections:
-        window("meetings", Meeting, Meeting.scheduled_at, now)
+        window("meetings", "now", Meeting, Meeting.scheduled_at)
     if "tasks" in sections:
         # Open tasks due from now on, or never (their bucket is NO_DUE_DAY, 'infinity', after every
         # day); the other open tasks are overdue, so the read never walks the past.
-        window("tasks", Task, Task.due_date, now, Task.status.in_(OPEN_STATUSES), status=OPEN_BUCKET)
+        window("tasks", "now", Task, Task.due_date, Task.status.in_(OPEN_STATUSES), status=OPEN_BUCKET)
     counters = (
         sa.select(c.table_name, c.span, c.status, sa.func.sum(c.n))
         .where(sa.or_(*ranges), _counter_scope(user))
         .group_by(c.table_name, c.span, c.status)
     )
+    _STATEMENTS[key] = stmt = sa.union_all(counters, *partials)
+    return stmt
+
+
+def counter_counts(user, sections, now):
+    """The same figures from record_counters plus each window's partial first day, in one statement."""
+    sections = tuple(s for s in SECTIONS if s in sections)
+    if not sections:
+        return {}
+    params = {
+        "uid": getattr(user, "id", None) or 0,
+        **_window_params("since", now - timedelta(days=NEW_CUSTOMER_DAYS)),
+        **_window_params("now", now),
+    }
     sums = {}
-    for table, span, status, n in db.session.execute(sa.union_all(counters, *partials)):
+    for table, span, status, n in db.session.execute(_counter_statement(sections, user), params):
         which = TOTAL if span == TOTAL else "window"
         sums[table, which, status] = sums.get((table, which, status), 0) + int(n)
 
