@@ -188,18 +188,23 @@ def _counter_statement(sections, user):
     return stmt
 
 
-def counter_counts(user, sections, now):
-    """The same figures from record_counters plus each window's partial first day, in one statement."""
-    sections = tuple(s for s in SECTIONS if s in sections)
-    if not sections:
-        return {}
+def counter_statement(user, sections, now):
+    """(statement, parameters) of the one query behind `counter_counts` (also the bench's SQL floor)."""
     params = {
         "uid": getattr(user, "id", None) or 0,
         **_window_params("since", now - timedelta(days=NEW_CUSTOMER_DAYS)),
         **_window_params("now", now),
     }
+    return _counter_statement(tuple(s for s in SECTIONS if s in sections), user), params
+
+
+def counter_counts(user, sections, now):
+    """The same figures from record_counters plus each window's partial first day, in one statement."""
+    sections = tuple(s for s in SECTIONS if s in sections)
+    if not sections:
+        return {}
     sums = {}
-    for table, span, status, n in db.session.execute(_counter_statement(sections, user), params):
+    for table, span, status, n in db.session.execute(*counter_statement(user, sections, now)):
         which = TOTAL if span == TOTAL else "window"
         sums[table, which, status] = sums.get((table, which, status), 0) + int(n)
 
