@@ -109,6 +109,19 @@ def dashboard_sql(db_url):
     return [(doc["sql"], doc["params"])]
 
 
+def cleanup(db_url, since):
+    """Delete what the run wrote (created customers, the floor's rows, their events and audit rows).
+
+    Left in place they would sit at the top of the newest-first lists and skew the next run
+    (a search then walks thousands of non-matching rows before its first match).
+    """
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM customers WHERE (name = 'floor' OR name LIKE 'ベンチ顧客%%') AND created_at >= %s", (since,))
+        conn.execute("DELETE FROM outbox_events WHERE created_at >= %s", (since,))
+        conn.execute("DELETE FROM audit_logs WHERE timestamp >= %s", (since,))
+        conn.execute("VACUUM ANALYZE customers, outbox_events, audit_logs")
+
+
 def free_port():
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
@@ -273,6 +286,7 @@ def run(args):
         counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("customers", "tasks", "meetings", "approval_requests")}
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     load_before = os.getloadavg()  # the machine is shared: record how busy it was
+    started_at = datetime.now(timezone.utc)
     redis_proc, redis_url = start_redis()
     results = {"cached": {}, "uncached": {}, "sql": {}, "hello_before": {}}
     names = [n for n in args.only.split(",") if n] if args.only else list(paths)
@@ -313,6 +327,7 @@ def run(args):
     finally:
         redis_proc.kill()
         redis_proc.wait()
+        cleanup(db_url, started_at)
     doc = {
         "time": NOW,
         "customers": args.customers,
