@@ -26,7 +26,8 @@ NEW_CUSTOMER_DAYS = 30
 _TABLES = {"customers": "customers", "meetings": "meetings", "tasks": "tasks", "approvals": "approval_requests"}
 
 
-def _rate(part, whole):
+def rate(part, whole):
+    """`part` as a percentage of `whole`, one decimal (0.0 when `whole` is 0)."""
     return round(part / whole * 100, 1) if whole else 0.0
 
 
@@ -47,7 +48,7 @@ def dashboard_figures(user, sections, now=None):
             "completed": done,
             "pending": pending,
             "overdue": overdue,
-            "completionRate": _rate(done, total),
+            "completionRate": rate(done, total),
         }
     if "approvals" in counts:
         total, pending, approved, rejected = counts["approvals"]
@@ -56,7 +57,7 @@ def dashboard_figures(user, sections, now=None):
             "pending": pending,
             "approved": approved,
             "rejected": rejected,
-            "approvalRate": _rate(approved, approved + rejected),
+            "approvalRate": rate(approved, approved + rejected),
         }
     return data
 

@@ -18,7 +18,7 @@ from app.caching import cached_endpoint
 from app.roles import APPROVAL, CUSTOMER, MEETING, READ, TASK
 from app.scope import scope_clause
 from app.serialize import json_value, to_camel
-from app.services.dashboard import dashboard_figures
+from app.services.dashboard import dashboard_figures, rate
 from app.services.errors import Forbidden, NotFound
 from models.approval import ApprovalRequest, ApprovalStatus
 from models.base import utcnow
@@ -35,10 +35,6 @@ REPORT_TABLES = ("customers", "meetings", "tasks", "approval_requests", "ab_user
 REPORT_TIMEOUT = 60
 # Dashboard sections and the permission each needs.
 DASHBOARD_SECTIONS = (("customers", CUSTOMER), ("meetings", MEETING), ("tasks", TASK), ("approvals", APPROVAL))
-
-
-def _rate(part, whole):
-    return round(part / whole * 100, 1) if whole else 0.0
 
 
 @bp.get("/dashboard")
@@ -100,7 +96,7 @@ def sales_metrics():
                 "meetings": meetings.get(uid, (0,))[0],
                 "tasks": task_total,
                 "tasksCompleted": task_done,
-                "taskCompletionRate": _rate(task_done, task_total),
+                "taskCompletionRate": rate(task_done, task_total),
                 "approvals": ap_total,
                 "approvalsApproved": ap_done,
                 "approvedAmount": json_value(ap_amount),
@@ -161,7 +157,7 @@ def approval_stats():
     data = {
         "total": sum(v["count"] for v in by_status.values()),
         "byStatus": list(by_status.values()),
-        "approvalRate": _rate(approved, approved + rejected),
+        "approvalRate": rate(approved, approved + rejected),
     }
     return jsonify(success=True, data=data)
 
