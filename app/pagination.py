@@ -106,7 +106,7 @@ def query_cache_key(session, query):
 def cached_count(session, query, resources, exact_limit=COUNT_EXACT_LIMIT):
     """`bounded_count` cached per generation of `resources` (the scope is in the SQL parameters)."""
     if caching.answer_backend() is None:
-        # No shared cache: skip building the key (compiling the SQL costs more than counting).
+        # Totals not cached: skip building the key (compiling the SQL costs more than counting).
         return bounded_count(session, query, exact_limit)
     key = "count:" + query_cache_key(session, query)
     return caching.cached_value(resources, "sql", key, lambda: bounded_count(session, query, exact_limit))
