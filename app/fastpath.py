@@ -26,7 +26,7 @@ import time
 from types import SimpleNamespace
 
 import redis
-from flask import current_app, request
+from flask import current_app, has_request_context, request
 from flask_jwt_extended import decode_token
 
 from app import caching, tokens
@@ -131,6 +131,71 @@ def token_claims(identity):
 def install(appbuilder):
     """Add the claims to every token FAB's JWTManager issues."""
     appbuilder.sm.jwt_manager.additional_claims_loader(token_claims)
+
+
+# ---------------------------------------------------------------- principals
+
+
+class Principal:
+    """The user of a cached /api read, from the token's claims: id, roles and groups only."""
+
+    is_active = True
+    is_authenticated = True
+    is_anonymous = False
+
+    def __init__(self, user_id, roles, group_roles):
+        self.id = user_id
+        self.roles = roles
+        self.groups = [SimpleNamespace(roles=group_roles)] if group_roles else []
+
+    def get_id(self):
+        """flask-login's id accessor."""
+        return str(self.id)
+
+
+def _role_refs(names):
+    """(id, name) stand-ins for FAB roles named `names`, memoised until the permission tables change; None if one is unknown."""
+
+    def load():
+        sm = current_app.appbuilder.sm
+        return {r.name: r.id for r in sm.get_all_roles()}
+
+    ids = caching.memo(caching.AUTH_TABLES, ("role-ids",), load)
+    if any(name not in ids for name in names):
+        return None
+    return [SimpleNamespace(id=ids[name], name=name) for name in names]
+
+
+def principal_for(claims):
+    """A `Principal` for a GET on a cacheable /api view whose token's roles are still true, else None.
+
+    The same trust as `serve`: the signature and revocation are checked by flask-jwt-extended
+    before this runs, and the auth epoch in the token equals the user's current one, which
+    every commit changing the user's roles, groups or active flag replaces. Anything else
+    (other views, writes, no Redis, a stale epoch) loads the user row as FAB does.
+    """
+    if not has_request_context() or request.method != "GET":
+        return None
+    if getattr(current_app.view_functions.get(request.endpoint), "crm_cache", None) is None:
+        return None
+    roles, group_roles, epoch, sub = claims.get("roles"), claims.get("groupRoles"), claims.get("ae"), claims.get("sub")
+    if not isinstance(roles, list) or not isinstance(group_roles, list) or not epoch or sub is None:
+        return None
+    client = tokens.redis_client()
+    if client is None:
+        return None
+    try:
+        user_id = int(sub)
+        _flush_pending(client)
+        values = client.mget(epoch_keys(user_id))
+    except Exception:  # Redis down or a strange subject: the database answers
+        return None
+    if any(v is None for v in values) or "|".join(v.decode() for v in values) != epoch:
+        return None
+    role_refs, group_refs = _role_refs(roles), _role_refs(group_roles)
+    if role_refs is None or group_refs is None:
+        return None
+    return Principal(user_id, role_refs, group_refs)
 
 
 # ---------------------------------------------------------------- serving

@@ -9,6 +9,7 @@ import logging
 import secrets
 
 import sqlalchemy as sa
+from flask import g
 from flask_appbuilder.const import LOGMSG_WAR_SEC_LOGIN_FAILED
 from flask_appbuilder.security.sqla.apis.user.api import UserApi as FabUserApi
 from flask_appbuilder.security.sqla.manager import SecurityManager
@@ -16,7 +17,7 @@ from flask_appbuilder.security.utils import is_null_password
 from flask_appbuilder.security.views import UserDBModelView as FabUserDBModelView
 from sqlalchemy.orm import joinedload
 
-from app import audit, caching, events, passwords
+from app import audit, caching, events, fastpath, passwords
 from models.audit import AuditAction
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,14 @@ class CrmSecurityManager(SecurityManager):
             .options(joinedload(self.user_model.roles), joinedload(self.user_model.groups))
             .where(self.user_model.id == pk)
         ).unique().scalar_one_or_none()
+
+    def load_user_jwt(self, _jwt_header, jwt_data):
+        """FAB's JWT user lookup; a cached /api read whose token is current skips the user row."""
+        principal = fastpath.principal_for(jwt_data)
+        if principal is not None:
+            g.user = principal
+            return principal
+        return super().load_user_jwt(_jwt_header, jwt_data)
 
     def is_item_public(self, permission_name, view_name):
         """FAB's check, memoised per process until the permission tables change."""

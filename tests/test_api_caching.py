@@ -195,6 +195,39 @@ def test_role_change_and_deactivation_apply_at_once(app, db, client, make, redis
     assert client.get(LIST, headers=headers).status_code == 401
 
 
+def test_uncached_reads_take_the_user_from_a_current_token(app, db, client, make, redis_cache):
+    """A read on a cacheable view with a current token skips the user row; role changes still bite."""
+    from flask_appbuilder.security.sqla.models import User
+
+    uid = fresh_user(app)
+    others = make.customer("sales2")
+    headers = issue(app, uid)
+    app.config["CACHE_ANSWERS"] = False
+    try:
+        with Statements(db.engine) as seen:
+            assert others.name not in listed(client.get(LIST, headers=headers))
+        assert not [s for s in seen if "FROM ab_user" in s], seen
+        sm = app.appbuilder.sm
+        user = db.session.get(User, uid)
+        user.roles = [sm.find_role("Manager")]
+        db.session.commit()
+        # The token still says Sales: its epoch is stale, so the user row decides (Manager).
+        with Statements(db.engine) as seen:
+            assert others.name in listed(client.get(LIST, headers=headers))
+        assert [s for s in seen if "FROM ab_user" in s]
+        user = db.session.get(User, uid)
+        user.active = False
+        db.session.commit()
+        assert client.get(LIST, headers=headers).status_code == 401
+        # Writes and non-cacheable reads always load the user.
+        fresh = issue(app, fresh_user(app))
+        with Statements(db.engine) as seen:
+            assert client.get("/api/auth/me", headers=fresh).status_code == 200
+        assert [s for s in seen if "FROM ab_user" in s]
+    finally:
+        app.config["CACHE_ANSWERS"] = True
+
+
 def test_permission_change_applies_on_the_fast_path(app, client, make, users, redis_cache):
     from app.roles import CUSTOMER
 
