@@ -166,6 +166,19 @@ def _role_refs(names):
     return [SimpleNamespace(id=ids[name], name=name) for name in names]
 
 
+def _role_claims(claims):
+    """(roles, groupRoles, auth epoch, subject) of a token issued with `token_claims`, else None."""
+    roles, group_roles, epoch, sub = claims.get("roles"), claims.get("groupRoles"), claims.get("ae"), claims.get("sub")
+    if not isinstance(roles, list) or not isinstance(group_roles, list) or not epoch or sub is None:
+        return None
+    return roles, group_roles, epoch, sub
+
+
+def _epoch_current(values, epoch):
+    """True when the two epoch counters read from Redis (`epoch_keys` order) equal the token's `epoch`."""
+    return all(v is not None for v in values) and "|".join(v.decode() for v in values) == epoch
+
+
 def principal_for(claims):
     """A `Principal` for a GET on a cacheable /api view whose token's roles are still true, else None.
 
@@ -178,9 +191,10 @@ def principal_for(claims):
         return None
     if getattr(current_app.view_functions.get(request.endpoint), "crm_cache", None) is None:
         return None
-    roles, group_roles, epoch, sub = claims.get("roles"), claims.get("groupRoles"), claims.get("ae"), claims.get("sub")
-    if not isinstance(roles, list) or not isinstance(group_roles, list) or not epoch or sub is None:
+    found = _role_claims(claims)
+    if found is None:
         return None
+    roles, group_roles, epoch, sub = found
     client = tokens.redis_client()
     if client is None:
         return None
@@ -190,7 +204,7 @@ def principal_for(claims):
         values = client.mget(epoch_keys(user_id))
     except Exception:  # Redis down or a strange subject: the database answers
         return None
-    if any(v is None for v in values) or "|".join(v.decode() for v in values) != epoch:
+    if not _epoch_current(values, epoch):
         return None
     role_refs, group_refs = _role_refs(roles), _role_refs(group_roles)
     if role_refs is None or group_refs is None:
@@ -243,11 +257,12 @@ def _allowed(auth_gens, roles, group_roles, permission, view_name):
     found = _memo.get(key)
     if found is not None:
         return found
-    sm = current_app.appbuilder.sm
-    role_objs = [sm.find_role(name) for name in roles]
-    group_objs = [sm.find_role(name) for name in group_roles]
-    user = SimpleNamespace(roles=role_objs, groups=[SimpleNamespace(roles=group_objs)], is_authenticated=True)
-    allowed = all(role_objs) and all(group_objs) and bool(sm._has_view_access(user, permission, view_name))
+    role_refs, group_refs = _role_refs(roles), _role_refs(group_roles)
+    allowed = (
+        role_refs is not None
+        and group_refs is not None
+        and bool(current_app.appbuilder.sm._has_view_access(Principal(0, role_refs, group_refs), permission, view_name))
+    )
     if len(_memo) >= _MEMO_MAX:
         _memo.clear()
     _memo[key] = allowed
@@ -296,12 +311,10 @@ def serve():
     claims = verified_claims(header[7:].strip())
     if claims is None:  # any invalid token: the normal path answers 401 with its reason
         return None
-    roles, epoch, jti, sub = claims.get("roles"), claims.get("ae"), claims.get("jti"), claims.get("sub")
-    group_roles = claims.get("groupRoles")
-    if claims.get("type") != "access" or not isinstance(roles, list) or not isinstance(group_roles, list):
+    found, jti = _role_claims(claims), claims.get("jti")
+    if found is None or claims.get("type") != "access" or not jti:
         return None
-    if not epoch or not jti or sub is None:
-        return None
+    roles, group_roles, epoch, sub = found
     names = spec["resources"]
     scope = _scope(sub, roles, group_roles, names, spec["by_roles"])
     query_key = caching.request_query_key()
@@ -317,8 +330,7 @@ def serve():
         values = client.mget(keys)
     except Exception:  # Redis down: the normal path (database) answers
         return None
-    revoked, e_all, e_user = values[:3]
-    if revoked is not None or e_all is None or e_user is None or f"{e_all.decode()}|{e_user.decode()}" != epoch:
+    if values[0] is not None or not _epoch_current(values[1:3], epoch):
         log.debug("Fast path: token revoked or its auth epoch is stale")
         return None
     n_auth = len(caching.AUTH_TABLES)
