@@ -21,13 +21,14 @@ def create_app(config_class=None):
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from app import audit, caching, delivery, events, i18n
+    from app import audit, caching, delivery, events, i18n, pagination
     from app.extensions import cache, db, limiter, migrate
 
     audit.install(Session)
     caching.install(Session)
     events.install(Session)
     delivery.install(Session)
+    pagination.install()
 
     # FAB keeps a per-app registry of views, so each app gets its own AppBuilder.
     appbuilder = AppBuilder(update_perms=app.config.get("FAB_UPDATE_PERMS", False))

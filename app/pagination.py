@@ -76,7 +76,12 @@ def estimate_count(session, query):
 EXPLAIN_OPTION = "crm_explain"
 
 
-@sa.event.listens_for(sa.engine.Engine, "before_cursor_execute", retval=True)
+def install(engine_class=sa.engine.Engine):
+    """Attach the EXPLAIN prefixer (`estimate_count`) to the engines of `engine_class`."""
+    if not sa.event.contains(engine_class, "before_cursor_execute", _explain_hook):
+        sa.event.listen(engine_class, "before_cursor_execute", _explain_hook, retval=True)
+
+
 def _explain_hook(conn, cursor, statement, parameters, context, executemany):
     """Prefix EXPLAIN to statements executed with the `crm_explain` option."""
     if context is not None and context.execution_options.get(EXPLAIN_OPTION):
