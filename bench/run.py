@@ -42,8 +42,9 @@ FAB_PATHS = {
     "customers_page1": ("GET", "/api/v1/customer/?q=(order_column:updated_at,order_direction:desc,page:0,page_size:20)", "manager", None),
     "customers_page200": ("GET", "/api/v1/customer/?q=(order_column:updated_at,order_direction:desc,page:199,page_size:20)", "manager", None),
     "customer_search": ("GET", f"/api/v1/customer/?q=(filters:!((col:name,opr:ct,value:{SEARCH_WORD})),order_column:updated_at,order_direction:desc,page:0,page_size:20)", "manager", None),
-    "dashboard": ("GET", "/bench/dashboard", "manager", None),  # stand-in, bench/app.py
-    "overdue_tasks": ("GET", "/bench/tasks/overdue", "manager", None),  # stand-in, bench/app.py
+    # FAB generates neither: the /api routes, with the same JWT.
+    "dashboard": ("GET", "/api/reports/dashboard", "manager", None),
+    "overdue_tasks": ("GET", "/api/tasks/overdue", "manager", None),
     "overdue_tasks_fab": ("GET", f"/api/v1/task/?q=(filters:!((col:due_date,opr:lt,value:'{NOW}'),(col:status,opr:neq,value:COMPLETED),(col:status,opr:neq,value:CANCELLED)),order_column:due_date,order_direction:asc,page:0,page_size:20)", "manager", None),
     "create_customer": ("POST", "/api/v1/customer/", "sales1",
                         '{"name":"ベンチ顧客{n}","email":"b{n}@bench.example.jp","size":"SMALL","investment_profile":"moderate"}'),
