@@ -6,12 +6,16 @@
 - `cached_count(session, query, resources)`: the same, cached per generation of
   `resources` (app/caching.py) and keyed by the query's SQL and parameters, so the scope
   and the filters are part of the key and page 2..n reuse page 1's total.
+- `page_with_total(session, query, page_stmt)`: a page and its bounded total in ONE
+  statement (the count is an uncorrelated subquery PostgreSQL runs once).
 - `keyset_page(session, query, order, after, limit)`: `WHERE (sort..., id) < cursor`
   instead of OFFSET, so page 10,000 costs what page 1 costs; the cursor is opaque base64.
 """
 
 import base64
 import json
+import threading
+import time
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -59,18 +63,54 @@ def _count_exact(session, stmt, cap):
     return session.execute(sa.select(sa.func.count()).select_from(sub)).scalar_one()
 
 
-def estimate_count(session, query):
-    """Return the planner's row estimate for `query` (PostgreSQL), or None elsewhere."""
-    if session.get_bind().dialect.name != "postgresql":
+def estimate_count(session, query, key_source=None):
+    """Return the planner's row estimate for `query` (PostgreSQL), or None elsewhere.
+
+    `key_source`: a statement just executed whose rows are those of `query` (a page of it);
+    its cache key, which SQLAlchemy computed and kept while executing it, names the memo
+    entry, so a remembered estimate costs no statement building at all.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql":
         return None
     # The query runs as `EXPLAIN SELECT 1 FROM (query)` through the normal execution path
     # (see `_explain_hook`), so SQLAlchemy's compiled-statement cache and its parameter
     # handling apply; the planner pulls the subquery up, so the top node's rows are its rows.
-    stmt = sa.select(sa.literal_column("1")).select_from(_bare(_statement(query)).subquery())
-    plan = session.execute(stmt, execution_options={EXPLAIN_OPTION: True}).scalar()
-    if isinstance(plan, str):
-        plan = json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
+    explain = None if key_source is not None else sa.select(sa.literal_column("1")).select_from(_bare(_statement(query)).subquery())
+    key = _estimate_key(bind, key_source if key_source is not None else explain)
+    found = _estimates.get(key)
+    if found is not None and found[1] > time.monotonic():
+        return found[0]
+    if explain is None:
+        estimate = estimate_count(session, query)  # built, run and remembered under its own key
+    else:
+        plan = session.execute(explain, execution_options={EXPLAIN_OPTION: True}).scalar()
+        estimate = int((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
+    with _estimates_lock:
+        if len(_estimates) >= ESTIMATE_MEMO_MAX:
+            _estimates.clear()
+        _estimates[key] = (estimate, time.monotonic() + ESTIMATE_SECONDS)
+    return estimate
+
+
+# The planner's estimate moves only with ANALYZE (and the table's size on disk), while
+# EXPLAIN plans the whole query again each time (~1 ms with this schema's indexes): each
+# process remembers an estimate for a minute. Exact totals (up to COUNT_EXACT_LIMIT) are
+# never remembered here.
+ESTIMATE_SECONDS = 60
+ESTIMATE_MEMO_MAX = 1024
+_estimates = {}
+_estimates_lock = threading.Lock()
+
+
+def _estimate_key(bind, stmt):
+    # SQLAlchemy's own statement cache key (its dogpile caching example keys on it too):
+    # the statement's structure plus the values of its parameters, without compiling SQL.
+    cache_key = stmt._generate_cache_key()
+    if cache_key is None:  # a statement SQLAlchemy cannot key: not remembered
+        return object()
+    values = tuple(repr(p.effective_value) for p in cache_key.bindparams)
+    return (bind, cache_key.key, values)
 
 
 EXPLAIN_OPTION = "crm_explain"
@@ -92,14 +132,37 @@ def _explain_hook(conn, cursor, statement, parameters, context, executemany):
 def bounded_count(session, query, exact_limit=COUNT_EXACT_LIMIT):
     """Exact count up to `exact_limit` rows, the planner's estimate beyond (never below the limit)."""
     stmt = _statement(query)
-    n = _count_exact(session, stmt, exact_limit + 1)
-    if n <= exact_limit:
-        return n
+    return _beyond(session, stmt, _count_exact(session, stmt, exact_limit + 1), exact_limit)
+
+
+def _beyond(session, stmt, counted, exact_limit, key_source=None):
+    """The total of `stmt` given `counted` = its count capped at exact_limit + 1."""
+    if counted <= exact_limit:
+        return counted
     # The same statement just ran as a count, so its EXPLAIN cannot fail on its own.
-    estimate = estimate_count(session, stmt)
+    estimate = estimate_count(session, stmt, key_source)
     if estimate is None:
         return _count_exact(session, stmt, None)
     return max(estimate, exact_limit + 1)
+
+
+def page_with_total(session, query, page_stmt, exact_limit=COUNT_EXACT_LIMIT, objects=True):
+    """Return (rows, bounded total of `query`) running `page_stmt` (a page of `query`) once.
+
+    The capped count rides along as one more column: an uncorrelated scalar subquery, which
+    PostgreSQL runs once per statement, so a page costs one round trip instead of two. A
+    page past the end has no row to carry it and counts on its own. With `objects` the
+    rows are the statement's one entity; else Core rows, the count as their last column.
+    """
+    stmt = _statement(query)
+    capped = sa.select(sa.func.count()).select_from(_bare(stmt).limit(exact_limit + 1).subquery()).scalar_subquery()
+    page_stmt = _statement(page_stmt).add_columns(capped.label("crm_capped_total"))
+    # Column rows need none of the ORM's loading: Core executes them on the session's connection.
+    rows = (session.execute(page_stmt) if objects else session.connection().execute(page_stmt)).all()
+    if not rows:
+        return [], bounded_count(session, stmt, exact_limit)
+    total = _beyond(session, stmt, rows[0][-1], exact_limit, key_source=page_stmt)
+    return ([row[0] for row in rows] if objects else rows), total
 
 
 def query_cache_key(session, query):
@@ -161,20 +224,29 @@ def decode_cursor(cursor, width):
     return values
 
 
+def keyset_statement(query, order, after=None, limit=DEFAULT_LIMIT, descending=True):
+    """`query` from just after the cursor `after`, sorted by `order`, `limit` + 1 rows (the extra one says "more")."""
+    stmt = _statement(query)
+    if after:
+        values = decode_cursor(after, len(order))
+        cmp = sa.tuple_(*order) < sa.tuple_(*values) if descending else sa.tuple_(*order) > sa.tuple_(*values)
+        stmt = stmt.where(cmp)
+    return stmt.order_by(None).order_by(*[(c.desc() if descending else c.asc()) for c in order]).limit(limit + 1)
+
+
+def keyset_trim(rows, order, limit):
+    """(the first `limit` of `rows`, the cursor of the next page or None) for `keyset_statement`'s rows."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor([getattr(rows[-1], c.key) for c in order]) if more and rows else None
+    return rows, next_cursor
+
+
 def keyset_page(session, query, order, after=None, limit=DEFAULT_LIMIT, descending=True):
     """Return (rows, next_cursor) of `query` sorted by `order` (columns ending with a unique one).
 
     `order` is e.g. (Customer.updated_at, Customer.id); every column sorts the same way.
     An index on the same columns (with the same WHERE) makes any page an index range scan.
     """
-    stmt = _statement(query)
-    if after:
-        values = decode_cursor(after, len(order))
-        cmp = sa.tuple_(*order) < sa.tuple_(*values) if descending else sa.tuple_(*order) > sa.tuple_(*values)
-        stmt = stmt.where(cmp)
-    stmt = stmt.order_by(None).order_by(*[(c.desc() if descending else c.asc()) for c in order]).limit(limit + 1)
-    rows = session.execute(stmt).scalars().all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor([getattr(rows[-1], c.key) for c in order]) if more and rows else None
-    return rows, next_cursor
+    rows = session.execute(keyset_statement(query, order, after, limit, descending)).scalars().all()
+    return keyset_trim(rows, order, limit)

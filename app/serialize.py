@@ -58,3 +58,47 @@ def column_values(obj, camel=True):
         value = json_value(getattr(obj, attr))
         out[name] = str(value) if is_id and isinstance(value, int) else value
     return out
+
+
+# Column types whose values json.dumps takes as they come (no json_value needed).
+_PLAIN_TYPES = (sa.String, sa.Integer, sa.Boolean, sa.JSON)
+
+
+def row_columns(model):
+    """The columns `row_serializer(model)` expects, in order (secrets left out)."""
+    return [attr.columns[0] for attr in sa.inspect(model).column_attrs if attr.key not in SECRET_COLUMNS]
+
+
+_ROW_SERIALIZERS = {}
+
+
+def row_serializer(model):
+    """A function turning a row of `row_columns(model)` into the dict `column_values` gives for the object.
+
+    For lists: reading plain rows skips building ORM objects, and each column's conversion
+    is chosen once here instead of by type tests on every value.
+    """
+    found = _ROW_SERIALIZERS.get(model)
+    if found is not None:
+        return found
+    spec = _spec(sa.inspect(model), True)
+    converters = []
+    for (_attr, name, is_id), column in zip(spec, row_columns(model)):
+        if is_id:
+            converters.append((name, _id_text))
+        elif isinstance(column.type, _PLAIN_TYPES) and not isinstance(column.type, sa.Enum):
+            converters.append((name, None))
+        else:
+            converters.append((name, json_value))
+
+    def serialize(row):
+        return {name: (value if convert is None or value is None else convert(value)) for (name, convert), value in zip(converters, row)}
+
+    _ROW_SERIALIZERS[model] = serialize
+    return serialize
+
+
+def _id_text(value):
+    # String ids everywhere in the API: FAB's integer user ids are rendered as strings.
+    value = json_value(value)
+    return str(value) if isinstance(value, int) else value

@@ -332,3 +332,36 @@ def test_list_endpoints_have_no_n_plus_one(app, db, client, auth, users, make, r
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", count)
     assert sizes[6] == sizes[1], sizes
+
+
+def test_planner_estimate_is_remembered_for_a_minute(app, db, make, monkeypatch):
+    """EXPLAIN runs once per statement and parameters within ESTIMATE_SECONDS; exact counts every time."""
+    from app import pagination
+    from models import Customer
+
+    for _ in range(3):
+        make.customer("sales2")
+    monkeypatch.setattr(pagination, "_estimates", {})
+    explains, counts = [], []
+
+    def record(conn, cursor, statement, params, context, executemany):
+        (explains if context.execution_options.get(pagination.EXPLAIN_OPTION) else counts).append(statement)
+
+    query = db.session.query(Customer).filter(Customer.deleted_at.is_(None))
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        first = pagination.bounded_count(db.session, query, exact_limit=1)
+        assert pagination.bounded_count(db.session, query, exact_limit=1) == first
+        assert len(explains) == 1 and len(counts) == 2
+        page = query.order_by(Customer.id).limit(1).statement
+        db.session.execute(page).all()
+        pagination.estimate_count(db.session, query, key_source=page)
+        pagination.estimate_count(db.session, query, key_source=page)
+        assert len(explains) == 1  # keyed by the page statement, run under the query's own entry
+        monkeypatch.setattr(pagination, "ESTIMATE_SECONDS", 0)
+        monkeypatch.setattr(pagination, "_estimates", {})
+        for _ in range(2):
+            pagination.bounded_count(db.session, query, exact_limit=1)
+        assert len(explains) == 3  # not remembered: planned again each time
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)

@@ -23,8 +23,7 @@ from views.api.common import (
     current_user,
     item,
     json_body,
-    listing,
-    paginate,
+    page_answer,
     parse_fields,
     parse_enum,
     parse_uuid,
@@ -89,8 +88,7 @@ def list_approvals():
         query = query.filter(ApprovalRequest.status == status)
     if request.args.get("customerId"):
         query = query.filter(ApprovalRequest.customer_id == parse_uuid(request.args["customerId"], "customerId"))
-    rows, page, limit, total = paginate(query, keyset=(ApprovalRequest.requested_at, ApprovalRequest.id))
-    return listing(rows, page, limit, total, serializer=serialize)
+    return page_answer(query, keyset=(ApprovalRequest.requested_at, ApprovalRequest.id), serializer=serialize)
 
 
 @bp.post("")

@@ -8,7 +8,7 @@ from app.caching import cached_endpoint, model_resources
 from app.roles import AUDIT, READ
 from app.services.errors import NotFound
 from models.audit import AuditAction, AuditLog
-from views.api.common import item, listing, paginate, path_uuid, query_datetime, query_enum, query_int, requires
+from views.api.common import item, page_answer, path_uuid, query_datetime, query_enum, query_int, requires
 
 bp = Blueprint("crm_api_audit", __name__, url_prefix="/audit")
 
@@ -32,8 +32,7 @@ def _filtered(query):
 
 
 def _page(query):
-    rows, page, limit, total = paginate(_filtered(query), keyset=(AuditLog.timestamp, AuditLog.id))
-    return listing(rows, page, limit, total)
+    return page_answer(_filtered(query), keyset=(AuditLog.timestamp, AuditLog.id))
 
 
 @bp.get("")

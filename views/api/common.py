@@ -18,7 +18,7 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
 from sqlalchemy.orm import lazyload
 
-from app.serialize import column_values
+from app.serialize import column_values, row_columns, row_serializer
 from app.services.errors import DomainError, Forbidden, NotFound, ValidationFailed
 
 DEFAULT_LIMIT = 20
@@ -82,18 +82,32 @@ def listing(rows, page, limit, total, serializer=column_values):
     return jsonify(success=True, data=[serializer(r) for r in rows], pagination=pagination)
 
 
-def paginate(query, order_by=None, keyset=None, descending=True):
+def page_answer(query, order_by=None, keyset=None, descending=True, serializer=None):
+    """Answer the requested page of a scoped legacy Query (`paginate`, then `listing`).
+
+    Without a `serializer` the page is read as plain column rows (no ORM objects) and
+    answered with the same dicts `column_values` gives; a `serializer` gets model objects.
+    """
+    if serializer is not None:
+        return listing(*paginate(query, order_by, keyset, descending), serializer=serializer)
+    entity = query.column_descriptions[0]["entity"]
+    return listing(*paginate(query, order_by, keyset, descending, columns=row_columns(entity)), serializer=row_serializer(entity))
+
+
+def paginate(query, order_by=None, keyset=None, descending=True, columns=None):
     """Run a scoped legacy Query for the requested page; return (rows, page, limit, total).
 
-    The total is `cached_count` (exact up to 1,000 rows, the planner's estimate beyond,
-    cached per table generation), never a COUNT(*) per page. With `keyset` (sort columns
-    ending with a unique one, all sorted `descending` or not) the order is those columns and
-    `?after=` (empty: from the start) then `?after=<nextCursor>` walks deep pages by an
-    index range instead of OFFSET.
+    With `columns` the rows are Core rows of those columns' values (plus a last one, the
+    capped count), not model objects.
+
+    The total is bounded (exact up to 1,000 rows, the planner's estimate beyond), never a
+    COUNT(*) over the table, and rides in the page's own statement (`page_with_total`). With
+    `keyset` (sort columns ending with a unique one, all sorted `descending` or not) the
+    order is those columns and `?after=` (empty: from the start) then `?after=<nextCursor>`
+    walks deep pages by an index range instead of OFFSET.
     """
     from app.extensions import db
-    from app.caching import model_resources
-    from app.pagination import cached_count, encode_cursor, keyset_page
+    from app.pagination import encode_cursor, keyset_statement, keyset_trim, page_with_total
 
     page = query_int("page", 1, minimum=1)
     limit = query_int("limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
@@ -104,14 +118,18 @@ def paginate(query, order_by=None, keyset=None, descending=True):
         raise ValidationFailed("after is not supported on this list; use page", field="after")
     if keyset:
         order_by = [c.desc() if descending else c.asc() for c in keyset]
-    entity = query.column_descriptions[0]["entity"]
     # The answers carry columns only: skip the models' joined eager loads (users, customers).
     query = query.options(lazyload("*"))
-    total = cached_count(db.session, query.order_by(None), model_resources(entity))
     if after:
-        rows, next_cursor = keyset_page(db.session, query, keyset, after, limit, descending)
+        page_stmt = keyset_statement(query, keyset, after, limit, descending)
     else:
-        rows = query.order_by(*order_by).offset((page - 1) * limit).limit(limit).all()
+        page_stmt = query.order_by(*order_by).offset((page - 1) * limit).limit(limit).statement
+    if columns is not None:
+        page_stmt = page_stmt.with_only_columns(*columns)
+    rows, total = page_with_total(db.session, query.order_by(None), page_stmt, objects=columns is None)
+    if after:
+        rows, next_cursor = keyset_trim(rows, keyset, limit)
+    else:
         next_cursor = encode_cursor([getattr(rows[-1], c.key) for c in keyset]) if keyset and len(rows) == limit else None
     if keyset_mode:
         g.api_next_cursor = next_cursor

@@ -16,8 +16,7 @@ from views.api.common import (
     item,
     json_body,
     like_pattern,
-    listing,
-    paginate,
+    page_answer,
     parse_fields,
     path_uuid,
     query_enum,
@@ -73,8 +72,7 @@ def list_customers():
         query = query.filter(Customer.industry == request.args["industry"])
     if request.args.get("assignedSalesId"):
         query = query.filter(Customer.assigned_sales_id == query_int("assignedSalesId", None))
-    rows, page, limit, total = paginate(query, keyset=(Customer.updated_at, Customer.id))
-    return listing(rows, page, limit, total)
+    return page_answer(query, keyset=(Customer.updated_at, Customer.id))
 
 
 @bp.post("")

@@ -15,8 +15,7 @@ from views.api.common import (
     current_user,
     item,
     json_body,
-    listing,
-    paginate,
+    page_answer,
     parse_fields,
     parse_uuid,
     path_uuid,
@@ -70,8 +69,7 @@ def list_meetings():
         query = query.filter(Meeting.scheduled_at >= start)
     if end:
         query = query.filter(Meeting.scheduled_at <= end)
-    rows, page, limit, total = paginate(query, keyset=(Meeting.scheduled_at, Meeting.id))
-    return listing(rows, page, limit, total, serializer=serialize)
+    return page_answer(query, keyset=(Meeting.scheduled_at, Meeting.id), serializer=serialize)
 
 
 @bp.post("")

@@ -12,7 +12,7 @@ from app.services.notifications import prepare_notification
 from app.services.records import get_in_scope
 from models.base import utcnow
 from models.notification import Notification, NotificationType
-from views.api.common import current_user, item, listing, paginate, path_uuid, query_enum, requires
+from views.api.common import current_user, item, page_answer, path_uuid, query_enum, requires
 
 bp = Blueprint("crm_api_notifications", __name__, url_prefix="/notifications")
 
@@ -37,8 +37,7 @@ def list_notifications():
     kind = query_enum("type", NotificationType)
     if kind:
         query = query.filter(Notification.type == kind)
-    rows, page, limit, total = paginate(query, keyset=(Notification.created_at, Notification.id))
-    return listing(rows, page, limit, total)
+    return page_answer(query, keyset=(Notification.created_at, Notification.id))
 
 
 @bp.get("/unread-count")

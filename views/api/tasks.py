@@ -18,8 +18,7 @@ from views.api.common import (
     current_user,
     item,
     json_body,
-    listing,
-    paginate,
+    page_answer,
     parse_fields,
     parse_uuid,
     path_uuid,
@@ -70,8 +69,7 @@ def _scoped_query():
 @cached_endpoint(*model_resources(Task))
 def list_tasks():
     """Tasks in scope; ?status=, priority=, customerId=, userId=."""
-    rows, page, limit, total = paginate(_scoped_query(), [Task.due_date.asc().nulls_last(), Task.created_at.desc(), Task.id])
-    return listing(rows, page, limit, total)
+    return page_answer(_scoped_query(), [Task.due_date.asc().nulls_last(), Task.created_at.desc(), Task.id])
 
 
 @bp.get("/overdue")
@@ -81,8 +79,7 @@ def overdue_tasks():
     """Open tasks whose due date has passed."""
     # status IN (open) + due_date order: the partial index ix_tasks_open_due serves it.
     query = _scoped_query().filter(Task.status.in_(OPEN_STATUSES), Task.due_date < utcnow())
-    rows, page, limit, total = paginate(query, keyset=(Task.due_date, Task.id), descending=False)
-    return listing(rows, page, limit, total)
+    return page_answer(query, keyset=(Task.due_date, Task.id), descending=False)
 
 
 @bp.get("/upcoming")
@@ -94,8 +91,7 @@ def upcoming_tasks():
     query = _scoped_query().filter(
         Task.status.in_(OPEN_STATUSES), Task.due_date >= now, Task.due_date <= now + timedelta(days=UPCOMING_DAYS)
     )
-    rows, page, limit, total = paginate(query, keyset=(Task.due_date, Task.id), descending=False)
-    return listing(rows, page, limit, total)
+    return page_answer(query, keyset=(Task.due_date, Task.id), descending=False)
 
 
 @bp.post("")
