@@ -22,11 +22,10 @@ or stores as usual (`store` then writes the entry for the next request).
 import hashlib
 import logging
 import threading
-import time
 from types import SimpleNamespace
 
 import redis
-from flask import current_app, has_request_context, request
+from flask import current_app, g, has_request_context, request
 from flask_jwt_extended import decode_token
 
 from app import caching, tokens
@@ -179,6 +178,45 @@ def _epoch_current(values, epoch):
     return all(v is not None for v in values) and "|".join(v.decode() for v in values) == epoch
 
 
+def _epoch_reader(claims):
+    """The user id whose auth epoch `principal_for` will read for this request, else None."""
+    if not has_request_context() or request.method != "GET":
+        return None
+    if getattr(current_app.view_functions.get(request.endpoint), "crm_cache", None) is None:
+        return None
+    found = _role_claims(claims)
+    try:
+        return int(found[3]) if found is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def mget_with_epoch(client, keys, claims):
+    """MGET `keys`, plus what the permission check of a cacheable read needs next, in one round trip.
+
+    That is the user's auth epoch (`principal_for`) and, when the cache lives on the same
+    Redis, the generations of FAB's permission tables (seeded into the request's
+    generations, as `caching.memo` would read them).
+    """
+    user_id = _epoch_reader(claims)
+    if user_id is None:
+        return client.mget(keys)
+    _flush_pending(client)
+    backend = caching._backend()
+    names, gen_keys = caching.resource_names(caching.AUTH_TABLES), []
+    if backend is not None and _same_redis(backend, client):
+        caching.flush_pending_invalidations(backend)
+        gen_keys = [backend.key_prefix + caching.GEN_PREFIX + n for n in names]
+    values = client.mget([*keys, *epoch_keys(user_id), *gen_keys])
+    n = len(keys)
+    g.crm_epoch_read = (user_id, values[n : n + 2])
+    gens = values[n + 2 :]
+    if gen_keys and all(v is not None for v in gens):
+        seen = request.environ.setdefault("crm.cache_generations", {})
+        seen[names] = ",".join(str(backend.serializer.loads(v)) for v in gens)
+    return values[:n]
+
+
 def principal_for(claims):
     """A `Principal` for a GET on a cacheable /api view whose token's roles are still true, else None.
 
@@ -187,23 +225,22 @@ def principal_for(claims):
     every commit changing the user's roles, groups or active flag replaces. Anything else
     (other views, writes, no Redis, a stale epoch) loads the user row as FAB does.
     """
-    if not has_request_context() or request.method != "GET":
+    user_id = _epoch_reader(claims)
+    if user_id is None:
         return None
-    if getattr(current_app.view_functions.get(request.endpoint), "crm_cache", None) is None:
-        return None
-    found = _role_claims(claims)
-    if found is None:
-        return None
-    roles, group_roles, epoch, sub = found
-    client = tokens.redis_client()
-    if client is None:
-        return None
-    try:
-        user_id = int(sub)
-        _flush_pending(client)
-        values = client.mget(epoch_keys(user_id))
-    except Exception:  # Redis down or a strange subject: the database answers
-        return None
+    roles, group_roles, epoch, _sub = _role_claims(claims)
+    read = g.pop("crm_epoch_read", None)
+    if read is not None and read[0] == user_id:
+        values = read[1]  # read with the blocklist entry (app/tokens.py)
+    else:
+        client = tokens.redis_client()
+        if client is None:
+            return None
+        try:
+            _flush_pending(client)
+            values = client.mget(epoch_keys(user_id))
+        except Exception:  # Redis down: the database answers
+            return None
     if not _epoch_current(values, epoch):
         return None
     role_refs, group_refs = _role_refs(roles), _role_refs(group_roles)
@@ -226,18 +263,25 @@ def _same_server(a, b):
     return all(ka.get(k) == kb.get(k) for k in ("host", "port", "db", "path"))
 
 
-def _clients():
-    """(cache backend, raw client) when the cache and the blocklist share one Redis, else None."""
-    backend = caching.answer_backend()
-    client = tokens.redis_client() if backend is not None else None
+def _same_redis(backend, client):
+    """True when the cache `backend` reads from the Redis server of `client` (decided once per app)."""
     read = getattr(backend, "_read_client", None)
-    if client is None or read is None:
-        return None
+    if read is None:
+        return False
     same = current_app.extensions.get("crm_fast_same")
     if same is None or same[0] is not read:
         same = (read, _same_server(read, client))
         current_app.extensions["crm_fast_same"] = same
-    return (backend, client) if same[1] else None
+    return same[1]
+
+
+def _clients():
+    """(cache backend, raw client) when the cache and the blocklist share one Redis, else None."""
+    backend = caching.answer_backend()
+    client = tokens.redis_client() if backend is not None else None
+    if client is None or not _same_redis(backend, client):
+        return None
+    return backend, client
 
 
 def _scope(user_id, roles, group_roles, names, by_roles):
@@ -269,31 +313,12 @@ def _allowed(auth_gens, roles, group_roles, permission, view_name):
     return allowed
 
 
-_CLAIMS_MAX = 4096
-
-
 def verified_claims(token):
-    """The claims of a valid access token, or None; signature checks memoised per process.
-
-    An HMAC signature over the same bytes verifies the same way every time, so a token
-    seen before skips PyJWT (about half the cost of a hit); its expiry is checked on every
-    use, revocation by the MGET in `serve`.
-    """
-    # Per app: each app verifies with its own secret.
-    memo = current_app.extensions.setdefault("crm_verified_claims", {})
-    claims = memo.get(token)
-    if claims is not None:
-        if claims.get("exp", 0) > time.time():
-            return claims
-        memo.pop(token, None)
+    """The claims of a valid, unexpired token, or None (signatures memoised: app/tokens.py)."""
     try:
-        claims = decode_token(token)
+        return decode_token(token)
     except Exception:
         return None
-    if len(memo) >= _CLAIMS_MAX:
-        memo.clear()
-    memo[token] = claims
-    return claims
 
 
 def serve():

@@ -60,7 +60,10 @@ def is_revoked(jwt_payload):
     if client is None:
         return False
     try:
-        return client.exists(blocklist_key(jti)) == 1
+        from app import fastpath
+
+        # The same round trip reads the auth epoch the user lookup needs next.
+        return fastpath.mget_with_epoch(client, [blocklist_key(jti)], jwt_payload)[0] is not None
     except redis.RedisError:
         # Fail open, like the cache: the API keeps serving through a Redis outage and
         # tokens are short-lived (JWT_ACCESS_MINUTES); a logout during the outage answers
@@ -79,9 +82,41 @@ def _log_outage():
         log.error("Token blocklist unavailable (Redis down): accepting unexpired tokens until it is back")
 
 
+_DECODED_MAX = 4096
+
+
+def remember_signatures(jwt_manager):
+    """Verify each token's signature once per process: later uses check only its expiry.
+
+    An HMAC signature over the same bytes verifies the same way every time, and PyJWT's
+    checks (three parses, every base64 character, the HMAC) are a large part of a cached
+    answer's cost. Tokens with a CSRF value or decoded with `allow_expired` take the full
+    path; revocation is checked on every request by the blocklist hook, after this.
+    """
+    decode = jwt_manager._decode_jwt_from_config  # the one method every decode goes through
+    memo = {}
+
+    def remembered(encoded_token, csrf_value=None, allow_expired=False):
+        if csrf_value is not None or allow_expired:
+            return decode(encoded_token, csrf_value, allow_expired)
+        claims = memo.get(encoded_token)
+        # Not-before has passed when it was verified; expiry is checked here, each time.
+        if claims is not None and claims.get("exp", 0) > time.time():
+            return dict(claims)
+        claims = decode(encoded_token, csrf_value, allow_expired)  # raises what flask-jwt-extended expects
+        if "exp" in claims:
+            if len(memo) >= _DECODED_MAX:
+                memo.clear()
+            memo[encoded_token] = dict(claims)
+        return claims
+
+    jwt_manager._decode_jwt_from_config = remembered
+
+
 def install(appbuilder):
     """Hook the blocklist into FAB's JWTManager (never a second manager)."""
     jwt_manager = appbuilder.sm.jwt_manager
+    remember_signatures(jwt_manager)
 
     @jwt_manager.token_in_blocklist_loader
     def _check(_jwt_header, jwt_payload):
