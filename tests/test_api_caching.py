@@ -274,17 +274,25 @@ def test_dashboard_cached_per_scope_and_roles(client, bearer, make, redis_cache)
     assert answers["sales"]["data"]["customers"]["total"] < answers["manager"]["data"]["customers"]["total"]
 
 
-def test_no_count_star_per_page(db, client, bearer, make, redis_cache):
+def test_one_bounded_statement_per_page(db, client, bearer, make):
+    """A page and its total are one statement, the count bounded; past the end counts on its own."""
+    from models import Customer
+
     for _ in range(3):
         make.customer("sales")
     headers = bearer("manager")
+    total = db.session.execute(sa.select(sa.func.count()).select_from(Customer).where(Customer.deleted_at.is_(None))).scalar_one()
+    for page in (1, 2):
+        with Statements(db.engine) as seen:
+            resp = client.get(f"/api/customers?page={page}&limit=2", headers=headers)
+        reads = [s for s in seen if "FROM customers" in s]
+        assert len(reads) == 1 and "count(" in reads[0].lower() and reads[0].upper().count("LIMIT") == 2, reads
+        assert len(resp.json["data"]) == 2 and resp.json["pagination"]["total"] == total
     with Statements(db.engine) as seen:
-        assert client.get("/api/customers?page=1&limit=2", headers=headers).status_code == 200
+        resp = client.get(f"/api/customers?page={total // 2 + 2}&limit=2", headers=headers)
+    assert resp.json["data"] == [] and resp.json["pagination"]["total"] == total
     counts = [s for s in seen if "count(" in s.lower()]
     assert counts and all("LIMIT" in s.upper() for s in counts)  # bounded, never a bare COUNT(*)
-    with Statements(db.engine) as seen:
-        assert client.get("/api/customers?page=2&limit=2", headers=headers).status_code == 200
-    assert not [s for s in seen if "count(" in s.lower()]  # page 2 reuses page 1's total
     for path in ("/api/tasks/overdue", "/api/meetings", "/api/approvals", "/api/audit"):
         assert client.get(path + "?page=x", headers=headers).json["details"].keys() == {"page"}
         assert client.get(path + "?limit=x", headers=headers).json["details"].keys() == {"limit"}
@@ -350,9 +358,8 @@ def test_cache_answers_off_computes_every_answer_but_keeps_the_permission_memo(a
         with Statements(db.engine) as seen:
             assert mine.name in listed(client.get(LIST, headers=headers))
         customer_reads = [s for s in seen if "FROM customers" in s]
-        # The page and its total, every time; FAB's permission tables only on the first request.
-        assert any("LIMIT" in s and "count(" not in s.lower() for s in customer_reads)
-        assert any("count(" in s.lower() for s in customer_reads)
+        # The page and its total (one statement), every time; FAB's permission tables only on the first request.
+        assert len(customer_reads) == 1 and "LIMIT" in customer_reads[0] and "count(" in customer_reads[0].lower()
         assert not [s for s in seen if "ab_permission" in s]
         assert not any(k.startswith(redis_cache.key_prefix.encode() + b"fast:") for k in redis_cache._write_client.keys("*"))
     finally:
@@ -367,7 +374,7 @@ def test_list_pages_load_columns_only(db, client, bearer, make):
     for path in ("/api/customers", "/api/tasks", "/api/meetings", "/api/approvals"):
         with Statements(db.engine) as seen:
             assert client.get(path, headers=bearer("manager")).status_code == 200
-        pages = [s for s in seen if "LIMIT" in s and "count(" not in s.lower()]
+        pages = [s for s in seen if "LIMIT" in s]
         assert pages and not [s for s in pages if "JOIN" in s.upper()], (path, pages)
 
 
@@ -381,3 +388,33 @@ def test_customer_search_has_an_index_path(db):
     ).scalars().all()
     for column in ("name", "email", "phone"):
         assert any(f"USING gin ({column} gin_trgm_ops)" in d for d in defs), defs
+
+
+def test_cacheable_reads_run_outside_a_transaction_and_writes_inside(db, client, bearer, make):
+    """List reads skip BEGIN/ROLLBACK (which also drop psycopg's prepared statements); writes stay atomic."""
+    make.customer("sales")
+    headers, seen = bearer("sales"), []
+
+    def record(conn, cursor, statement, params, context, executemany):
+        seen.append(conn.connection.driver_connection.autocommit)
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assert client.get("/api/customers", headers=headers).status_code == 200
+        reads = list(seen)
+        seen.clear()
+        body = {"name": "取引先トランザクション", "email": f"tx-{uuid.uuid4().hex[:8]}@example.jp"}
+        assert client.post("/api/customers", json=body, headers=headers).status_code == 201
+        writes = list(seen)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+    assert reads and all(reads)
+    # The pooled connection the read used is back in transaction mode for the write.
+    assert writes and not any(writes)
+
+
+def test_api_answers_set_no_session_cookie(client, bearer, make):
+    make.customer("sales")
+    for path in ("/api/customers", "/api/reports/dashboard", "/api/auth/me"):
+        resp = client.get(path, headers=bearer("sales"))
+        assert resp.status_code == 200 and "Set-Cookie" not in resp.headers, path

@@ -8,7 +8,7 @@ CORS and the security headers.
 import logging
 import time
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, request, session
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
@@ -32,9 +32,34 @@ def create_blueprint():
     bp.before_request(limit_body_size)
     # Cached GETs with a good token: one Redis round trip, no database (app/fastpath.py).
     bp.before_request(fastpath.serve)
+    bp.before_request(reads_without_transaction)
     # The default per-user budget; login and register carry their own stricter limits.
     ratelimits.API_BUDGET(bp)
+    bp.after_request(no_session_cookie)
     return bp
+
+
+def reads_without_transaction():
+    """GETs on cacheable views only read: run their statements outside a transaction.
+
+    Each of them is one statement or a few independent ones (READ COMMITTED gives every
+    statement its own snapshot either way), so a transaction only added BEGIN and ROLLBACK
+    round trips, and psycopg drops its prepared statements at every ROLLBACK, so the list
+    and dashboard statements were parsed and planned again on every request.
+    """
+    if request.method == "GET" and getattr(current_app.view_functions.get(request.endpoint), "crm_cache", None) is not None:
+        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+def no_session_cookie(response):
+    """Token-authenticated answers never write the session cookie.
+
+    FAB's locale lookup stores the default locale in the session the first time a request
+    asks for it (the answer cache keys on the locale), which would sign and send a cookie
+    with every answer to a client that never asked for one.
+    """
+    session.modified = False
+    return response
 
 
 def limit_body_size():
