@@ -180,6 +180,23 @@ def cached_count(session, query, resources, exact_limit=COUNT_EXACT_LIMIT):
     return caching.cached_value(resources, "sql", key, lambda: bounded_count(session, query, exact_limit))
 
 
+def offset_statement(query, order_by, offset, limit):
+    """The `limit` rows of `query` at `offset` in `order_by` order (deep pages read little).
+
+    Past the first page the skipped rows are walked by a subquery selecting primary keys
+    only (an index-only scan when an index holds the sort and the filters), and only the
+    page's own rows are read from the table: a plain OFFSET fetches every skipped row from
+    the table (3,980 of them for page 200).
+    """
+    stmt = _statement(query).order_by(None).order_by(*order_by)
+    entity = stmt.column_descriptions[0].get("entity") if offset else None
+    primary_key = sa.inspect(entity).primary_key if entity is not None else ()
+    if len(primary_key) != 1:
+        return stmt.offset(offset).limit(limit)
+    keys = stmt.with_only_columns(primary_key[0]).offset(offset).limit(limit)
+    return stmt.where(primary_key[0].in_(keys))
+
+
 # ---------------------------------------------------------------- keyset
 
 

@@ -8,6 +8,7 @@ private key prefix (fixture `redis_cache`) and restore it afterwards.
 import logging
 import signal
 import uuid
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -365,3 +366,24 @@ def test_planner_estimate_is_remembered_for_a_minute(app, db, make, monkeypatch)
         assert len(explains) == 3  # not remembered: planned again each time
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", record)
+
+
+def test_offset_pages_read_only_their_own_rows_and_match_a_plain_offset(db, make):
+    """Deep pages walk primary keys in the subquery; the rows and their order equal a plain OFFSET."""
+    from app.pagination import offset_statement
+    from models import Customer, Task
+    from models.base import utcnow
+
+    customer = make.customer("sales2")
+    for days in (3, None, 1, 3, None, 2):
+        make.task("sales2", customer=customer, due_date=utcnow() + timedelta(days=days) if days else None)
+    cases = [
+        (db.session.query(Customer).filter(Customer.deleted_at.is_(None)), [Customer.updated_at.desc(), Customer.id.desc()]),
+        (db.session.query(Task), [Task.due_date.asc().nulls_last(), Task.created_at.desc(), Task.id]),
+    ]
+    for query, order in cases:
+        plain = [row.id for row in query.order_by(*order).all()]
+        for offset in range(0, len(plain) + 2, 2):
+            stmt = offset_statement(query, order, offset, 2)
+            assert [row.id for row in db.session.execute(stmt).scalars()] == plain[offset : offset + 2]
+            assert ("IN (SELECT" in str(stmt)) == bool(offset)

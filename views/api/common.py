@@ -107,7 +107,7 @@ def paginate(query, order_by=None, keyset=None, descending=True, columns=None):
     walks deep pages by an index range instead of OFFSET.
     """
     from app.extensions import db
-    from app.pagination import encode_cursor, keyset_statement, keyset_trim, page_with_total
+    from app.pagination import encode_cursor, keyset_statement, keyset_trim, offset_statement, page_with_total
 
     page = query_int("page", 1, minimum=1)
     limit = query_int("limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
@@ -123,7 +123,7 @@ def paginate(query, order_by=None, keyset=None, descending=True, columns=None):
     if after:
         page_stmt = keyset_statement(query, keyset, after, limit, descending)
     else:
-        page_stmt = query.order_by(*order_by).offset((page - 1) * limit).limit(limit).statement
+        page_stmt = offset_statement(query, order_by, (page - 1) * limit, limit)
     if columns is not None:
         page_stmt = page_stmt.with_only_columns(*columns)
     rows, total = page_with_total(db.session, query.order_by(None), page_stmt, objects=columns is None)
