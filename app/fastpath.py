@@ -205,15 +205,22 @@ def mget_with_epoch(client, keys, claims):
     backend = caching._backend()
     names, gen_keys = caching.resource_names(caching.AUTH_TABLES), []
     if backend is not None and _same_redis(backend, client):
-        caching.flush_pending_invalidations(backend)
-        gen_keys = [backend.key_prefix + caching.GEN_PREFIX + n for n in names]
+        try:
+            caching.flush_pending_invalidations(backend)
+            gen_keys = [backend.key_prefix + caching.GEN_PREFIX + n for n in names]
+        except Exception:  # not read here: `caching.memo` reads them itself (and knows outages)
+            gen_keys = []
     values = client.mget([*keys, *epoch_keys(user_id), *gen_keys])
     n = len(keys)
     g.crm_epoch_read = (user_id, values[n : n + 2])
     gens = values[n + 2 :]
     if gen_keys and all(v is not None for v in gens):
-        seen = request.environ.setdefault("crm.cache_generations", {})
-        seen[names] = ",".join(str(backend.serializer.loads(v)) for v in gens)
+        try:
+            generations = ",".join(str(backend.serializer.loads(v)) for v in gens)
+        except Exception:  # an unreadable counter: `caching.memo` reads (and repairs) it itself
+            generations = None
+        if generations is not None:
+            request.environ.setdefault("crm.cache_generations", {})[names] = generations
     return values[:n]
 
 

@@ -8,6 +8,8 @@
   and the filters are part of the key and page 2..n reuse page 1's total.
 - `page_with_total(session, query, page_stmt)`: a page and its bounded total in ONE
   statement (the count is an uncorrelated subquery PostgreSQL runs once).
+- `offset_statement(query, order_by, offset, limit)`: OFFSET pages that walk the skipped
+  rows by primary key only and read just the page's rows from the table.
 - `keyset_page(session, query, order, after, limit)`: `WHERE (sort..., id) < cursor`
   instead of OFFSET, so page 10,000 costs what page 1 costs; the cursor is opaque base64.
 """

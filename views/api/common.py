@@ -97,14 +97,12 @@ def page_answer(query, order_by=None, keyset=None, descending=True, serializer=N
 def paginate(query, order_by=None, keyset=None, descending=True, columns=None):
     """Run a scoped legacy Query for the requested page; return (rows, page, limit, total).
 
-    With `columns` the rows are Core rows of those columns' values (plus a last one, the
-    capped count), not model objects.
-
     The total is bounded (exact up to 1,000 rows, the planner's estimate beyond), never a
     COUNT(*) over the table, and rides in the page's own statement (`page_with_total`). With
     `keyset` (sort columns ending with a unique one, all sorted `descending` or not) the
     order is those columns and `?after=` (empty: from the start) then `?after=<nextCursor>`
-    walks deep pages by an index range instead of OFFSET.
+    walks deep pages by an index range instead of OFFSET. With `columns` the rows are Core
+    rows of those columns' values (plus a last one, the capped count), not model objects.
     """
     from app.extensions import db
     from app.pagination import encode_cursor, keyset_statement, keyset_trim, offset_statement, page_with_total
