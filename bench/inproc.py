@@ -5,13 +5,15 @@
 Builds the production app (bench.app) on a loaded bench database with the answer cache off
 (`CACHE_ANSWERS=0`, as the uncached server of bench.run) or on (`--cached`), logs in as the
 Manager and times the same GETs as bench.run through Flask's test client: median and p90
-milliseconds per request, one process, one core. `--profile NAME` prints cProfile's top
-functions for that endpoint. Used to find where the per-request CPU goes; the figures
+milliseconds per request, one process, one core, and the pause of a full garbage
+collection before and after `gc.freeze()` (gunicorn.conf.py). `--profile NAME` prints
+cProfile's top functions for that endpoint. Used to find where the per-request CPU goes; the figures
 under load come from bench.run.
 """
 
 import argparse
 import cProfile
+import gc
 import os
 import pstats
 import secrets
@@ -75,6 +77,15 @@ def main():
         times = time_path(client, headers if name != "hello" else {}, path, args.repeat)
         deciles = statistics.quantiles(times, n=10)
         print(f"{name:20s} median {statistics.median(times):6.2f} ms   p90 {deciles[-1]:6.2f} ms")
+    # What gunicorn.conf.py's gc.freeze() saves: a full collection over the loaded app.
+    pauses = []
+    for _ in range(2):
+        start = time.perf_counter()
+        gc.collect()
+        pauses.append((time.perf_counter() - start) * 1000)
+        gc.freeze()
+    print(f"full GC collection: {pauses[0]:.1f} ms with {len(gc.get_objects()) + gc.get_freeze_count()} objects, {pauses[1]:.1f} ms after gc.freeze()")
+    gc.unfreeze()
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()

@@ -93,3 +93,17 @@ def test_login_limit_counts_across_workers(server, redis_url):
 
     keys = redis.Redis.from_url(redis_url).keys(f"*crm_test_{RUN_ID}_gunicorn*{email}*")
     assert keys, "the counter is in Redis, where every worker reads it"
+
+
+def test_workers_freeze_the_loaded_app_out_of_the_gc():
+    """gunicorn.conf.py (read by every gunicorn started here) freezes what a worker loaded."""
+    import gc
+    import runpy
+
+    settings = runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(__file__)), "gunicorn.conf.py"))
+    assert gc.get_freeze_count() == 0
+    try:
+        settings["post_worker_init"](None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
