@@ -10,8 +10,9 @@
   statement (the count is an uncorrelated subquery PostgreSQL runs once).
 - `offset_statement(query, order_by, offset, limit)`: OFFSET pages that walk the skipped
   rows by primary key only and read just the page's rows from the table.
-- `keyset_page(session, query, order, after, limit)`: `WHERE (sort..., id) < cursor`
-  instead of OFFSET, so page 10,000 costs what page 1 costs; the cursor is opaque base64.
+- `keyset_statement(query, order, after, limit)` + `keyset_trim`: `WHERE (sort..., id) <
+  cursor` instead of OFFSET, so page 10,000 costs what page 1 costs (an index on the same
+  columns with the same WHERE makes any page an index range scan); the cursor is opaque.
 """
 
 import base64
@@ -259,13 +260,3 @@ def keyset_trim(rows, order, limit):
     rows = rows[:limit]
     next_cursor = encode_cursor([getattr(rows[-1], c.key) for c in order]) if more and rows else None
     return rows, next_cursor
-
-
-def keyset_page(session, query, order, after=None, limit=DEFAULT_LIMIT, descending=True):
-    """Return (rows, next_cursor) of `query` sorted by `order` (columns ending with a unique one).
-
-    `order` is e.g. (Customer.updated_at, Customer.id); every column sorts the same way.
-    An index on the same columns (with the same WHERE) makes any page an index range scan.
-    """
-    rows = session.execute(keyset_statement(query, order, after, limit, descending)).scalars().all()
-    return keyset_trim(rows, order, limit)

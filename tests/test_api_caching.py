@@ -9,6 +9,7 @@ keyset pages that walk every row once.
 import logging
 import time
 import uuid
+import warnings
 
 import pytest
 import redis
@@ -418,3 +419,28 @@ def test_api_answers_set_no_session_cookie(client, bearer, make):
     for path in ("/api/customers", "/api/reports/dashboard", "/api/auth/me"):
         resp = client.get(path, headers=bearer("sales"))
         assert resp.status_code == 200 and "Set-Cookie" not in resp.headers, path
+
+
+def test_cacheable_read_keeps_a_transaction_begun_earlier_in_the_request(app, db, client, bearer, make):
+    """A statement before the view (the fast path loading role ids, say) began a transaction: it is kept."""
+    customer = make.customer("sales")
+    headers, seen = bearer("sales"), []
+
+    def read_first():
+        db.session.execute(sa.select(1))
+
+    def record(conn, cursor, statement, params, context, executemany):
+        seen.append(conn.connection.driver_connection.autocommit)
+
+    hooks = app.before_request_funcs.setdefault(None, [])
+    hooks.insert(0, read_first)
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", sa.exc.SAWarning)  # no "execution options ignored"
+            resp = client.get("/api/customers", headers=headers)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+        hooks.remove(read_first)
+    assert resp.status_code == 200 and customer.name in {row["name"] for row in resp.json["data"]}
+    assert seen and not any(seen)

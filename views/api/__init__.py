@@ -47,7 +47,10 @@ def reads_without_transaction():
     round trips, and psycopg drops its prepared statements at every ROLLBACK, so the list
     and dashboard statements were parsed and planned again on every request.
     """
-    if request.method == "GET" and getattr(current_app.view_functions.get(request.endpoint), "crm_cache", None) is not None:
+    if request.method != "GET" or getattr(current_app.view_functions.get(request.endpoint), "crm_cache", None) is None:
+        return
+    # A transaction begun earlier in the request (the fast path loading role ids) is kept.
+    if not db.session().in_transaction():
         db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
