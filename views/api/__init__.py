@@ -45,7 +45,7 @@ def reads_without_transaction():
     Each of them is one statement or a few independent ones (READ COMMITTED gives every
     statement its own snapshot either way), so a transaction only added BEGIN and ROLLBACK
     round trips, and psycopg drops its prepared statements at every ROLLBACK, so the list
-    and dashboard statements were parsed and planned again on every request.
+    and dashboard statements were never prepared and were parsed again on every request.
     """
     if request.method != "GET" or getattr(current_app.view_functions.get(request.endpoint), "crm_cache", None) is None:
         return
