@@ -63,7 +63,10 @@ class Config:
     SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET)
     SQLALCHEMY_DATABASE_URI = normalise_db_url(os.environ.get("DATABASE_URL", _sqlite_default()))
     SQLALCHEMY_TRACK_MODIFICATIONS = False
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # No pool_pre_ping (a SELECT 1 round trip per request): app/dbpool.py checks a pooled
+    # connection's socket at checkout and pings only one idle this many seconds or more.
+    SQLALCHEMY_ENGINE_OPTIONS = {}
+    DB_PING_IDLE_SECONDS = env_int("DB_PING_IDLE_SECONDS", 30)
 
     # Flask-AppBuilder. Tables come from Alembic migrations, never from create_all.
     FAB_CREATE_DB = False

@@ -21,7 +21,7 @@ def create_app(config_class=None):
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from app import audit, caching, delivery, events, i18n, pagination
+    from app import audit, caching, dbpool, delivery, events, i18n, pagination
     from app.extensions import cache, db, limiter, migrate
 
     audit.install(Session)
@@ -36,6 +36,8 @@ def create_app(config_class=None):
         import models  # noqa: F401  (registers every table on Model.metadata)
 
         db.init_app(app)
+        for engine in db.engines.values():
+            dbpool.install(engine, app.config.get("DB_PING_IDLE_SECONDS", 30))
         migrate.init_app(app, db, directory=app.config.get("MIGRATIONS_DIR", _migrations_dir()))
         cache.init_app(app)
         i18n.init_app(app)
