@@ -6,8 +6,8 @@
 - `cached_count(session, query, resources)`: the same, cached per generation of
   `resources` (app/caching.py) and keyed by the query's SQL and parameters, so the scope
   and the filters are part of the key and page 2..n reuse page 1's total.
-- `page_with_total(session, query, page_stmt)`: a page and its bounded total in ONE
-  statement (the count is an uncorrelated subquery PostgreSQL runs once).
+- `with_total(query, page_stmt)` + `rows_and_total(...)`: a page and its bounded total in
+  ONE statement (the count is an uncorrelated subquery PostgreSQL runs once).
 - `offset_statement(query, order_by, offset, limit)`: OFFSET pages that walk the skipped
   rows by primary key only and read just the page's rows from the table.
 - `keyset_statement(query, order, after, limit)` + `keyset_trim`: `WHERE (sort..., id) <
@@ -60,18 +60,19 @@ def _bare(stmt):
     return stmt.order_by(None).with_only_columns(sa.literal_column("1"), maintain_column_froms=True)
 
 
-def _count_exact(session, stmt, cap):
+def _count_exact(session, stmt, cap, params=None):
     # Selecting no columns lets PostgreSQL answer from the index alone (index-only scan).
     sub = _bare(stmt).limit(cap).subquery() if cap else _bare(stmt).subquery()
-    return session.execute(sa.select(sa.func.count()).select_from(sub)).scalar_one()
+    return session.execute(sa.select(sa.func.count()).select_from(sub), params or {}).scalar_one()
 
 
-def estimate_count(session, query, key_source=None):
+def estimate_count(session, query, key_source=None, params=None):
     """Return the planner's row estimate for `query` (PostgreSQL), or None elsewhere.
 
     `key_source`: a statement just executed whose rows are those of `query` (a page of it);
     its cache key, which SQLAlchemy computed and kept while executing it, names the memo
-    entry, so a remembered estimate costs no statement building at all.
+    entry, so a remembered estimate costs no statement building at all. `params`: values
+    of the statements' bind parameters given at execution (app/listquery.py).
     """
     bind = session.get_bind()
     if bind.dialect.name != "postgresql":
@@ -80,14 +81,14 @@ def estimate_count(session, query, key_source=None):
     # (see `_explain_hook`), so SQLAlchemy's compiled-statement cache and its parameter
     # handling apply; the planner pulls the subquery up, so the top node's rows are its rows.
     explain = None if key_source is not None else sa.select(sa.literal_column("1")).select_from(_bare(_statement(query)).subquery())
-    key = _estimate_key(bind, key_source if key_source is not None else explain)
+    key = _estimate_key(bind, key_source if key_source is not None else explain, params)
     found = _estimates.get(key)
     if found is not None and found[1] > time.monotonic():
         return found[0]
     if explain is None:
-        estimate = estimate_count(session, query)  # built, run and remembered under its own key
+        estimate = estimate_count(session, query, params=params)  # built, run and remembered under its own key
     else:
-        plan = session.execute(explain, execution_options={EXPLAIN_OPTION: True}).scalar()
+        plan = session.execute(explain, params or {}, execution_options={EXPLAIN_OPTION: True}).scalar()
         estimate = int((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
     with _estimates_lock:
         if len(_estimates) >= ESTIMATE_MEMO_MAX:
@@ -106,13 +107,15 @@ _estimates = {}
 _estimates_lock = threading.Lock()
 
 
-def _estimate_key(bind, stmt):
+def _estimate_key(bind, stmt, params=None):
     # SQLAlchemy's own statement cache key (its dogpile caching example keys on it too):
-    # the statement's structure plus the values of its parameters, without compiling SQL.
+    # the statement's structure plus the values of its parameters, without compiling SQL;
+    # a value given at execution overrides the one in the statement, so it names it here too.
     cache_key = stmt._generate_cache_key()
     if cache_key is None:  # a statement SQLAlchemy cannot key: not remembered
         return object()
-    values = tuple(repr(p.effective_value) for p in cache_key.bindparams)
+    params = params or {}
+    values = tuple(repr(params[p.key] if p.key in params else p.effective_value) for p in cache_key.bindparams)
     return (bind, cache_key.key, values)
 
 
@@ -132,39 +135,46 @@ def _explain_hook(conn, cursor, statement, parameters, context, executemany):
     return statement, parameters
 
 
-def bounded_count(session, query, exact_limit=COUNT_EXACT_LIMIT):
+def bounded_count(session, query, exact_limit=COUNT_EXACT_LIMIT, params=None):
     """Exact count up to `exact_limit` rows, the planner's estimate beyond (never below the limit)."""
     stmt = _statement(query)
-    return _beyond(session, stmt, _count_exact(session, stmt, exact_limit + 1), exact_limit)
+    return _beyond(session, stmt, _count_exact(session, stmt, exact_limit + 1, params), exact_limit, params=params)
 
 
-def _beyond(session, stmt, counted, exact_limit, key_source=None):
+def _beyond(session, stmt, counted, exact_limit, key_source=None, params=None):
     """The total of `stmt` given `counted` = its count capped at exact_limit + 1."""
     if counted <= exact_limit:
         return counted
     # The same statement just ran as a count, so its EXPLAIN cannot fail on its own.
-    estimate = estimate_count(session, stmt, key_source)
+    estimate = estimate_count(session, stmt, key_source, params)
     if estimate is None:
-        return _count_exact(session, stmt, None)
+        return _count_exact(session, stmt, None, params)
     return max(estimate, exact_limit + 1)
 
 
-def page_with_total(session, query, page_stmt, exact_limit=COUNT_EXACT_LIMIT, objects=True):
-    """Return (rows, bounded total of `query`) running `page_stmt` (a page of `query`) once.
+def with_total(query, page_stmt, exact_limit=COUNT_EXACT_LIMIT):
+    """`page_stmt` (a page of `query`) with the count of `query`, capped at exact_limit + 1, as its last column.
 
-    The capped count rides along as one more column: an uncorrelated scalar subquery, which
-    PostgreSQL runs once per statement, so a page costs one round trip instead of two. A
-    page past the end has no row to carry it and counts on its own. With `objects` the
-    rows are the statement's one entity; else Core rows, the count as their last column.
+    The count is an uncorrelated scalar subquery, which PostgreSQL runs once per statement,
+    so a page and its total cost one round trip instead of two.
     """
-    stmt = _statement(query)
-    capped = sa.select(sa.func.count()).select_from(_bare(stmt).limit(exact_limit + 1).subquery()).scalar_subquery()
-    page_stmt = _statement(page_stmt).add_columns(capped.label("crm_capped_total"))
+    capped = sa.select(sa.func.count()).select_from(_bare(_statement(query)).limit(exact_limit + 1).subquery())
+    return _statement(page_stmt).add_columns(capped.scalar_subquery().label("crm_capped_total"))
+
+
+def rows_and_total(session, query, page_stmt, exact_limit=COUNT_EXACT_LIMIT, objects=True, params=None):
+    """Run `page_stmt` (a `with_total` page of `query`) once; return (rows, bounded total of `query`).
+
+    A page past the end has no row to carry the count and counts on its own. With
+    `objects` the rows are the statement's one entity; else Core rows, the count as their
+    last column. `params`: the values of the statements' bind parameters.
+    """
+    params = params or {}
     # Column rows need none of the ORM's loading: Core executes them on the session's connection.
-    rows = (session.execute(page_stmt) if objects else session.connection().execute(page_stmt)).all()
+    rows = (session.execute(page_stmt, params) if objects else session.connection().execute(page_stmt, params)).all()
     if not rows:
-        return [], bounded_count(session, stmt, exact_limit)
-    total = _beyond(session, stmt, rows[0][-1], exact_limit, key_source=page_stmt)
+        return [], bounded_count(session, query, exact_limit, params)
+    total = _beyond(session, _statement(query), rows[0][-1], exact_limit, key_source=page_stmt, params=params)
     return ([row[0] for row in rows] if objects else rows), total
 
 
@@ -183,16 +193,20 @@ def cached_count(session, query, resources, exact_limit=COUNT_EXACT_LIMIT):
     return caching.cached_value(resources, "sql", key, lambda: bounded_count(session, query, exact_limit))
 
 
-def offset_statement(query, order_by, offset, limit):
+def offset_statement(query, order_by, offset, limit, deep=None):
     """The `limit` rows of `query` at `offset` in `order_by` order (deep pages read little).
 
-    Past the first page the skipped rows are walked by a subquery selecting primary keys
-    only (an index-only scan when an index holds the sort and the filters), and only the
-    page's own rows are read from the table: a plain OFFSET fetches every skipped row from
-    the table (3,980 of them for page 200).
+    Past the first page (`deep`, by default a non-zero `offset`) the skipped rows are
+    walked by a subquery selecting primary keys only (an index-only scan when an index
+    holds the sort and the filters), and only the page's own rows are read from the table:
+    a plain OFFSET fetches every skipped row from the table (3,980 of them for page 200).
+    `offset` and `limit` may be bind parameters.
     """
+    deep = bool(offset) if deep is None else deep
     stmt = _statement(query).order_by(None).order_by(*order_by)
-    entity = stmt.column_descriptions[0].get("entity") if offset else None
+    if not deep:
+        return stmt.limit(limit)
+    entity = stmt.column_descriptions[0].get("entity")
     primary_key = sa.inspect(entity).primary_key if entity is not None else ()
     if len(primary_key) != 1:
         return stmt.offset(offset).limit(limit)
@@ -244,11 +258,15 @@ def decode_cursor(cursor, width):
     return values
 
 
-def keyset_statement(query, order, after=None, limit=DEFAULT_LIMIT, descending=True):
-    """`query` from just after the cursor `after`, sorted by `order`, `limit` + 1 rows (the extra one says "more")."""
+def keyset_statement(query, order, after=None, limit=DEFAULT_LIMIT, descending=True, values=None):
+    """`query` from just after the cursor `after`, sorted by `order`, `limit` + 1 rows (the extra one says "more").
+
+    `values` (bind parameters of the cursor's values) stand for `after` in a statement
+    built once for every cursor; `limit` may be a bind parameter too.
+    """
     stmt = _statement(query)
-    if after:
-        values = decode_cursor(after, len(order))
+    if after or values is not None:
+        values = decode_cursor(after, len(order)) if values is None else values
         cmp = sa.tuple_(*order) < sa.tuple_(*values) if descending else sa.tuple_(*order) > sa.tuple_(*values)
         stmt = stmt.where(cmp)
     return stmt.order_by(None).order_by(*[(c.desc() if descending else c.asc()) for c in order]).limit(limit + 1)

@@ -28,17 +28,31 @@ def sees_all(user):
     return bool(role_names(user) & SEES_ALL)
 
 
-def scope_clause(model, user):
-    """Return the SQL condition that limits `model` rows to what `user` may see."""
-    uid = getattr(user, "id", None)
-    if uid is None:
+def scope_kind(model, user):
+    """"none" (anonymous), "own" (the caller's rows) or "all" (every live row) of `model` for `user`."""
+    if getattr(user, "id", None) is None:
+        return "none"
+    if model is Notification or not sees_all(user):
+        return "own"
+    return "all"
+
+
+def scope_clause(model, user, uid=None):
+    """Return the SQL condition that limits `model` rows to what `user` may see.
+
+    `uid` (default the user's id) may be a bind parameter: app/listquery.py builds one
+    statement per kind of scope and binds the caller's id at execution.
+    """
+    kind = scope_kind(model, user)
+    if kind == "none":
         return sa.false()
-    conditions = []
+    uid = user.id if uid is None else uid
     if model is Notification:
         return Notification.user_id == uid
+    conditions = []
     if model is Customer:
         conditions.append(Customer.deleted_at.is_(None))
-    if not sees_all(user):
+    if kind == "own":
         owner_columns = getattr(model, "__scope_owner_columns__", None)
         if not owner_columns:
             return sa.false()

@@ -9,7 +9,7 @@ from flask import Blueprint, request
 from app.extensions import db
 from app.caching import cached_endpoint, model_resources
 from app.roles import ADD, APPROVAL, DECIDE, READ, RECALL
-from app.scope import scoped
+from app.listquery import ListQuery
 from app.serialize import column_values
 from app.services import approvals as service
 from app.services.errors import Forbidden, ValidationFailed
@@ -82,13 +82,13 @@ def _transition(name, request_id, comment):
 @cached_endpoint(*model_resources(ApprovalRequest))
 def list_approvals():
     """Requests in scope; ?status=, customerId=."""
-    query = scoped(db.session.query(ApprovalRequest), ApprovalRequest, current_user())
+    lq = ListQuery(ApprovalRequest, current_user())
     status = query_enum("status", ApprovalStatus)
     if status:
-        query = query.filter(ApprovalRequest.status == status)
+        lq.where("status", lambda p: ApprovalRequest.status == p, status)
     if request.args.get("customerId"):
-        query = query.filter(ApprovalRequest.customer_id == parse_uuid(request.args["customerId"], "customerId"))
-    return page_answer(query, keyset=(ApprovalRequest.requested_at, ApprovalRequest.id), serializer=serialize)
+        lq.where("customerId", lambda p: ApprovalRequest.customer_id == p, parse_uuid(request.args["customerId"], "customerId"))
+    return page_answer(lq, keyset=(ApprovalRequest.requested_at, ApprovalRequest.id), serializer=serialize)
 
 
 @bp.post("")

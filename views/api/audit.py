@@ -3,36 +3,43 @@
 import sqlalchemy as sa
 from flask import Blueprint, jsonify, request
 
-from app.extensions import db
 from app.caching import cached_endpoint, model_resources
+from app.extensions import db
+from app.listquery import ListQuery
 from app.roles import AUDIT, READ
 from app.services.errors import NotFound
 from models.audit import AuditAction, AuditLog
-from views.api.common import item, page_answer, path_uuid, query_datetime, query_enum, query_int, requires
+from views.api.common import current_user, item, page_answer, path_uuid, query_datetime, query_enum, query_int, requires
 
 bp = Blueprint("crm_api_audit", __name__, url_prefix="/audit")
 
 
-def _filtered(query):
+def _filtered(lq):
+    """`lq` (a ListQuery over AuditLog) with the query string's filters."""
     action = query_enum("action", AuditAction)
     if action:
-        query = query.filter(AuditLog.action == action)
+        lq.where("action", lambda p: AuditLog.action == p, action)
     if request.args.get("resourceType"):
-        query = query.filter(AuditLog.resource_type == request.args["resourceType"])
+        lq.where("resourceType", lambda p: AuditLog.resource_type == p, request.args["resourceType"])
     if request.args.get("resourceId"):
-        query = query.filter(AuditLog.resource_id == request.args["resourceId"])
+        lq.where("resourceId", lambda p: AuditLog.resource_id == p, request.args["resourceId"])
     if request.args.get("userId"):
-        query = query.filter(AuditLog.user_id == query_int("userId", None))
+        lq.where("userId", lambda p: AuditLog.user_id == p, query_int("userId", None))
     start, end = query_datetime("from") or query_datetime("startDate"), query_datetime("to") or query_datetime("endDate")
     if start:
-        query = query.filter(AuditLog.timestamp >= start)
+        lq.where("from", lambda p: AuditLog.timestamp >= p, start)
     if end:
-        query = query.filter(AuditLog.timestamp <= end)
-    return query
+        lq.where("to", lambda p: AuditLog.timestamp <= p, end)
+    return lq
 
 
-def _page(query):
-    return page_answer(_filtered(query), keyset=(AuditLog.timestamp, AuditLog.id))
+def _audit_rows():
+    # The audit log is for roles that see all of it (the permission decides who), unscoped.
+    return ListQuery(AuditLog, current_user(), scoped=False)
+
+
+def _page(lq):
+    return page_answer(_filtered(lq), keyset=(AuditLog.timestamp, AuditLog.id))
 
 
 @bp.get("")
@@ -40,7 +47,7 @@ def _page(query):
 @cached_endpoint(*model_resources(AuditLog))
 def list_audit():
     """Audit rows, newest first; ?action=, resourceType=, resourceId=, userId=, from=, to=."""
-    return _page(db.session.query(AuditLog))
+    return _page(_audit_rows())
 
 
 @bp.get("/stats")
@@ -48,10 +55,11 @@ def list_audit():
 @cached_endpoint(*model_resources(AuditLog))
 def audit_stats():
     """Counts by action and by resource type (aggregate SQL), within the same filters."""
-    base = _filtered(db.session.query(AuditLog)).subquery()
-    by_action = db.session.execute(sa.select(base.c.action, sa.func.count()).group_by(base.c.action)).all()
+    lq = _filtered(_audit_rows())
+    base = lq.statement().subquery()
+    by_action = db.session.execute(sa.select(base.c.action, sa.func.count()).group_by(base.c.action), lq.params).all()
     by_resource = db.session.execute(
-        sa.select(base.c.resource_type, sa.func.count()).group_by(base.c.resource_type)
+        sa.select(base.c.resource_type, sa.func.count()).group_by(base.c.resource_type), lq.params
     ).all()
     total = sum(n for _, n in by_action)
     data = {
@@ -66,10 +74,8 @@ def audit_stats():
 @requires(READ, AUDIT)
 def entity_history(resource_type, resource_id):
     """The history of one record."""
-    query = db.session.query(AuditLog).filter(
-        AuditLog.resource_type == resource_type, AuditLog.resource_id == resource_id
-    )
-    return _page(query)
+    lq = _audit_rows().where("path_resourceType", lambda p: AuditLog.resource_type == p, resource_type)
+    return _page(lq.where("path_resourceId", lambda p: AuditLog.resource_id == p, resource_id))
 
 
 @bp.get("/user/<user_id>")
@@ -78,7 +84,7 @@ def user_history(user_id):
     """What one user did."""
     if not user_id.isdigit() or len(user_id) > 18:
         raise NotFound("User not found")
-    return _page(db.session.query(AuditLog).filter(AuditLog.user_id == int(user_id)))
+    return _page(_audit_rows().where("path_userId", lambda p: AuditLog.user_id == p, int(user_id)))
 
 
 @bp.get("/<audit_id>")

@@ -82,30 +82,35 @@ def listing(rows, page, limit, total, serializer=column_values):
     return jsonify(success=True, data=[serializer(r) for r in rows], pagination=pagination)
 
 
-def page_answer(query, order_by=None, keyset=None, descending=True, serializer=None):
-    """Answer the requested page of a scoped legacy Query (`paginate`, then `listing`).
+def page_answer(lq, order_by=None, keyset=None, descending=True, serializer=None):
+    """Answer the requested page of a `ListQuery` (`paginate`, then `listing`).
 
     Without a `serializer` the page is read as plain column rows (no ORM objects) and
     answered with the same dicts `column_values` gives; a `serializer` gets model objects.
     """
     if serializer is not None:
-        return listing(*paginate(query, order_by, keyset, descending), serializer=serializer)
-    entity = query.column_descriptions[0]["entity"]
-    return listing(*paginate(query, order_by, keyset, descending, columns=row_columns(entity)), serializer=row_serializer(entity))
+        return listing(*paginate(lq, order_by, keyset, descending), serializer=serializer)
+    columns = row_columns(lq.model)
+    return listing(*paginate(lq, order_by, keyset, descending, columns=columns), serializer=row_serializer(lq.model))
 
 
-def paginate(query, order_by=None, keyset=None, descending=True, columns=None):
-    """Run a scoped legacy Query for the requested page; return (rows, page, limit, total).
+def paginate(lq, order_by=None, keyset=None, descending=True, columns=None):
+    """Run a `ListQuery` (app/listquery.py) for the requested page; return (rows, page, limit, total).
 
     The total is bounded (exact up to 1,000 rows, the planner's estimate beyond), never a
-    COUNT(*) over the table, and rides in the page's own statement (`page_with_total`). With
+    COUNT(*) over the table, and rides in the page's own statement (`with_total`). With
     `keyset` (sort columns ending with a unique one, all sorted `descending` or not) the
     order is those columns and `?after=` (empty: from the start) then `?after=<nextCursor>`
     walks deep pages by an index range instead of OFFSET. With `columns` the rows are Core
     rows of those columns' values (plus a last one, the capped count), not model objects.
+    The statement is built once per endpoint, list shape and kind of page; the page,
+    cursor and filter values are bound at execution.
     """
+    import sqlalchemy as sa
+
     from app.extensions import db
-    from app.pagination import encode_cursor, keyset_statement, keyset_trim, offset_statement, page_with_total
+    from app.listquery import shaped
+    from app.pagination import decode_cursor, encode_cursor, keyset_statement, keyset_trim, offset_statement, rows_and_total, with_total
 
     page = query_int("page", 1, minimum=1)
     limit = query_int("limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
@@ -116,15 +121,27 @@ def paginate(query, order_by=None, keyset=None, descending=True, columns=None):
         raise ValidationFailed("after is not supported on this list; use page", field="after")
     if keyset:
         order_by = [c.desc() if descending else c.asc() for c in keyset]
-    # The answers carry columns only: skip the models' joined eager loads (users, customers).
-    query = query.options(lazyload("*"))
+    params = {**lq.params, "crm_limit": limit, "crm_offset": (page - 1) * limit}
     if after:
-        page_stmt = keyset_statement(query, keyset, after, limit, descending)
-    else:
-        page_stmt = offset_statement(query, order_by, (page - 1) * limit, limit)
-    if columns is not None:
-        page_stmt = page_stmt.with_only_columns(*columns)
-    rows, total = page_with_total(db.session, query.order_by(None), page_stmt, objects=columns is None)
+        params.update((f"crm_after_{i}", value) for i, value in enumerate(decode_cursor(after, len(keyset))))
+    kind = "after" if after else ("deep" if page > 1 else "first")
+
+    def build():
+        # The answers carry columns only: skip the models' joined eager loads (users, customers).
+        query = lq.statement().options(lazyload("*"))
+        limit_param = sa.bindparam("crm_limit", type_=sa.Integer)
+        if kind == "after":
+            cursor = [sa.bindparam(f"crm_after_{i}", type_=c.type) for i, c in enumerate(keyset)]
+            page_stmt = keyset_statement(query, keyset, limit=limit_param, descending=descending, values=cursor)
+        else:
+            offset = sa.bindparam("crm_offset", type_=sa.Integer)
+            page_stmt = offset_statement(query, order_by, offset, limit_param, deep=kind == "deep")
+        if columns is not None:
+            page_stmt = page_stmt.with_only_columns(*columns)
+        return query, with_total(query, page_stmt)
+
+    query, page_stmt = shaped((request.endpoint, *lq.key, kind, columns is not None), build)
+    rows, total = rows_and_total(db.session, query, page_stmt, objects=columns is None, params=params)
     if after:
         rows, next_cursor = keyset_trim(rows, keyset, limit)
     else:

@@ -3,10 +3,10 @@
 import sqlalchemy as sa
 from flask import Blueprint, request
 
-from app.extensions import db
 from app.caching import cached_endpoint, model_resources
+from app.extensions import db
+from app.listquery import ListQuery
 from app.roles import ADD, CUSTOMER, DELETE, EDIT, READ
-from app.scope import scoped
 from app.services.records import get_in_scope, prepare_customer, soft_delete_customer
 from models.customer import CompanySize, Customer, InvestmentProfile
 from views.api.common import (
@@ -51,28 +51,25 @@ def load(customer_id):
 @cached_endpoint(*model_resources(Customer))
 def list_customers():
     """Customers in scope; ?search= (name, email, phone), investmentProfile, size, industry."""
-    query = scoped(db.session.query(Customer), Customer, current_user())
+    lq = ListQuery(Customer, current_user())
     search = (request.args.get("search") or "").strip()
     if search:
-        pattern = like_pattern(search)
-        query = query.filter(
-            sa.or_(
-                Customer.name.ilike(pattern, escape="\\"),
-                Customer.email.ilike(pattern, escape="\\"),
-                Customer.phone.ilike(pattern, escape="\\"),
-            )
+        lq.where(
+            "search",
+            lambda p: sa.or_(Customer.name.ilike(p, escape="\\"), Customer.email.ilike(p, escape="\\"), Customer.phone.ilike(p, escape="\\")),
+            like_pattern(search),
         )
     profile = query_enum("investmentProfile", InvestmentProfile)
     if profile:
-        query = query.filter(Customer.investment_profile == profile)
+        lq.where("investmentProfile", lambda p: Customer.investment_profile == p, profile)
     size = query_enum("size", CompanySize)
     if size:
-        query = query.filter(Customer.size == size)
+        lq.where("size", lambda p: Customer.size == p, size)
     if request.args.get("industry"):
-        query = query.filter(Customer.industry == request.args["industry"])
+        lq.where("industry", lambda p: Customer.industry == p, request.args["industry"])
     if request.args.get("assignedSalesId"):
-        query = query.filter(Customer.assigned_sales_id == query_int("assignedSalesId", None))
-    return page_answer(query, keyset=(Customer.updated_at, Customer.id))
+        lq.where("assignedSalesId", lambda p: Customer.assigned_sales_id == p, query_int("assignedSalesId", None))
+    return page_answer(lq, keyset=(Customer.updated_at, Customer.id))
 
 
 @bp.post("")

@@ -5,7 +5,7 @@ from flask import Blueprint, request
 from app.extensions import db
 from app.caching import cached_endpoint, model_resources
 from app.roles import ADD, DELETE, EDIT, MEETING, READ
-from app.scope import scoped
+from app.listquery import ListQuery
 from app.serialize import column_values
 from app.services.records import get_in_scope, prepare_meeting
 from models.meeting import Meeting
@@ -59,17 +59,17 @@ def load(meeting_id):
 @cached_endpoint(*model_resources(Meeting))
 def list_meetings():
     """Meetings in scope; ?customerId=, salesId=, from=, to= (scheduledAt)."""
-    query = scoped(db.session.query(Meeting), Meeting, current_user())
+    lq = ListQuery(Meeting, current_user())
     if request.args.get("customerId"):
-        query = query.filter(Meeting.customer_id == parse_uuid(request.args["customerId"], "customerId"))
+        lq.where("customerId", lambda p: Meeting.customer_id == p, parse_uuid(request.args["customerId"], "customerId"))
     if request.args.get("salesId"):
-        query = query.filter(Meeting.sales_id == query_int("salesId", None))
+        lq.where("salesId", lambda p: Meeting.sales_id == p, query_int("salesId", None))
     start, end = query_datetime("from"), query_datetime("to")
     if start:
-        query = query.filter(Meeting.scheduled_at >= start)
+        lq.where("from", lambda p: Meeting.scheduled_at >= p, start)
     if end:
-        query = query.filter(Meeting.scheduled_at <= end)
-    return page_answer(query, keyset=(Meeting.scheduled_at, Meeting.id), serializer=serialize)
+        lq.where("to", lambda p: Meeting.scheduled_at <= p, end)
+    return page_answer(lq, keyset=(Meeting.scheduled_at, Meeting.id), serializer=serialize)
 
 
 @bp.post("")

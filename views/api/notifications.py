@@ -6,7 +6,8 @@ from flask import Blueprint, jsonify, request
 from app.extensions import db
 from app.caching import cached_endpoint, model_resources
 from app.roles import DELETE, EDIT, NOTIFICATION, READ
-from app.scope import scope_clause, scoped
+from app.listquery import ListQuery
+from app.scope import scope_clause
 from app.services.errors import ValidationFailed
 from app.services.notifications import prepare_notification
 from app.services.records import get_in_scope
@@ -27,17 +28,17 @@ def load(notification_id):
 @cached_endpoint(*model_resources(Notification))
 def list_notifications():
     """The caller's notifications, newest first; ?isRead=true|false, type=."""
-    query = scoped(db.session.query(Notification), Notification, current_user())
+    lq = ListQuery(Notification, current_user())
     flag = request.args.get("isRead") or request.args.get("unread")
     if flag is not None:
         if flag.lower() not in ("true", "false"):
             raise ValidationFailed("isRead must be true or false", field="isRead")
         want_read = (flag.lower() == "true") if "isRead" in request.args else (flag.lower() != "true")
-        query = query.filter(Notification.is_read.is_(want_read))
+        lq.where("isRead", lambda p: Notification.is_read == p, want_read)
     kind = query_enum("type", NotificationType)
     if kind:
-        query = query.filter(Notification.type == kind)
-    return page_answer(query, keyset=(Notification.created_at, Notification.id))
+        lq.where("type", lambda p: Notification.type == p, kind)
+    return page_answer(lq, keyset=(Notification.created_at, Notification.id))
 
 
 @bp.get("/unread-count")

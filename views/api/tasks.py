@@ -7,7 +7,7 @@ from flask import Blueprint, request
 from app.extensions import db
 from app.caching import cached_endpoint, model_resources
 from app.roles import ADD, DELETE, EDIT, READ, TASK
-from app.scope import scoped
+from app.listquery import ListQuery
 from app.serialize import column_values
 from app.services.records import complete_task, get_in_scope, prepare_task
 from models.base import utcnow
@@ -49,19 +49,19 @@ def load(task_id):
     return get_in_scope(Task, path_uuid(task_id, "Task"), current_user())
 
 
-def _scoped_query():
-    query = scoped(db.session.query(Task), Task, current_user())
+def _list_query():
+    lq = ListQuery(Task, current_user())
     status = query_enum("status", TaskStatus)
     if status:
-        query = query.filter(Task.status == status)
+        lq.where("status", lambda p: Task.status == p, status)
     priority = query_enum("priority", TaskPriority)
     if priority:
-        query = query.filter(Task.priority == priority)
+        lq.where("priority", lambda p: Task.priority == p, priority)
     if request.args.get("customerId"):
-        query = query.filter(Task.customer_id == parse_uuid(request.args["customerId"], "customerId"))
+        lq.where("customerId", lambda p: Task.customer_id == p, parse_uuid(request.args["customerId"], "customerId"))
     if request.args.get("userId"):
-        query = query.filter(Task.user_id == query_int("userId", None))
-    return query
+        lq.where("userId", lambda p: Task.user_id == p, query_int("userId", None))
+    return lq
 
 
 @bp.get("")
@@ -69,7 +69,7 @@ def _scoped_query():
 @cached_endpoint(*model_resources(Task))
 def list_tasks():
     """Tasks in scope; ?status=, priority=, customerId=, userId=."""
-    return page_answer(_scoped_query(), [Task.due_date.asc().nulls_last(), Task.created_at.desc(), Task.id])
+    return page_answer(_list_query(), [Task.due_date.asc().nulls_last(), Task.created_at.desc(), Task.id])
 
 
 @bp.get("/overdue")
@@ -78,8 +78,9 @@ def list_tasks():
 def overdue_tasks():
     """Open tasks whose due date has passed."""
     # status IN (open) + due_date order: the partial index ix_tasks_open_due serves it.
-    query = _scoped_query().filter(Task.status.in_(OPEN_STATUSES), Task.due_date < utcnow())
-    return page_answer(query, keyset=(Task.due_date, Task.id), descending=False)
+    lq = _list_query().where_fixed("open", lambda: Task.status.in_(OPEN_STATUSES))
+    lq.where("dueBefore", lambda p: Task.due_date < p, utcnow())
+    return page_answer(lq, keyset=(Task.due_date, Task.id), descending=False)
 
 
 @bp.get("/upcoming")
@@ -88,10 +89,10 @@ def overdue_tasks():
 def upcoming_tasks():
     """Open tasks due within the next three days."""
     now = utcnow()
-    query = _scoped_query().filter(
-        Task.status.in_(OPEN_STATUSES), Task.due_date >= now, Task.due_date <= now + timedelta(days=UPCOMING_DAYS)
-    )
-    return page_answer(query, keyset=(Task.due_date, Task.id), descending=False)
+    lq = _list_query().where_fixed("open", lambda: Task.status.in_(OPEN_STATUSES))
+    lq.where("dueFrom", lambda p: Task.due_date >= p, now)
+    lq.where("dueTo", lambda p: Task.due_date <= p, now + timedelta(days=UPCOMING_DAYS))
+    return page_answer(lq, keyset=(Task.due_date, Task.id), descending=False)
 
 
 @bp.post("")
