@@ -7,6 +7,7 @@ from flask_appbuilder import AppBuilder
 from sqlalchemy.orm import Session
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app.jsonio import OrjsonProvider
 from config import ProductionConfig, config_for_env
 
 
@@ -14,6 +15,7 @@ def create_app(config_class=None):
     """Build the Flask app: config, extensions, FAB security, screens and APIs."""
     config_class = config_class or config_for_env()
     app = Flask(__name__, instance_relative_config=True)
+    app.json = OrjsonProvider(app)
     app.config.from_object(config_class)
     if issubclass(config_class, ProductionConfig):
         app.config["SECRET_KEY"] = config_class.validate()
