@@ -34,15 +34,22 @@ class ListQuery:
         self.model, self.user, self.scoped = model, user, scoped
         self.key = [model.__name__, scope_kind(model, user) if scoped else "unscoped"]
         self.params = {SCOPE_UID: getattr(user, "id", None)}
+        self.estimate_as = {}
         self.filters = []
 
-    def where(self, name, clause, value):
-        """Add the filter `clause(bindparam)` named `name`, its parameter bound to `value`."""
+    def where(self, name, clause, value, estimate_as=None):
+        """Add the filter `clause(bindparam)` named `name`, its parameter bound to `value`.
+
+        `estimate_as`: what `value` counts as when the planner's estimate of the total is
+        remembered (app/pagination.Bound), e.g. the clock to the minute.
+        """
         if value is None:  # would be baked into the shared statement as IS NULL
             raise ValueError(f"filter {name!r} has no value; leave it out instead")
         param = "f_" + name
         self._add(name, lambda: clause(sa.bindparam(param)))
         self.params[param] = value
+        if estimate_as is not None:
+            self.estimate_as[param] = estimate_as
         return self
 
     def where_fixed(self, name, clause):

@@ -114,7 +114,7 @@ def _estimate_key(bind, stmt, params=None):
     cache_key = stmt._generate_cache_key()
     if cache_key is None:  # a statement SQLAlchemy cannot key: not remembered
         return object()
-    params = params or {}
+    params = {**params, **params.estimate_as} if isinstance(params, Bound) else params or {}
     values = tuple(repr(params[p.key] if p.key in params else p.effective_value) for p in cache_key.bindparams)
     return (bind, cache_key.key, values)
 
@@ -133,6 +133,18 @@ def _explain_hook(conn, cursor, statement, parameters, context, executemany):
     if context is not None and context.execution_options.get(EXPLAIN_OPTION):
         statement = "EXPLAIN (FORMAT JSON) " + statement
     return statement, parameters
+
+
+class Bound(dict):
+    """Values of bind parameters, with coarser stand-ins (`estimate_as`) naming remembered estimates.
+
+    A list "due before now" binds a new `now` on every request: keyed by it, the estimate
+    would be planned again every time, while the minute it falls in names it well enough.
+    """
+
+    def __init__(self, values, estimate_as=None):
+        super().__init__(values)
+        self.estimate_as = estimate_as or {}
 
 
 def bounded_count(session, query, exact_limit=COUNT_EXACT_LIMIT, params=None):

@@ -369,6 +369,38 @@ def test_planner_estimate_is_remembered_for_a_minute(app, db, make, monkeypatch)
         sa.event.remove(db.engine, "before_cursor_execute", record)
 
 
+def test_estimates_keyed_by_stand_ins_of_values_that_move_every_request(app, db, make, monkeypatch):
+    """A clock bound on every request is remembered by its minute, not planned again each time."""
+    from datetime import timedelta
+
+    from app import pagination
+    from models import Task
+    from models.base import utcnow
+
+    for _ in range(3):
+        make.task("sales", due_date=utcnow() - timedelta(days=1))
+    monkeypatch.setattr(pagination, "_estimates", {})
+    explains = []
+
+    def record(conn, cursor, statement, params, context, executemany):
+        if context.execution_options.get(pagination.EXPLAIN_OPTION):
+            explains.append(params)
+
+    query = sa.select(Task).where(Task.due_date < sa.bindparam("now"))
+    minute = utcnow().replace(second=0, microsecond=0)
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        for seconds in (1, 2, 3):
+            moment = minute + timedelta(seconds=seconds)
+            assert pagination.bounded_count(db.session, query, exact_limit=1, params=pagination.Bound({"now": moment}, {"now": minute})) >= 2
+        assert len(explains) == 1
+        for seconds in (1, 2):  # without a stand-in each new value is planned again
+            pagination.bounded_count(db.session, query, exact_limit=1, params={"now": minute + timedelta(seconds=seconds)})
+        assert len(explains) == 3
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+
+
 def test_offset_pages_read_only_their_own_rows_and_match_a_plain_offset(db, make):
     """Deep pages walk primary keys in the subquery; the rows and their order equal a plain OFFSET."""
     from app.pagination import offset_statement

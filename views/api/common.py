@@ -110,7 +110,7 @@ def paginate(lq, order_by=None, keyset=None, descending=True, columns=None):
 
     from app.extensions import db
     from app.listquery import shaped
-    from app.pagination import decode_cursor, encode_cursor, keyset_statement, keyset_trim, offset_statement, rows_and_total, with_total
+    from app.pagination import Bound, decode_cursor, encode_cursor, keyset_statement, keyset_trim, offset_statement, rows_and_total, with_total
 
     page = query_int("page", 1, minimum=1)
     limit = query_int("limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
@@ -121,7 +121,7 @@ def paginate(lq, order_by=None, keyset=None, descending=True, columns=None):
         raise ValidationFailed("after is not supported on this list; use page", field="after")
     if keyset:
         order_by = [c.desc() if descending else c.asc() for c in keyset]
-    params = {**lq.params, "crm_limit": limit, "crm_offset": (page - 1) * limit}
+    params = Bound({**lq.params, "crm_limit": limit, "crm_offset": (page - 1) * limit}, lq.estimate_as)
     if after:
         params.update((f"crm_after_{i}", value) for i, value in enumerate(decode_cursor(after, len(keyset))))
     kind = "after" if after else ("deep" if page > 1 else "first")

@@ -64,6 +64,11 @@ def _list_query():
     return lq
 
 
+def _minute(moment):
+    # The planner's estimate of "due before now" barely moves within a minute.
+    return moment.replace(second=0, microsecond=0)
+
+
 @bp.get("")
 @requires(READ, TASK)
 @cached_endpoint(*model_resources(Task))
@@ -79,7 +84,8 @@ def overdue_tasks():
     """Open tasks whose due date has passed."""
     # status IN (open) + due_date order: the partial index ix_tasks_open_due serves it.
     lq = _list_query().where_fixed("open", lambda: Task.status.in_(OPEN_STATUSES))
-    lq.where("dueBefore", lambda p: Task.due_date < p, utcnow())
+    now = utcnow()
+    lq.where("dueBefore", lambda p: Task.due_date < p, now, estimate_as=_minute(now))
     return page_answer(lq, keyset=(Task.due_date, Task.id), descending=False)
 
 
@@ -90,8 +96,8 @@ def upcoming_tasks():
     """Open tasks due within the next three days."""
     now = utcnow()
     lq = _list_query().where_fixed("open", lambda: Task.status.in_(OPEN_STATUSES))
-    lq.where("dueFrom", lambda p: Task.due_date >= p, now)
-    lq.where("dueTo", lambda p: Task.due_date <= p, now + timedelta(days=UPCOMING_DAYS))
+    lq.where("dueFrom", lambda p: Task.due_date >= p, now, estimate_as=_minute(now))
+    lq.where("dueTo", lambda p: Task.due_date <= p, now + timedelta(days=UPCOMING_DAYS), estimate_as=_minute(now))
     return page_answer(lq, keyset=(Task.due_date, Task.id), descending=False)
 
 
