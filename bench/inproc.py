@@ -60,13 +60,18 @@ def time_path(client, headers, path, repeat):
     return times
 
 
-def main():
-    """Time each read endpoint in process; optionally profile one."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def app_arguments(parser):
+    """Add the options choosing the bench database, Redis and the answer cache to `parser`."""
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--db-url")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"))
     parser.add_argument("--cached", action="store_true", help="answer cache on (default: off, as the uncached server)")
+    return parser
+
+
+def main():
+    """Time each read endpoint in process; optionally profile one."""
+    parser = app_arguments(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     parser.add_argument("--repeat", type=int, default=300)
     parser.add_argument("--profile", choices=READS, help="print cProfile's top functions for this endpoint")
     args = parser.parse_args()

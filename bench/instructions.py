@@ -23,17 +23,19 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from bench.inproc import READS as API_READS
+from bench.inproc import app_arguments
 from bench.load_data import DB_URL_TEMPLATE
 from bench.run import API_PATHS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-READS = ["hello", *[name for name, (method, _path, user, _body) in API_PATHS.items() if method == "GET" and user]]
+READS = ["hello", *API_READS]
 WARMUP = 20
 
 
 def child(name, requests, db_url, redis_url, cached):
     """Inside valgrind: build the app, warm every read up, then run `requests` requests of `name`."""
-    from bench.inproc import build_client
+    from bench.inproc import build_client  # imports the app: only in the child
 
     client, headers = build_client(db_url, redis_url, cached)
     # The same warm-up in every run (statements compiled, memos filled), so the run with 0
@@ -63,11 +65,7 @@ def count(name, requests, args):
 
 def main():
     """Print instructions per request for each read endpoint."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--db-url")
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"))
-    parser.add_argument("--cached", action="store_true", help="answer cache on (default: off, as the uncached server)")
+    parser = app_arguments(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--only", help="comma-separated endpoint names (default: hello and every read)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
