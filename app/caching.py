@@ -405,6 +405,13 @@ def role_scope(user, resources=()):
     return f"{scope_key(user, resources)}:{','.join(sorted(names))}"
 
 
+def cacheable_read():
+    """The `cached_endpoint` spec of the view this GET request routes to, else None (not a GET, not cached)."""
+    if not has_request_context() or request.method != "GET":
+        return None
+    return getattr(current_app.view_functions.get(request.endpoint), "crm_cache", None)
+
+
 def cached_endpoint(*resources, timeout=None, by_roles=False):
     """Decorate a view function (placed under its auth decorator) to cache its 200 answers.
 

@@ -25,7 +25,7 @@ import threading
 from types import SimpleNamespace
 
 import redis
-from flask import current_app, g, has_request_context, request
+from flask import current_app, g, request
 from flask_jwt_extended import decode_token
 
 from app import caching, tokens
@@ -180,9 +180,7 @@ def _epoch_current(values, epoch):
 
 def _epoch_reader(claims):
     """The user id whose auth epoch `principal_for` will read for this request, else None."""
-    if not has_request_context() or request.method != "GET":
-        return None
-    if getattr(current_app.view_functions.get(request.endpoint), "crm_cache", None) is None:
+    if caching.cacheable_read() is None:
         return None
     found = _role_claims(claims)
     try:
@@ -330,9 +328,7 @@ def verified_claims(token):
 
 def serve():
     """before_request: answer a cached GET from Redis alone, or return None for the normal path."""
-    if request.method != "GET":
-        return None
-    spec = getattr(current_app.view_functions.get(request.endpoint), "crm_cache", None)
+    spec = caching.cacheable_read()
     header = request.headers.get("Authorization", "")
     if spec is None or not header.startswith("Bearer "):
         return None

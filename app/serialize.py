@@ -64,9 +64,15 @@ def column_values(obj, camel=True):
 _PLAIN_TYPES = (sa.String, sa.Integer, sa.Boolean, sa.JSON)
 
 
+_ROW_COLUMNS = {}
+
+
 def row_columns(model):
-    """The columns `row_serializer(model)` expects, in order (secrets left out)."""
-    return [attr.columns[0] for attr in sa.inspect(model).column_attrs if attr.key not in SECRET_COLUMNS]
+    """The columns `row_serializer(model)` expects, in order (secrets left out); computed once per model."""
+    found = _ROW_COLUMNS.get(model)
+    if found is None:
+        found = _ROW_COLUMNS[model] = tuple(attr.columns[0] for attr in sa.inspect(model).column_attrs if attr.key not in SECRET_COLUMNS)
+    return found
 
 
 _ROW_SERIALIZERS = {}

@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, request, session
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from app import fastpath, http, ratelimits, tokens
+from app import caching, fastpath, http, ratelimits, tokens
 from app.extensions import db, limiter
 from app.services.errors import DomainError
 from views.api import approvals, audit, auth, customers, health, meetings, notifications, openapi, reports, tasks
@@ -47,7 +47,7 @@ def reads_without_transaction():
     round trips, and psycopg drops its prepared statements at every ROLLBACK, so the list
     and dashboard statements were never prepared and were parsed again on every request.
     """
-    if request.method != "GET" or getattr(current_app.view_functions.get(request.endpoint), "crm_cache", None) is None:
+    if caching.cacheable_read() is None:
         return
     # A transaction begun earlier in the request (the fast path loading role ids) is kept.
     if not db.session().in_transaction():
