@@ -74,7 +74,7 @@ def estimate_count(session, query, key_source=None, params=None):
     entry, so a remembered estimate costs no statement building at all. `params`: values
     of the statements' bind parameters given at execution (app/listquery.py).
     """
-    bind = session.get_bind()
+    bind = _engine_of(session)
     if bind.dialect.name != "postgresql":
         return None
     # The query runs as `EXPLAIN SELECT 1 FROM (query)` through the normal execution path
@@ -105,6 +105,11 @@ ESTIMATE_SECONDS = 60
 ESTIMATE_MEMO_MAX = 1024
 _estimates = {}
 _estimates_lock = threading.Lock()
+
+
+def _engine_of(session):
+    """The engine a Session or a Connection (app/reads.py) runs on."""
+    return session.engine if isinstance(session, sa.engine.Connection) else session.get_bind()
 
 
 def _estimate_key(bind, stmt, params=None):
@@ -179,11 +184,13 @@ def rows_and_total(session, query, page_stmt, exact_limit=COUNT_EXACT_LIMIT, obj
 
     A page past the end has no row to carry the count and counts on its own. With
     `objects` the rows are the statement's one entity; else Core rows, the count as their
-    last column. `params`: the values of the statements' bind parameters.
+    last column. `params`: the values of the statements' bind parameters. `session`: a
+    Session, or for column rows also a Connection (app/reads.py).
     """
     params = params or {}
     # Column rows need none of the ORM's loading: Core executes them on the session's connection.
-    rows = (session.execute(page_stmt, params) if objects else session.connection().execute(page_stmt, params)).all()
+    executor = session.connection() if not objects and not isinstance(session, sa.engine.Connection) else session
+    rows = executor.execute(page_stmt, params).all()
     if not rows:
         return [], bounded_count(session, query, exact_limit, params)
     total = _beyond(session, _statement(query), rows[0][-1], exact_limit, key_source=page_stmt, params=params)

@@ -88,10 +88,12 @@ def app(config_class):
     result = runner.invoke(args=["crm", "init"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     yield application
+    from app import reads
     from app.extensions import db
 
     with application.app_context():
         db.engine.dispose()
+    reads.dispose(application)
 
 
 @pytest.fixture(autouse=True)

@@ -44,9 +44,9 @@ def listed(resp):
 
 
 class Statements:
-    """SQL statements run on the engine while active."""
+    """SQL statements run while active, on every engine (the app's and its read engine, app/reads.py)."""
 
-    def __init__(self, engine):
+    def __init__(self, engine=sa.engine.Engine):
         self.engine, self.seen = engine, []
 
     def _record(self, conn, cursor, statement, params, context, executemany):
@@ -91,11 +91,11 @@ def test_fast_path_hit_runs_no_sql_and_answers_304(db, client, bearer, make, red
     # The first fast hit of a role set asks FAB's permission matrix (memoised per process).
     assert client.get(LIST, headers=headers).get_data() == first.get_data()
     hits = caching.stats()["hits"]
-    with Statements(db.engine) as seen:
+    with Statements() as seen:
         again = client.get(LIST, headers=headers)
     assert again.status_code == 200 and again.get_data() == first.get_data()
     assert seen == [] and caching.stats()["hits"] == hits + 1
-    with Statements(db.engine) as seen:
+    with Statements() as seen:
         not_modified = client.get(LIST, headers={**headers, "If-None-Match": first.headers["ETag"]})
     assert not_modified.status_code == 304 and not_modified.get_data() == b"" and seen == []
 
@@ -206,7 +206,7 @@ def test_uncached_reads_take_the_user_from_a_current_token(app, db, client, make
     headers = issue(app, uid)
     app.config["CACHE_ANSWERS"] = False
     try:
-        with Statements(db.engine) as seen:
+        with Statements() as seen:
             assert others.name not in listed(client.get(LIST, headers=headers))
         assert not [s for s in seen if "FROM ab_user" in s], seen
         sm = app.appbuilder.sm
@@ -214,7 +214,7 @@ def test_uncached_reads_take_the_user_from_a_current_token(app, db, client, make
         user.roles = [sm.find_role("Manager")]
         db.session.commit()
         # The token still says Sales: its epoch is stale, so the user row decides (Manager).
-        with Statements(db.engine) as seen:
+        with Statements() as seen:
             assert others.name in listed(client.get(LIST, headers=headers))
         assert [s for s in seen if "FROM ab_user" in s]
         user = db.session.get(User, uid)
@@ -223,9 +223,51 @@ def test_uncached_reads_take_the_user_from_a_current_token(app, db, client, make
         assert client.get(LIST, headers=headers).status_code == 401
         # Writes and non-cacheable reads always load the user.
         fresh = issue(app, fresh_user(app))
-        with Statements(db.engine) as seen:
+        with Statements() as seen:
             assert client.get("/api/auth/me", headers=fresh).status_code == 200
         assert [s for s in seen if "FROM ab_user" in s]
+    finally:
+        app.config["CACHE_ANSWERS"] = True
+
+
+def test_uncached_reads_check_permission_and_revocation_from_the_token(app, client, make, users, redis_cache):
+    """Answer cache off: the token's claims give user and permission (no FAB table read); refusals still bite."""
+    from datetime import timedelta
+
+    from app.roles import CUSTOMER
+
+    sm = app.appbuilder.sm
+    make.customer("sales")
+    headers, sales = issue(app, users["compliance"].id), issue(app, users["sales"].id)
+    app.config["CACHE_ANSWERS"] = False
+    try:
+        listed(client.get(LIST, headers=headers))  # memoises the role ids and the permission
+        assert client.get("/api/audit", headers=sales).status_code == 403
+        with Statements() as seen:
+            listed(client.get(LIST, headers=headers))
+            resp = client.get("/api/audit", headers=sales)  # Sales may not read the audit log
+            assert resp.status_code == 403 and "read" in resp.json["message"]
+        assert not [s for s in seen if "ab_" in s], seen  # decided from the claims, memoised
+        assert client.post("/api/auth/logout", headers=headers).status_code == 200
+        resp = client.get(LIST, headers=headers)
+        assert resp.status_code == 401 and "revoked" in resp.json["message"]
+        with app.test_request_context():
+            short = create_access_token(identity=str(users["compliance"].id), expires_delta=timedelta(seconds=1))
+        listed(client.get(LIST, headers={"Authorization": f"Bearer {short}"}))
+        time.sleep(1.1)
+        resp = client.get(LIST, headers={"Authorization": f"Bearer {short}"})
+        assert resp.status_code == 401 and "expired" in resp.json["message"]
+        # A refresh token carries no role claims and is not an access token: refused.
+        refresh = client.post("/api/auth/login", json={"email": users["compliance"].email, "password": PASSWORD}).json["refreshToken"]
+        assert client.get(LIST, headers={"Authorization": f"Bearer {refresh}"}).status_code == 401
+        headers = issue(app, users["compliance"].id)
+        listed(client.get(LIST, headers=headers))
+        sm.del_permission_role(sm.find_role("Compliance"), sm.find_permission_view_menu("can_read", CUSTOMER))
+        try:
+            assert client.get(LIST, headers=headers).status_code == 403
+            assert client.get(LIST, headers=issue(app, users["compliance"].id)).status_code == 403
+        finally:
+            sm.add_permission_role(sm.find_role("Compliance"), sm.find_permission_view_menu("can_read", CUSTOMER))
     finally:
         app.config["CACHE_ANSWERS"] = True
 
@@ -285,12 +327,12 @@ def test_one_bounded_statement_per_page(db, client, bearer, make):
     headers = bearer("manager")
     total = db.session.execute(sa.select(sa.func.count()).select_from(Customer).where(Customer.deleted_at.is_(None))).scalar_one()
     for page in (1, 2):
-        with Statements(db.engine) as seen:
+        with Statements() as seen:
             resp = client.get(f"/api/customers?page={page}&limit=2", headers=headers)
         reads = [s for s in seen if "FROM customers" in s]
         assert len(reads) == 1 and "count(" in reads[0].lower() and len(re.findall(r"\bLIMIT\b", reads[0], re.I)) == 2, reads
         assert len(resp.json["data"]) == 2 and resp.json["pagination"]["total"] == total
-    with Statements(db.engine) as seen:
+    with Statements() as seen:
         resp = client.get(f"/api/customers?page={total // 2 + 2}&limit=2", headers=headers)
     assert resp.json["data"] == [] and resp.json["pagination"]["total"] == total
     counts = [s for s in seen if "count(" in s.lower()]
@@ -328,7 +370,7 @@ def test_overdue_uses_open_statuses_and_due_order(db, client, bearer, make):
     customer = make.customer("sales")
     late = make.task("sales", customer=customer, due_date=utcnow() - timedelta(days=3))
     done = make.task("sales", customer=customer, due_date=utcnow() - timedelta(days=4), status=TaskStatus.COMPLETED)
-    with Statements(db.engine) as seen:
+    with Statements() as seen:
         resp = client.get("/api/tasks/overdue?limit=100", headers=bearer("sales"))
     ids = [row["id"] for row in resp.json["data"]]
     assert late.id in ids and done.id not in ids
@@ -357,7 +399,7 @@ def test_cache_answers_off_computes_every_answer_but_keeps_the_permission_memo(a
     app.config["CACHE_ANSWERS"] = False
     try:
         assert mine.name in listed(client.get(LIST, headers=headers))
-        with Statements(db.engine) as seen:
+        with Statements() as seen:
             assert mine.name in listed(client.get(LIST, headers=headers))
         customer_reads = [s for s in seen if "FROM customers" in s]
         # The page and its total (one statement), every time; FAB's permission tables only on the first request.
@@ -374,7 +416,7 @@ def test_list_pages_load_columns_only(db, client, bearer, make):
     make.task("sales", customer=customer)
     make.meeting("sales", customer=customer)
     for path in ("/api/customers", "/api/tasks", "/api/meetings", "/api/approvals"):
-        with Statements(db.engine) as seen:
+        with Statements() as seen:
             assert client.get(path, headers=bearer("manager")).status_code == 200
         pages = [s for s in seen if "LIMIT" in s]
         assert pages and not [s for s in pages if "JOIN" in s.upper()], (path, pages)
@@ -392,27 +434,64 @@ def test_customer_search_has_an_index_path(db):
         assert any(f"USING gin ({column} gin_trgm_ops)" in d for d in defs), defs
 
 
-def test_cacheable_reads_run_outside_a_transaction_and_writes_inside(db, client, bearer, make):
-    """List reads skip BEGIN/ROLLBACK (which also drop psycopg's prepared statements); writes stay atomic."""
+def test_cacheable_reads_run_outside_a_transaction_and_writes_inside(app, db, client, bearer, make, redis_cache):
+    """List reads skip BEGIN/ROLLBACK (which also drop psycopg's prepared statements); writes stay atomic.
+
+    Column lists run on the read engine's autocommit connections (app/reads.py), lists of
+    model objects on the Session's connection switched to autocommit, and the write after
+    them in a transaction on the Session's pooled connection.
+    """
+    from app import reads
+
     make.customer("sales")
+    make.approval("sales")
     headers, seen = bearer("sales"), []
 
     def record(conn, cursor, statement, params, context, executemany):
-        seen.append(conn.connection.driver_connection.autocommit)
+        # The list statements; without a shared cache the permission checks also read FAB's tables.
+        if "FROM customers" in statement or "FROM approval_requests" in statement:
+            seen.append((conn.engine is reads.engine(app), conn.connection.driver_connection.autocommit))
 
-    sa.event.listen(db.engine, "before_cursor_execute", record)
+    app.config["CACHE_ANSWERS"] = False  # every read reaches the database
+    for path in ("/api/customers", "/api/approvals"):  # the first one loads role ids and permissions (memoised)
+        assert client.get(path, headers=headers).status_code == 200
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
     try:
         assert client.get("/api/customers", headers=headers).status_code == 200
-        reads = list(seen)
+        columns = list(seen)
+        seen.clear()
+        assert client.get("/api/approvals", headers=headers).status_code == 200
+        objects = list(seen)
         seen.clear()
         body = {"name": "取引先トランザクション", "email": f"tx-{uuid.uuid4().hex[:8]}@example.jp"}
         assert client.post("/api/customers", json=body, headers=headers).status_code == 201
         writes = list(seen)
     finally:
-        sa.event.remove(db.engine, "before_cursor_execute", record)
-    assert reads and all(reads)
-    # The pooled connection the read used is back in transaction mode for the write.
-    assert writes and not any(writes)
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+        app.config["CACHE_ANSWERS"] = True
+    assert columns and all(on_reads and autocommit for on_reads, autocommit in columns), columns
+    pages = [autocommit for on_reads, autocommit in objects if not on_reads]
+    assert pages and all(pages), objects
+    # The pooled connection the object list used is back in transaction mode for the write.
+    assert writes and not any(autocommit or on_reads for on_reads, autocommit in writes), writes
+
+
+def test_read_engine_only_on_postgresql_and_only_in_cacheable_reads(app, db):
+    """Outside a cacheable GET (writes, screens, workers) reads run on the Session, in its transaction."""
+    from app import reads
+
+    engine = reads.engine(app)
+    assert engine is not None and engine is not db.engine and engine.url == db.engine.url
+    assert engine.dialect.name == "postgresql"
+    with reads.connection() as conn:
+        assert conn is db.session
+    with app.test_request_context("/api/customers", method="GET"):
+        with reads.connection() as conn:
+            assert isinstance(conn, sa.engine.Connection) and conn.engine is engine
+            assert conn.connection.driver_connection.autocommit
+    with app.test_request_context("/api/customers", method="POST"):
+        with reads.connection() as conn:
+            assert conn is db.session
 
 
 def test_api_answers_set_no_session_cookie(client, bearer, make):
@@ -424,7 +503,7 @@ def test_api_answers_set_no_session_cookie(client, bearer, make):
 
 def test_cacheable_read_keeps_a_transaction_begun_earlier_in_the_request(app, db, client, bearer, make):
     """A statement before the view (the fast path loading role ids, say) began a transaction: it is kept."""
-    customer = make.customer("sales")
+    approval = make.approval("sales")
     headers, seen = bearer("sales"), []
 
     def read_first():
@@ -439,9 +518,9 @@ def test_cacheable_read_keeps_a_transaction_begun_earlier_in_the_request(app, db
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", sa.exc.SAWarning)  # no "execution options ignored"
-            resp = client.get("/api/customers", headers=headers)
+            resp = client.get("/api/approvals", headers=headers)  # model objects: the Session's connection
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", record)
         hooks.remove(read_first)
-    assert resp.status_code == 200 and customer.name in {row["name"] for row in resp.json["data"]}
+    assert resp.status_code == 200 and approval.id in {row["id"] for row in resp.json["data"]}
     assert seen and not any(seen)

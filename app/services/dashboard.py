@@ -12,6 +12,7 @@ from datetime import datetime, time, timedelta, timezone
 
 import sqlalchemy as sa
 
+from app import reads
 from app.extensions import db
 from app.scope import scope_clause, sees_all
 from models.approval import ApprovalRequest, ApprovalStatus
@@ -205,7 +206,7 @@ def counter_counts(user, sections, now):
     if not sections:
         return {}
     sums = {}
-    for table, span, status, n in db.session.execute(*counter_statement(user, sections, now)):
+    for table, span, status, n in reads.rows(*counter_statement(user, sections, now)):
         which = TOTAL if span == TOTAL else "window"
         sums[table, which, status] = sums.get((table, which, status), 0) + int(n)
 

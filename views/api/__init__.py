@@ -32,26 +32,10 @@ def create_blueprint():
     bp.before_request(limit_body_size)
     # Cached GETs with a good token: one Redis round trip, no database (app/fastpath.py).
     bp.before_request(fastpath.serve)
-    bp.before_request(reads_without_transaction)
     # The default per-user budget; login and register carry their own stricter limits.
     ratelimits.API_BUDGET(bp)
     bp.after_request(no_session_cookie)
     return bp
-
-
-def reads_without_transaction():
-    """GETs on cacheable views only read: run their statements outside a transaction.
-
-    Each of them is one statement or a few independent ones (READ COMMITTED gives every
-    statement its own snapshot either way), so a transaction only added BEGIN and ROLLBACK
-    round trips, and psycopg drops its prepared statements at every ROLLBACK, so the list
-    and dashboard statements were never prepared and were parsed again on every request.
-    """
-    if caching.cacheable_read() is None:
-        return
-    # A transaction begun earlier in the request (the fast path loading role ids) is kept.
-    if not db.session().in_transaction():
-        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 def no_session_cookie(response):

@@ -3,6 +3,7 @@
 import sqlalchemy as sa
 from flask import Blueprint, jsonify, request
 
+from app import reads
 from app.caching import cached_endpoint, model_resources
 from app.extensions import db
 from app.listquery import ListQuery
@@ -57,10 +58,8 @@ def audit_stats():
     """Counts by action and by resource type (aggregate SQL), within the same filters."""
     lq = _filtered(_audit_rows())
     base = lq.statement().subquery()
-    by_action = db.session.execute(sa.select(base.c.action, sa.func.count()).group_by(base.c.action), lq.params).all()
-    by_resource = db.session.execute(
-        sa.select(base.c.resource_type, sa.func.count()).group_by(base.c.resource_type), lq.params
-    ).all()
+    by_action = reads.rows(sa.select(base.c.action, sa.func.count()).group_by(base.c.action), lq.params)
+    by_resource = reads.rows(sa.select(base.c.resource_type, sa.func.count()).group_by(base.c.resource_type), lq.params)
     total = sum(n for _, n in by_action)
     data = {
         "total": total,

@@ -19,6 +19,7 @@ from jwt.exceptions import PyJWTError
 import sqlalchemy as sa
 from sqlalchemy.orm import lazyload
 
+from app import fastpath, reads
 from app.serialize import column_values, row_columns, row_serializer
 from app.services.errors import DomainError, Forbidden, NotFound, ValidationFailed
 
@@ -118,8 +119,6 @@ def paginate(lq, order_by=None, keyset=None, descending=True, columns=None):
     after = request.args.get("after") or None
     if keyset_mode and not keyset:
         raise ValidationFailed("after is not supported on this list; use page", field="after")
-    if keyset:
-        order_by = [c.desc() if descending else c.asc() for c in keyset]
     params = Bound({**lq.params, "crm_limit": limit, "crm_offset": (page - 1) * limit}, lq.estimate_as)
     if after:
         params.update((f"crm_after_{i}", value) for i, value in enumerate(decode_cursor(after, len(keyset))))
@@ -128,23 +127,28 @@ def paginate(lq, order_by=None, keyset=None, descending=True, columns=None):
     def build():
         # The answers carry columns only: skip the models' joined eager loads (users, customers).
         query = lq.statement().options(lazyload("*"))
+        order = [c.desc() if descending else c.asc() for c in keyset] if keyset else order_by
         limit_param = sa.bindparam("crm_limit", type_=sa.Integer)
         if kind == "after":
             cursor = [sa.bindparam(f"crm_after_{i}", type_=c.type) for i, c in enumerate(keyset)]
             page_stmt = keyset_statement(query, keyset, limit=limit_param, descending=descending, values=cursor)
         else:
             offset = sa.bindparam("crm_offset", type_=sa.Integer)
-            page_stmt = offset_statement(query, order_by, offset, limit_param, deep=kind == "deep")
+            page_stmt = offset_statement(query, order, offset, limit_param, deep=kind == "deep")
         if columns is not None:
             page_stmt = page_stmt.with_only_columns(*columns)
         return query, with_total(query, page_stmt)
 
     query, page_stmt = shaped((request.endpoint, *lq.key, kind, columns is not None), build)
-    rows, total = rows_and_total(db.session, query, page_stmt, objects=columns is None, params=params)
+    if columns is None:  # model objects: the ORM Session loads them
+        rows, total = rows_and_total(reads.session(), query, page_stmt, params=params)
+    else:
+        with reads.connection() as conn:
+            rows, total = rows_and_total(conn, query, page_stmt, objects=False, params=params)
     if after:
         rows, next_cursor = keyset_trim(rows, keyset, limit)
-    else:
-        next_cursor = encode_cursor([getattr(rows[-1], c.key) for c in keyset]) if keyset and len(rows) == limit else None
+    elif keyset_mode:
+        next_cursor = encode_cursor([getattr(rows[-1], c.key) for c in keyset]) if len(rows) == limit else None
     if keyset_mode:
         g.api_next_cursor = next_cursor
     return rows, page, limit, total
@@ -350,6 +354,8 @@ def authenticated(fn):
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
+        if fastpath.authenticate_read() is not None:  # a cacheable read with a current token
+            return fn(*args, **kwargs)
         try:
             verify_jwt_in_request()
         except (JWTExtendedException, PyJWTError) as exc:
@@ -381,7 +387,7 @@ def requires(permission, resource):
     def decorator(fn):
         @wraps(fn)
         def checked(*args, **kwargs):
-            if not current_app.appbuilder.sm.has_access(permission, resource):
+            if not fastpath.permitted(permission, resource):
                 raise Forbidden(f"your role may not {permission.replace('can_', '')} {resource}")
             return fn(*args, **kwargs)
 
@@ -394,7 +400,7 @@ def requires(permission, resource):
 
 def can(permission, resource):
     """True when the current user's roles grant `permission` on `resource`."""
-    return current_app.appbuilder.sm.has_access(permission, resource)
+    return fastpath.permitted(permission, resource)
 
 
 def save(obj, prepare, creating):

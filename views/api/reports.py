@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, stream_with_context
 from flask_appbuilder.security.sqla.models import User
 
+from app import reads
 from app.extensions import db
 from app.caching import cached_endpoint
 from app.roles import APPROVAL, CUSTOMER, MEETING, READ, TASK
@@ -55,7 +56,7 @@ def _per_rep(model, owner_column, *figures):
         .where(scope_clause(model, current_user()), column.is_not(None))
         .group_by(column)
     )
-    return {row[0]: row[1:] for row in db.session.execute(stmt)}
+    return {row[0]: row[1:] for row in reads.rows(stmt)}
 
 
 @bp.get("/sales-metrics")
@@ -78,7 +79,7 @@ def sales_metrics():
     if rep_ids:
         names = {
             uid: (first, last, email)
-            for uid, first, last, email in db.session.execute(
+            for uid, first, last, email in reads.rows(
                 sa.select(User.id, User.first_name, User.last_name, User.email).where(User.id.in_(rep_ids))
             )
         }
@@ -120,16 +121,12 @@ def task_trends():
     days = query_int("days", 30, minimum=1, maximum=366)
     since = utcnow() - timedelta(days=days)
     scope = scope_clause(Task, current_user())
-    created = db.session.execute(
-        sa.select(_day(Task.created_at).label("d"), sa.func.count())
-        .where(scope, Task.created_at >= since)
-        .group_by("d")
-    ).all()
-    completed = db.session.execute(
-        sa.select(_day(Task.completed_at).label("d"), sa.func.count())
-        .where(scope, Task.completed_at >= since)
-        .group_by("d")
-    ).all()
+    created = reads.rows(
+        sa.select(_day(Task.created_at).label("d"), sa.func.count()).where(scope, Task.created_at >= since).group_by("d")
+    )
+    completed = reads.rows(
+        sa.select(_day(Task.completed_at).label("d"), sa.func.count()).where(scope, Task.completed_at >= since).group_by("d")
+    )
     by_day = {}
     for day, n in created:
         by_day.setdefault(str(day), {"date": str(day), "created": 0, "completed": 0})["created"] = n
@@ -143,11 +140,11 @@ def task_trends():
 @cached_endpoint(*REPORT_TABLES, timeout=REPORT_TIMEOUT, by_roles=True)
 def approval_stats():
     """Requests by status with counts and amounts, and the approval rate."""
-    rows = db.session.execute(
+    rows = reads.rows(
         sa.select(ApprovalRequest.status, sa.func.count(), sa.func.coalesce(sa.func.sum(ApprovalRequest.amount), 0))
         .where(scope_clause(ApprovalRequest, current_user()))
         .group_by(ApprovalRequest.status)
-    ).all()
+    )
     by_status = {s.value: {"status": s.value, "count": 0, "amount": "0"} for s in ApprovalStatus}
     for status, count, amount in rows:
         key = getattr(status, "value", status)
