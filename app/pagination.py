@@ -24,7 +24,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from app import caching
+from app import caching, rawsql
 from app.services.errors import ValidationFailed
 
 DEFAULT_LIMIT = 20
@@ -185,12 +185,17 @@ def rows_and_total(session, query, page_stmt, exact_limit=COUNT_EXACT_LIMIT, obj
     A page past the end has no row to carry the count and counts on its own. With
     `objects` the rows are the statement's one entity; else Core rows, the count as their
     last column. `params`: the values of the statements' bind parameters. `session`: a
-    Session, or for column rows also a Connection (app/reads.py).
+    Session, or for column rows also an autocommit Connection (app/reads.py), on which the
+    page runs on the DBAPI cursor (app/rawsql.py).
     """
     params = params or {}
     # Column rows need none of the ORM's loading: Core executes them on the session's connection.
-    executor = session.connection() if not objects and not isinstance(session, sa.engine.Connection) else session
-    rows = executor.execute(page_stmt, params).all()
+    rows = None
+    if isinstance(session, sa.engine.Connection):  # an autocommit read connection: no transaction to abort
+        rows = rawsql.rows(session, page_stmt, params)
+    if rows is None:
+        executor = session.connection() if not objects and not isinstance(session, sa.engine.Connection) else session
+        rows = executor.execute(page_stmt, params).all()
     if not rows:
         return [], bounded_count(session, query, exact_limit, params)
     total = _beyond(session, _statement(query), rows[0][-1], exact_limit, key_source=page_stmt, params=params)

@@ -1,0 +1,111 @@
+"""Shaped list statements executed on the DBAPI cursor, without SQLAlchemy's per-execution work.
+
+A list page's statement is built once per shape (app/listquery.py), yet each execution
+through SQLAlchemy still built an execution context, looked the compiled form up in the
+statement cache, read the cursor's description (psycopg builds it anew on every access)
+and wrapped every row: about a fifth of an uncached list request's CPU. Here a shared
+statement is compiled once per dialect and then executed with the request's values on
+the connection's DBAPI cursor; what SQLAlchemy would do per execution is kept:
+
+- parameters: `construct_params` (every parameter the statement needs, an error if one is
+  missing) and the types' bind processors;
+- rows: the types' result processors (enums, UTC datetimes), in named tuples whose fields
+  are the statement's column keys;
+- events: `before_cursor_execute` / `after_cursor_execute` listeners still see every
+  statement (tests, tracing).
+
+Statements this does not cover (positional dialects, IN lists expanded at execution,
+literal-rendered parameters) return None and the caller executes them through SQLAlchemy,
+as it does when the DBAPI raises (SQLAlchemy then reports, and invalidates a broken
+connection, as usual).
+"""
+
+import threading
+from collections import namedtuple
+
+RAW_MAX = 1024
+_raw = {}
+_lock = threading.Lock()
+
+
+class _Unsupported(Exception):
+    pass
+
+
+class RawStatement:
+    """One statement compiled for one dialect: SQL text, parameter and row processing."""
+
+    def __init__(self, stmt, dialect):
+        compiled = stmt.compile(dialect=dialect)
+        if compiled.positional or compiled.post_compile_params or compiled.literal_execute_params:
+            raise _Unsupported
+        self.compiled = compiled
+        self.sql = compiled.string
+        self.bind_processors = dict(compiled._bind_processors)
+        columns = compiled._result_columns
+        self.result_processors = [(i, p) for i, p in enumerate(c.type._cached_result_processor(dialect, None) for c in columns) if p]
+        self.row = namedtuple("RawRow", [c.keyname for c in columns], rename=True)
+
+    def parameters(self, params):
+        """The DBAPI parameters for `params` (required ones checked, bind processors applied)."""
+        values = self.compiled.construct_params(params)
+        for key, process in self.bind_processors.items():
+            if key in values:
+                values[key] = process(values[key])
+        return values
+
+    def rows(self, connection, params):
+        """Execute on `connection` (a SQLAlchemy Connection); return the processed rows."""
+        values = self.parameters(params)
+        sql = self.sql
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            listeners = connection._has_events or connection.engine._has_events
+            if listeners:
+                for fn in connection.dispatch.before_cursor_execute:
+                    sql, values = fn(connection, cursor, sql, values, None, False)
+            cursor.execute(sql, values)
+            if listeners:
+                for fn in connection.dispatch.after_cursor_execute:
+                    fn(connection, cursor, sql, values, None, False)
+            fetched = cursor.fetchall()
+        finally:
+            cursor.close()
+        make, processors = self.row._make, self.result_processors
+        if not processors:
+            return [make(row) for row in fetched]
+        out = []
+        for row in fetched:
+            row = list(row)
+            for i, process in processors:
+                row[i] = process(row[i])
+            out.append(make(row))
+        return out
+
+
+def compiled_for(stmt, dialect):
+    """The `RawStatement` of the shared statement `stmt` for `dialect` (made once), or None if unsupported."""
+    key = (id(stmt), dialect)
+    found = _raw.get(key)
+    if found is None or found[0] is not stmt:
+        try:
+            raw = RawStatement(stmt, dialect)
+        except _Unsupported:
+            raw = None
+        found = (stmt, raw)  # holds `stmt`, so its id names no other statement meanwhile
+        with _lock:
+            if len(_raw) >= RAW_MAX:
+                _raw.clear()
+            _raw[key] = found
+    return found[1]
+
+
+def rows(connection, stmt, params):
+    """The rows of the shared statement `stmt` with `params` on `connection`, or None: execute it through SQLAlchemy instead."""
+    raw = compiled_for(stmt, connection.dialect)
+    if raw is None:
+        return None
+    try:
+        return raw.rows(connection, params)
+    except connection.dialect.loaded_dbapi.Error:
+        return None
