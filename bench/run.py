@@ -307,8 +307,12 @@ def run(args):
                         results[mode][name] = {"error": str(exc)[:300]}
                         print(f"{mode:9} {name:18} FAILED: {exc}", flush=True)
                         continue
+                    if name in CACHEABLE:
+                        # Cached: fills the cache. Both: every worker opens its connections and
+                        # compiles and prepares its statements before the cell (start-up, not
+                        # steady state: one checked request warms only the worker that took it).
+                        wrk(server.base, method, path, token, body, 2, args.connections, args.threads)
                     if mode == "cached" and name in CACHEABLE:
-                        wrk(server.base, method, path, token, body, 2, args.connections, args.threads)  # fill
                         # The shared machine's speed drifts within a run: each cached cell gets
                         # its own hello floor measured just before it, for the ratio.
                         hello = wrk(server.base, "GET", "/bench/hello", None, None, args.duration, args.connections, args.threads)
