@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, request, session
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from app import caching, fastpath, http, ratelimits, tokens
+from app import fastpath, http, ratelimits, tokens
 from app.extensions import db, limiter
 from app.services.errors import DomainError
 from views.api import approvals, audit, auth, customers, health, meetings, notifications, openapi, reports, tasks

@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timezone
 from decimal import Decimal, InvalidOperation
 from functools import wraps
 
-from flask import current_app, g, jsonify, request
+from flask import g, jsonify, request
 from flask_jwt_extended import verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
@@ -108,7 +108,6 @@ def paginate(lq, order_by=None, keyset=None, descending=True, columns=None):
     The statement is built once per endpoint, list shape and kind of page; the page,
     cursor and filter values are bound at execution.
     """
-    from app.extensions import db
     from app.listquery import shaped
     from app.pagination import Bound, decode_cursor, encode_cursor, keyset_statement, keyset_trim, offset_statement, rows_and_total, with_total
 
