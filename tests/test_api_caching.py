@@ -476,24 +476,6 @@ def test_cacheable_reads_run_outside_a_transaction_and_writes_inside(app, db, cl
     assert writes and not any(autocommit or on_reads for on_reads, autocommit in writes), writes
 
 
-def test_read_engine_only_on_postgresql_and_only_in_cacheable_reads(app, db):
-    """Outside a cacheable GET (writes, screens, workers) reads run on the Session, in its transaction."""
-    from app import reads
-
-    engine = reads.engine(app)
-    assert engine is not None and engine is not db.engine and engine.url == db.engine.url
-    assert engine.dialect.name == "postgresql"
-    with reads.connection() as conn:
-        assert conn is db.session
-    with app.test_request_context("/api/customers", method="GET"):
-        with reads.connection() as conn:
-            assert isinstance(conn, sa.engine.Connection) and conn.engine is engine
-            assert conn.connection.driver_connection.autocommit
-    with app.test_request_context("/api/customers", method="POST"):
-        with reads.connection() as conn:
-            assert conn is db.session
-
-
 def test_api_answers_set_no_session_cookie(client, bearer, make):
     make.customer("sales")
     for path in ("/api/customers", "/api/reports/dashboard", "/api/auth/me"):
