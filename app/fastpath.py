@@ -281,13 +281,10 @@ def authenticate_read():
     """
     if caching.cacheable_read() is None:
         return None
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
+    found = bearer_claims()
+    if found is None:
         return None
-    token = header[7:].strip()
-    claims = verified_claims(token)
-    if claims is None or claims.get("type") != "access" or not claims.get("jti") or _role_claims(claims) is None:
-        return None
+    token, claims = found
     if tokens.is_revoked(claims):
         return None
     principal = principal_for(claims)
@@ -388,23 +385,37 @@ def verified_claims(token):
         return None
 
 
+def bearer_claims():
+    """(token, claims) of the request's bearer access token when valid, unexpired and carrying role claims, else None.
+
+    Any other token (invalid, expired, a refresh token, issued without the claims) gives
+    None: the normal path answers it, with flask-jwt-extended's 401 and its reason.
+    """
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return None
+    token = header[7:].strip()
+    claims = verified_claims(token)
+    if claims is None or claims.get("type") != "access" or not claims.get("jti") or _role_claims(claims) is None:
+        return None
+    return token, claims
+
+
 def serve():
     """before_request: answer a cached GET from Redis alone, or return None for the normal path."""
     spec = caching.cacheable_read()
-    header = request.headers.get("Authorization", "")
-    if spec is None or not header.startswith("Bearer "):
+    if spec is None or not request.headers.get("Authorization", "").startswith("Bearer "):
         return None
     pair = _clients()
     if pair is None or caching.stats_down():
         return None
     backend, client = pair
-    claims = verified_claims(header[7:].strip())
-    if claims is None:  # any invalid token: the normal path answers 401 with its reason
+    found = bearer_claims()
+    if found is None:
         return None
-    found, jti = _role_claims(claims), claims.get("jti")
-    if found is None or claims.get("type") != "access" or not jti:
-        return None
-    roles, group_roles, epoch, sub = found
+    claims = found[1]
+    jti = claims["jti"]
+    roles, group_roles, epoch, sub = _role_claims(claims)
     names = spec["resources"]
     scope = _scope(sub, roles, group_roles, names, spec["by_roles"])
     query_key = caching.request_query_key()
