@@ -117,12 +117,15 @@ class Config:
     RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "crm")
     RATELIMIT_HEADERS_ENABLED = True  # X-RateLimit-* and Retry-After on limited routes
     RATELIMIT_SWALLOW_ERRORS = env_bool("RATELIMIT_SWALLOW_ERRORS", False)
+    # Redis down: the login and register limits count per process instead of answering 500.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     # /api limits (flask-limiter strings); login/register per client IP and per account.
     LOGIN_RATE_LIMIT_IP = os.environ.get("LOGIN_RATE_LIMIT_IP", "20 per minute")
     LOGIN_RATE_LIMIT_ACCOUNT = os.environ.get("LOGIN_RATE_LIMIT_ACCOUNT", "5 per minute")
     REGISTER_RATE_LIMIT_IP = os.environ.get("REGISTER_RATE_LIMIT_IP", "20 per minute")
     REGISTER_RATE_LIMIT_ACCOUNT = os.environ.get("REGISTER_RATE_LIMIT_ACCOUNT", "5 per minute")
-    API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "600 per minute")  # per user (per IP if anonymous)
+    # Every /api request, per user (per IP without a valid token): app/budget.py.
+    API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "600 per minute")
     JWT_BLOCKLIST_PREFIX = os.environ.get("JWT_BLOCKLIST_PREFIX", "crm:jwt:revoked:")
 
     # HTTP: CORS origins for /api (comma-separated), request size, security headers.

@@ -28,7 +28,7 @@ import redis
 from flask import current_app, g, request
 from flask_jwt_extended import decode_token, get_unverified_jwt_headers
 
-from app import caching, tokens
+from app import budget, caching, tokens
 
 log = logging.getLogger("crm.cache")
 
@@ -198,7 +198,7 @@ def mget_with_epoch(client, keys, claims):
     """
     user_id = _epoch_reader(claims)
     if user_id is None:
-        return client.mget(keys)
+        return budget.mget(client, keys)
     _flush_pending(client)
     backend = caching._backend()
     names, gen_keys = caching.resource_names(caching.AUTH_TABLES), []
@@ -208,7 +208,7 @@ def mget_with_epoch(client, keys, claims):
             gen_keys = [backend.key_prefix + caching.GEN_PREFIX + n for n in names]
         except Exception:  # not read here: `caching.memo` reads them itself (and knows outages)
             gen_keys = []
-    values = client.mget([*keys, *epoch_keys(user_id), *gen_keys])
+    values = budget.mget(client, [*keys, *epoch_keys(user_id), *gen_keys])
     n = len(keys)
     g.crm_epoch_read = (user_id, values[n : n + 2])
     gens = values[n + 2 :]
@@ -428,9 +428,10 @@ def serve():
     try:
         _flush_pending(client)
         caching.flush_pending_invalidations(backend)
-        values = client.mget(keys)
+        values = budget.mget(client, keys)
     except Exception:  # Redis down: the normal path (database) answers
         return None
+    budget.settle()  # paid in that read: 429 if the caller is over its budget
     if values[0] is not None or not _epoch_current(values[1:3], epoch):
         log.debug("Fast path: token revoked or its auth epoch is stale")
         return None

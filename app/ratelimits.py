@@ -1,12 +1,12 @@
-"""Rate limits (flask-limiter on Redis, so every gunicorn worker shares the counts).
+"""Login and register limits (flask-limiter on Redis, so every gunicorn worker shares the counts).
 
 Limits are read from the config at request time, so they can be tuned by environment:
 LOGIN_RATE_LIMIT_IP / LOGIN_RATE_LIMIT_ACCOUNT, REGISTER_RATE_LIMIT_IP /
-REGISTER_RATE_LIMIT_ACCOUNT and API_RATE_LIMIT (per user, per IP when anonymous).
+REGISTER_RATE_LIMIT_ACCOUNT. The per-caller budget of every /api request (API_RATE_LIMIT)
+is app/budget.py's: it is paid in the request's one Redis read.
 """
 
 from flask import current_app, request
-from flask_jwt_extended import decode_token
 from flask_limiter.util import get_remote_address
 
 from app.extensions import limiter
@@ -33,34 +33,24 @@ def account_key():
     return "account:" + name.strip().lower()[:254]
 
 
-def user_key():
-    """Key the API budget by the token's user; unauthenticated or forged tokens count per IP."""
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        try:
-            return "user:" + str(decode_token(header[7:].strip())["sub"])
-        except Exception:  # any invalid token: fall back to the IP; the view answers 401
-            pass
-    return ip_key()
-
-
 def login_limits(view):
     """Per-IP and per-account limits for a login view; ours and FAB's share the counters."""
     view = limiter.shared_limit(config_limit("LOGIN_RATE_LIMIT_IP"), "login-ip", key_func=ip_key, methods=["POST"])(view)
-    return limiter.shared_limit(
-        config_limit("LOGIN_RATE_LIMIT_ACCOUNT"), "login-account", key_func=account_key, methods=["POST"]
-    )(view)
+    return own_limits(
+        limiter.shared_limit(config_limit("LOGIN_RATE_LIMIT_ACCOUNT"), "login-account", key_func=account_key, methods=["POST"])(view)
+    )
 
 
 def register_limits(view):
     """Per-IP and per-account limits for self-registration."""
     view = limiter.limit(config_limit("REGISTER_RATE_LIMIT_IP"), key_func=ip_key, scope="register-ip")(view)
-    return limiter.limit(config_limit("REGISTER_RATE_LIMIT_ACCOUNT"), key_func=account_key, scope="register-account")(view)
+    return own_limits(limiter.limit(config_limit("REGISTER_RATE_LIMIT_ACCOUNT"), key_func=account_key, scope="register-account")(view))
 
 
-# The per-user budget of the /api blueprint: one limit object, so an app built twice in a
-# process (tests) does not register it twice on the shared limiter.
-API_BUDGET = limiter.limit(config_limit("API_RATE_LIMIT"), key_func=user_key, scope="api-user")
+def own_limits(view):
+    """Mark `view` as carrying its own limits: the /api budget (app/budget.py) leaves it to them."""
+    view.crm_own_limits = True
+    return view
 
 
 @login_limits

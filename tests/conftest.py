@@ -96,6 +96,47 @@ def app(config_class):
     reads.dispose(application)
 
 
+LIMIT_WINDOW = 5  # seconds: rate-limit windows of `limited_app`, long enough for a loaded 2-core machine
+
+
+@pytest.fixture(scope="module")
+def limited_app(app, config_class, tokens):
+    """The same database and Redis, with rate limiting on and short windows (TestConfig has it off).
+
+    `tokens` is built first: the limiter is one shared object, so logins made while it is on
+    would count against these short limits. Each module's app counts under its own key prefix.
+    """
+    from app import create_app
+    from app.extensions import limiter
+
+    w = LIMIT_WINDOW
+    cfg = type(
+        "RateLimitedConfig",
+        (config_class,),
+        {
+            "RATELIMIT_ENABLED": True,
+            "RATELIMIT_KEY_PREFIX": f"crm_test_{RUN_ID}_rl_{uuid.uuid4().hex[:6]}",
+            "LOGIN_RATE_LIMIT_ACCOUNT": f"3 per {w} second",
+            "LOGIN_RATE_LIMIT_IP": f"6 per {w} second",
+            "REGISTER_RATE_LIMIT_IP": f"3 per {w} second",
+            "REGISTER_RATE_LIMIT_ACCOUNT": f"3 per {w} second",
+            "AUTH_RATE_LIMIT": f"3 per {w} second",
+            "API_RATE_LIMIT": f"5 per {w} second",
+        },
+    )
+    limited = create_app(cfg)
+    limited.test_client_class = IsolatedClient
+    yield limited
+    # The limiter is one shared extension object: switch it off again for the other tests.
+    limiter.enabled = False
+
+
+def from_ip():
+    """Headers putting the request on a fresh client IP."""
+    ip = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+    return {"X-Forwarded-For": ip}
+
+
 @pytest.fixture(autouse=True)
 def app_context(request):
     """A fresh app context (so a fresh `g` and database session) for each test."""

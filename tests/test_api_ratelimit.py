@@ -1,4 +1,4 @@
-"""Rate limits on a second app with limiting switched on (TestConfig has it off).
+"""Login and register limits (app/ratelimits.py) on `limited_app` (tests/conftest.py).
 
 Counts live in the real Redis under this run's private key prefix; each test uses its own
 client IP (X-Forwarded-For through ProxyFix) and account, so runs and tests never share
@@ -8,46 +8,7 @@ counters. Windows are short so the "later" in "the right password works later" i
 import time
 import uuid
 
-import pytest
-
-from tests.conftest import PASSWORD, RUN_ID
-
-WINDOW = 5  # seconds: long enough for a loaded 2-core machine to fit the burst
-
-
-@pytest.fixture(scope="module")
-def limited_app(app, config_class, tokens):
-    """The same database and Redis, with rate limiting on and short windows.
-
-    `tokens` is built first: the limiter is one shared object, so logins made while it is on
-    would count against these short limits.
-    """
-    from app import create_app
-    from app.extensions import limiter
-
-    cfg = type(
-        "RateLimitedConfig",
-        (config_class,),
-        {
-            "RATELIMIT_ENABLED": True,
-            "RATELIMIT_KEY_PREFIX": f"crm_test_{RUN_ID}_rl",
-            "LOGIN_RATE_LIMIT_ACCOUNT": f"3 per {WINDOW} second",
-            "LOGIN_RATE_LIMIT_IP": f"6 per {WINDOW} second",
-            "REGISTER_RATE_LIMIT_IP": f"3 per {WINDOW} second",
-            "REGISTER_RATE_LIMIT_ACCOUNT": f"3 per {WINDOW} second",
-            "API_RATE_LIMIT": f"5 per {WINDOW} second",
-        },
-    )
-    limited = create_app(cfg)
-    yield limited
-    # The limiter is one shared extension object: switch it off again for the other tests.
-    limiter.enabled = False
-
-
-def from_ip():
-    """Headers putting the request on a fresh client IP."""
-    ip = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
-    return {"X-Forwarded-For": ip}
+from tests.conftest import LIMIT_WINDOW as WINDOW, PASSWORD, from_ip
 
 
 def test_login_brute_force_stopped_then_right_password_works(limited_app, users):
@@ -111,11 +72,13 @@ def test_register_limited_per_ip(limited_app):
     assert statuses[:3] == [201, 201, 201] and statuses[3:] == [429, 429], statuses
 
 
-def test_per_user_api_budget(limited_app, tokens):
-    """The default per-user budget counts per token user, not per IP."""
+def test_fab_form_login_is_limited(limited_app, users):
+    """FAB's form login (AUTH_RATE_LIMIT, on the app's one limiter) answers 429 once its per-IP limit is spent."""
     client = limited_app.test_client()
-    h = {"Authorization": f"Bearer {tokens['manager']}"}
-    statuses = [client.get("/api/customers?limit=1", headers={**h, **from_ip()}).status_code for _ in range(7)]
-    assert statuses[:5] == [200] * 5 and statuses[5:] == [429, 429], statuses
-    other = client.get("/api/customers?limit=1", headers={"Authorization": f"Bearer {tokens['admin']}"})
-    assert other.status_code == 200, "another user's budget is separate"
+    headers = from_ip()
+    statuses = [
+        client.post("/login/", data={"username": users["sales"].email, "password": f"guess-{i}"}, headers=headers).status_code
+        for i in range(5)
+    ]
+    assert 429 not in statuses[:3] and statuses[3:] == [429, 429], statuses
+    assert client.post("/login/", data={"username": users["sales"].email, "password": PASSWORD}, headers=from_ip()).status_code != 429

@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, request, session
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from app import fastpath, http, ratelimits, tokens
+from app import budget, fastpath, http, ratelimits, tokens
 from app.extensions import db, limiter
 from app.services.errors import DomainError
 from views.api import approvals, audit, auth, customers, health, meetings, notifications, openapi, reports, tasks
@@ -30,10 +30,12 @@ def create_blueprint():
         bp.register_blueprint(module.bp)
     bp.register_error_handler(Exception, handle_error)
     bp.before_request(limit_body_size)
+    # The per-caller budget, paid in the request's one Redis read (app/budget.py); login and
+    # register carry their own stricter limits (app/ratelimits.py).
+    bp.before_request(budget.start)
     # Cached GETs with a good token: one Redis round trip, no database (app/fastpath.py).
     bp.before_request(fastpath.serve)
-    # The default per-user budget; login and register carry their own stricter limits.
-    ratelimits.API_BUDGET(bp)
+    bp.after_request(budget.finish)
     bp.after_request(no_session_cookie)
     return bp
 
@@ -98,9 +100,9 @@ def http_error(exc):
 
 def rate_limited(exc):
     """429 with Retry-After (seconds until the breached window resets)."""
-    retry_after = 60
+    retry_after = getattr(exc, "retry_after", None) or 60  # app/budget.py's OverBudget carries it
     current = getattr(limiter, "current_limit", None)
-    if current is not None:
+    if current is not None and not isinstance(exc, budget.OverBudget):
         retry_after = max(1, int(current.reset_at - time.time()))
     response, code = error_response(
         429, "too many requests; try again later", {"limit": str(getattr(exc, "description", "")), "retryAfter": retry_after}

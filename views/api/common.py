@@ -19,7 +19,7 @@ from jwt.exceptions import PyJWTError
 import sqlalchemy as sa
 from sqlalchemy.orm import lazyload
 
-from app import fastpath, reads
+from app import budget, fastpath, reads
 from app.serialize import column_values, row_columns, row_serializer
 from app.services.errors import DomainError, Forbidden, NotFound, ValidationFailed
 
@@ -353,15 +353,22 @@ def authenticated(fn):
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
-        if fastpath.authenticate_read() is not None:  # a cacheable read with a current token
-            return fn(*args, **kwargs)
-        try:
-            verify_jwt_in_request()
-        except (JWTExtendedException, PyJWTError) as exc:
-            raise ApiError(401, _token_message(exc)) from None
-        user = getattr(g, "user", None)
-        if user is None or not getattr(user, "is_active", False):
-            raise ApiError(401, "the token's user is unknown or inactive")
+        principal = fastpath.authenticate_read()  # a cacheable read with a current token, else None
+        failure = None
+        if principal is None:
+            try:
+                verify_jwt_in_request()
+            except (JWTExtendedException, PyJWTError) as exc:
+                failure = ApiError(401, _token_message(exc))
+        # The caller's budget, paid in the token check's Redis read (app/budget.py): 429 when
+        # it is spent, before any answer, a 401 included.
+        budget.settle()
+        if failure is not None:
+            raise failure
+        if principal is None:
+            user = getattr(g, "user", None)
+            if user is None or not getattr(user, "is_active", False):
+                raise ApiError(401, "the token's user is unknown or inactive")
         return fn(*args, **kwargs)
 
     return wrapper
