@@ -55,6 +55,17 @@ class CrmSecurityManager(SecurityManager):
     userdbmodelview = UserDBModelView
     user_api = UserApi
 
+    def create_limiter(self, app):
+        """The app's one limiter (app/extensions.py) for FAB's form-login limit, not a second one.
+
+        FAB made its own Limiter, and each limiter checks every request in a before_request
+        of its own: two checks per request, for any route, where one does.
+        """
+        from app.extensions import limiter
+
+        limiter.init_app(app)  # a no-op when create_app has initialised it already
+        return limiter
+
     def get_user_by_id(self, pk):
         """Load a user with roles and groups in one round trip (every API request does this)."""
         try:
