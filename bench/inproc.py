@@ -21,7 +21,7 @@ import statistics
 import time
 
 from bench.load_data import DB_URL_TEMPLATE, PASSWORD
-from bench.run import API_PATHS
+from bench.run import API_PATHS, UNREACHED_LIMITS
 
 READS = [name for name, (method, _path, user, _body) in API_PATHS.items() if method == "GET" and user]
 
@@ -35,7 +35,7 @@ def build_client(db_url, redis_url, cached):
         REDIS_URL=redis_url,
         CACHE_TYPE="RedisCache",
         CACHE_ANSWERS="1" if cached else "0",
-        RATELIMIT_ENABLED="0",
+        **UNREACHED_LIMITS,
         KAFKA_ENABLED="1",
         FAB_UPDATE_PERMS="0",
         LOG_LEVEL="WARNING",

@@ -149,6 +149,16 @@ def encode_path(path):
     return urllib.parse.quote(path, safe="/?=&(),:!'*~-_.")
 
 
+# Rate limiting on, as in production, at limits this load never reaches: every request pays
+# for its counting (the /api budget, the login limits), none is refused.
+UNREACHED_LIMITS = dict(
+    RATELIMIT_ENABLED="1",
+    API_RATE_LIMIT="1000000000 per minute",
+    LOGIN_RATE_LIMIT_IP="1000000000 per minute",
+    LOGIN_RATE_LIMIT_ACCOUNT="1000000000 per minute",
+)
+
+
 class Server:
     """gunicorn as in production (sync workers, 2·cores), on a free port."""
 
@@ -162,7 +172,7 @@ class Server:
             REDIS_URL=redis_url,
             CACHE_TYPE="RedisCache",
             CACHE_ANSWERS="1" if cached else "0",  # uncached: answers and totals computed per request
-            RATELIMIT_ENABLED="0",  # the login run would hit the limiter, not the server
+            **UNREACHED_LIMITS,
             # As the production web process: a commit with events only enqueues the RQ relay
             # job (no worker runs here, the outbox just grows), instead of the embedded
             # default's in-process drain.
