@@ -60,8 +60,33 @@ def fab_api_login(*args, **kwargs):
 
 
 def install(app):
-    """Put FAB's API login under the login limits (decorated once, at import, for every app)."""
+    """Put FAB's API login under the login limits (decorated once, at import, for every app); see `check_where_limited`."""
     endpoint = "SecurityApi.login"
     if endpoint in app.view_functions and "crm_fab_login" not in app.extensions:
         app.extensions["crm_fab_login"] = app.view_functions[endpoint]
         app.view_functions[endpoint] = fab_api_login
+    hooks = app.before_request_funcs.get(None, [])
+    for i, hook in enumerate(hooks):
+        if getattr(hook, "__self__", None) is limiter and getattr(hook, "__name__", "") == "_check_request_limit":
+            hooks[i] = check_where_limited
+
+
+def check_where_limited():
+    """flask-limiter's before_request check, for the requests a before_request check can limit.
+
+    Its check ran for every request of the app, ~5 % of an uncached /api read with no
+    limit to apply. Routes with decorated limits (login, register) check them in their own
+    wrapper, and the /api budget is app/budget.py's; what only the before_request check
+    applies are default, application and meta limits (none configured here: any set makes
+    every request checked again), limits hinted for the endpoint and blueprint limits (FAB's
+    form login, AUTH_RATE_LIMIT).
+    """
+    manager = limiter.limit_manager
+    if manager.default_limits or manager.application_limits or limiter._meta_limits or manager.has_hints(request.endpoint or ""):
+        return limiter._check_request_limit()
+    blueprint = request.blueprint
+    if blueprint:
+        parts = blueprint.split(".")  # a nested blueprint inherits its parents' limits
+        if any(".".join(parts[: i + 1]) in manager._blueprint_limits for i in range(len(parts))):
+            return limiter._check_request_limit()
+    return None
