@@ -92,8 +92,12 @@ def row_serializer(model):
     for (_attr, name, is_id), column in zip(spec, row_columns(model)):
         if is_id:
             converters.append((name, _id_text))
-        elif isinstance(column.type, _PLAIN_TYPES) and not isinstance(column.type, sa.Enum):
+        elif isinstance(column.type, sa.Enum) and column.type.enum_class is not None:
+            converters.append((name, _enum_value))
+        elif isinstance(column.type, _PLAIN_TYPES):
             converters.append((name, None))
+        elif isinstance(getattr(column.type, "impl_instance", column.type), sa.DateTime):
+            converters.append((name, datetime.isoformat))  # what json_value does, without its type tests
         else:
             converters.append((name, json_value))
 
@@ -102,6 +106,10 @@ def row_serializer(model):
 
     _ROW_SERIALIZERS[model] = serialize
     return serialize
+
+
+def _enum_value(value):
+    return value.value
 
 
 def _id_text(value):
