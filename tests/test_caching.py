@@ -420,3 +420,18 @@ def test_offset_pages_read_only_their_own_rows_and_match_a_plain_offset(db, make
             stmt = offset_statement(query, order, offset, 2)
             assert [row.id for row in db.session.execute(stmt).scalars()] == plain[offset : offset + 2]
             assert ("IN (SELECT" in str(stmt)) == bool(offset)
+
+
+def test_query_key_names_the_locale(app):
+    """Answers are keyed by the caller's locale (FAB's selector: `_l_`, else the session's), not only path and arguments."""
+    from flask import session
+
+    keys = {}
+    for locale in ("ja", "en"):
+        with app.test_request_context("/customers/list/?page=1"):
+            session["locale"] = locale
+            keys[locale] = caching.request_query_key()
+    assert keys["ja"] != keys["en"] and '"ja"' in keys["ja"] and '"en"' in keys["en"]
+    with app.test_request_context("/customers/list/?page=1&_l_=ja"):
+        session["locale"] = "en"
+        assert '"ja"' in caching.request_query_key()
