@@ -131,6 +131,28 @@ def limited_app(app, config_class, tokens):
     limiter.enabled = False
 
 
+@pytest.fixture()
+def redis_commands(monkeypatch):
+    """Call it to start recording the Redis commands this thread sends; it returns the list they go to."""
+    import threading
+
+    import redis
+
+    def start():
+        seen, real = [], redis.Redis.execute_command
+        me = threading.get_ident()
+
+        def counting(self, *args, **kwargs):
+            if threading.get_ident() == me:  # this request only, not a background thread's polling
+                seen.append(args[0])
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(redis.Redis, "execute_command", counting)
+        return seen
+
+    return start
+
+
 def from_ip():
     """Headers putting the request on a fresh client IP."""
     ip = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"

@@ -5,7 +5,6 @@ budget of its own user or client IP, so tests never share a window. The app's an
 cached on the same Redis, so cached reads take the fast path (app/fastpath.py).
 """
 
-import threading
 import time
 import uuid
 
@@ -125,27 +124,13 @@ def test_login_keeps_its_own_limits(limited_app, users):
     assert "X-RateLimit-Remaining" in client.get("/api/customers", headers=ip).headers
 
 
-def _commands(monkeypatch):
-    """The Redis commands this thread sends from now on."""
-    seen, real = [], redis.Redis.execute_command
-    me = threading.get_ident()
-
-    def counting(self, *args, **kwargs):
-        if threading.get_ident() == me:  # this request only, not a background thread's polling
-            seen.append(args[0])
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.Redis, "execute_command", counting)
-    return seen
-
-
-def test_reads_pay_in_their_one_redis_round_trip(limited_app, fresh_user, monkeypatch):
+def test_reads_pay_in_their_one_redis_round_trip(limited_app, fresh_user, redis_commands):
     """A cached hit and an uncached read each make ONE Redis command: the budget rides in it."""
     client = limited_app.test_client()
     _user, headers = fresh_user
     for _ in range(2):  # fills the answer, the permission memo and the role ids
         assert client.get(LIST, headers=headers).status_code == 200
-    seen = _commands(monkeypatch)
+    seen = redis_commands()
     hit = client.get(LIST, headers=headers)
     assert hit.status_code == 200 and seen == ["EVALSHA"], seen
     limited_app.config["CACHE_ANSWERS"] = False

@@ -1,11 +1,9 @@
 """app/tokens.py: signatures verified once per process, expiry and revocation checked every time."""
 
-import threading
 import time
 from datetime import timedelta
 
 import jwt
-import redis
 from flask_jwt_extended import create_access_token
 
 LIST = "/api/customers?limit=5"
@@ -66,22 +64,14 @@ def test_a_remembered_token_is_still_revocable(app, client, users):
     assert resp.status_code == 401 and "revoked" in resp.json["message"]
 
 
-def test_an_uncached_read_makes_one_redis_round_trip(app, client, users, redis_cache, monkeypatch):
+def test_an_uncached_read_makes_one_redis_round_trip(app, client, users, redis_cache, redis_commands):
     """Blocklist entry, auth epoch and permission-table generations: one MGET per list read."""
     app.config["CACHE_ANSWERS"] = False
-    commands, real = [], redis.Redis.execute_command
-    me = threading.get_ident()
-
-    def counting(self, *args, **kwargs):
-        if threading.get_ident() == me:  # this request only, not a background thread's polling
-            commands.append(args[0])
-        return real(self, *args, **kwargs)
-
     try:
         headers = {"Authorization": f"Bearer {_token(app, users['manager'].id)}"}
         for _ in range(2):  # the permission memo and the role ids are filled on the first
             assert client.get(LIST, headers=headers).status_code == 200
-        monkeypatch.setattr(redis.Redis, "execute_command", counting)
+        commands = redis_commands()
         assert client.get(LIST, headers=headers).status_code == 200
     finally:
         app.config["CACHE_ANSWERS"] = True
