@@ -23,13 +23,13 @@ import time
 
 import redis
 from flask import current_app, has_request_context, request
-from flask_limiter.util import get_remote_address
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
 from app import tokens
+from app.ratelimits import ip_key
 
 log = logging.getLogger("crm.budget")
 
@@ -53,7 +53,6 @@ return {count, ttl, values}
 _limits = {}
 _memory = {"pid": None, "limiter": None}
 _memory_lock = threading.Lock()
-_last_outage_log = [0.0]
 
 
 class OverBudget(TooManyRequests):
@@ -95,7 +94,7 @@ def limit():
 
 
 def caller():
-    """`user:<id>` for a request with a valid bearer token, else `ip:<client address>`."""
+    """`user:<id>` for a request with a valid bearer token, else `ip:<client address>` (the login limits' key)."""
     from app.fastpath import verified_claims
 
     header = request.headers.get("Authorization", "")
@@ -103,7 +102,7 @@ def caller():
         claims = verified_claims(header[7:].strip())
         if claims is not None and claims.get("sub") is not None:
             return f"user:{claims['sub']}"
-    return "ip:" + (get_remote_address() or "unknown")
+    return ip_key()
 
 
 def counter_key(charge):
@@ -135,7 +134,7 @@ def mget(client, keys):
         count, ttl, values = _script(client)(keys=[counter_key(charge), *keys], args=[charge.limit.get_expiry()])
     except redis.RedisError as exc:
         charge.redis_failed = True  # counted in memory by `settle`; the caller has its own fallback
-        _log_outage(exc)
+        tokens.log_outage(log, "API budget counters unavailable (Redis: %s): counting per process until it is back", exc)
         raise
     charge.record(count, ttl)
     return [*values, *[None] * (len(keys) - len(values))]
@@ -154,13 +153,6 @@ def _charge_in_memory(charge):
     allowed = limiter.hit(charge.limit, "api-budget", charge.caller)
     reset, remaining = limiter.get_window_stats(charge.limit, "api-budget", charge.caller)
     charge.record(charge.limit.amount - remaining if allowed else charge.limit.amount + 1, reset - time.time())
-
-
-def _log_outage(exc):
-    now = time.monotonic()
-    if now - _last_outage_log[0] >= 60:
-        _last_outage_log[0] = now
-        log.error("API budget counters unavailable (Redis: %s): counting per process until it is back", exc)
 
 
 def settle(enforce=True):

@@ -68,18 +68,20 @@ def is_revoked(jwt_payload):
         # Fail open, like the cache: the API keeps serving through a Redis outage and
         # tokens are short-lived (JWT_ACCESS_MINUTES); a logout during the outage answers
         # 503, so no client believes a revocation that was not stored.
-        _log_outage()
+        log_outage(log, "Token blocklist unavailable (Redis down): accepting unexpired tokens until it is back")
         return False
 
 
-_last_outage_log = [0.0]
+_last_outage_logs = {}
 
 
-def _log_outage():
+def log_outage(logger, message, *args):
+    """Log a Redis outage's `message` on `logger` at most once per EVENTS_LOG_INTERVAL seconds (each request meets it)."""
     now = time.monotonic()
-    if now - _last_outage_log[0] >= current_app.config.get("EVENTS_LOG_INTERVAL", 30):
-        _last_outage_log[0] = now
-        log.error("Token blocklist unavailable (Redis down): accepting unexpired tokens until it is back")
+    last = _last_outage_logs.get(message)
+    if last is None or now - last >= current_app.config.get("EVENTS_LOG_INTERVAL", 30):
+        _last_outage_logs[message] = now
+        logger.error(message, *args)
 
 
 _DECODED_MAX = 4096
