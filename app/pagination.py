@@ -7,7 +7,8 @@
   `resources` (app/caching.py) and keyed by the query's SQL and parameters, so the scope
   and the filters are part of the key and page 2..n reuse page 1's total.
 - `with_total(query, page_stmt)` + `rows_and_total(...)`: a page and its bounded total in
-  ONE statement (the count is an uncorrelated subquery PostgreSQL runs once).
+  ONE statement (the count is an uncorrelated subquery PostgreSQL runs once); pages past
+  the exact limit skip the count (`counts_on_page`).
 - `offset_statement(query, order_by, offset, limit)`: OFFSET pages that walk the skipped
   rows by primary key only and read just the page's rows from the table.
 - `keyset_statement(query, order, after, limit)` + `keyset_trim`: `WHERE (sort..., id) <
@@ -60,9 +61,15 @@ def _bare(stmt):
     return stmt.order_by(None).with_only_columns(sa.literal_column("1"), maintain_column_froms=True)
 
 
+def _constant(number):
+    # Written into the SQL text: a LIMIT that is a parameter is planned for a tenth of the
+    # table, so PostgreSQL would plan the statement anew on every execution (app/rawsql.py).
+    return sa.literal_column(str(int(number)))
+
+
 def _count_exact(session, stmt, cap, params=None):
     # Selecting no columns lets PostgreSQL answer from the index alone (index-only scan).
-    sub = _bare(stmt).limit(cap).subquery() if cap else _bare(stmt).subquery()
+    sub = _bare(stmt).limit(_constant(cap)).subquery() if cap else _bare(stmt).subquery()
     return session.execute(sa.select(sa.func.count()).select_from(sub), params or {}).scalar_one()
 
 
@@ -175,18 +182,29 @@ def with_total(query, page_stmt, exact_limit=COUNT_EXACT_LIMIT):
     The count is an uncorrelated scalar subquery, which PostgreSQL runs once per statement,
     so a page and its total cost one round trip instead of two.
     """
-    capped = sa.select(sa.func.count()).select_from(_bare(_statement(query)).limit(exact_limit + 1).subquery())
+    capped = sa.select(sa.func.count()).select_from(_bare(_statement(query)).limit(_constant(exact_limit + 1)).subquery())
     return _statement(page_stmt).add_columns(capped.scalar_subquery().label("crm_capped_total"))
 
 
-def rows_and_total(session, query, page_stmt, exact_limit=COUNT_EXACT_LIMIT, objects=True, params=None):
+def counts_on_page(offset, exact_limit=COUNT_EXACT_LIMIT):
+    """Whether a page at `offset` needs the capped count (`with_total`) for its total.
+
+    A row at `offset` >= `exact_limit` already puts the total beyond the exact limit, so
+    such a page shows the planner's estimate (or its exact end) without counting
+    `exact_limit` + 1 rows of the table first.
+    """
+    return offset < exact_limit
+
+
+def rows_and_total(session, query, page_stmt, exact_limit=COUNT_EXACT_LIMIT, objects=True, params=None, far=None):
     """Run `page_stmt` (a `with_total` page of `query`) once; return (rows, bounded total of `query`).
 
     A page past the end has no row to carry the count and counts on its own. With
     `objects` the rows are the statement's one entity; else Core rows, the count as their
     last column. `params`: the values of the statements' bind parameters. `session`: a
     Session, or for column rows also an autocommit Connection (app/reads.py), on which the
-    page runs on the DBAPI cursor (app/rawsql.py).
+    page runs on the DBAPI cursor (app/rawsql.py). `far`: (offset, limit) of a page for
+    which not `counts_on_page(offset)`, whose `page_stmt` is a plain page without the count.
     """
     params = params or {}
     # Column rows need none of the ORM's loading: Core executes them on the session's connection.
@@ -198,7 +216,13 @@ def rows_and_total(session, query, page_stmt, exact_limit=COUNT_EXACT_LIMIT, obj
         rows = executor.execute(page_stmt, params).all()
     if not rows:
         return [], bounded_count(session, query, exact_limit, params)
-    total = _beyond(session, _statement(query), rows[0][-1], exact_limit, key_source=page_stmt, params=params)
+    if far is None:
+        total = _beyond(session, _statement(query), rows[0][-1], exact_limit, key_source=page_stmt, params=params)
+    else:
+        offset, limit = far
+        seen = offset + len(rows)
+        # A short page is the last one: its end is the exact total. Else at least what is seen.
+        total = seen if len(rows) < limit else max(seen, _beyond(session, _statement(query), exact_limit + 1, exact_limit, key_source=page_stmt, params=params))
     return ([row[0] for row in rows] if objects else rows), total
 
 
@@ -293,7 +317,9 @@ def keyset_statement(query, order, after=None, limit=DEFAULT_LIMIT, descending=T
         values = decode_cursor(after, len(order)) if values is None else values
         cmp = sa.tuple_(*order) < sa.tuple_(*values) if descending else sa.tuple_(*order) > sa.tuple_(*values)
         stmt = stmt.where(cmp)
-    return stmt.order_by(None).order_by(*[(c.desc() if descending else c.asc()) for c in order]).limit(limit + 1)
+    # A bind parameter's + 1 as a constant too, so the LIMIT stays one literal (app/rawsql.py).
+    fetch = limit + 1 if isinstance(limit, int) else limit + _constant(1)
+    return stmt.order_by(None).order_by(*[(c.desc() if descending else c.asc()) for c in order]).limit(fetch)
 
 
 def keyset_trim(rows, order, limit):

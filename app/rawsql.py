@@ -14,14 +14,23 @@ the connection's DBAPI cursor; what SQLAlchemy would do per execution is kept:
 - events: `before_cursor_execute` / `after_cursor_execute` listeners still see every
   statement (tests, tracing).
 
+Integer parameters marked `literal_execute` (a page's LIMIT and OFFSET) are written into
+the SQL text at execution, as SQLAlchemy writes them: PostgreSQL plans a LIMIT it cannot
+see for a tenth of the table and so plans such a statement anew on every execution (a
+custom plan, ~0.2 ms for page 1, ~0.5 ms for page 200); with the numbers in the text the
+prepared statement keeps one plan.
+
 Statements this does not cover (positional dialects, IN lists expanded at execution,
-literal-rendered parameters) return None and the caller executes them through SQLAlchemy,
-as it does when the DBAPI raises (SQLAlchemy then reports, and invalidates a broken
-connection, as usual).
+literal-rendered parameters of other types) return None and the caller executes them
+through SQLAlchemy, as it does when the DBAPI raises (SQLAlchemy then reports, and
+invalidates a broken connection, as usual).
 """
 
+import operator
 import threading
 from collections import namedtuple
+
+import sqlalchemy as sa
 
 RAW_MAX = 1024
 _raw = {}
@@ -37,10 +46,13 @@ class RawStatement:
 
     def __init__(self, stmt, dialect):
         compiled = stmt.compile(dialect=dialect)
-        if compiled.positional or compiled.post_compile_params or compiled.literal_execute_params:
+        literal = compiled.literal_execute_params
+        if compiled.positional or compiled.post_compile_params or any(not isinstance(p.type, sa.Integer) for p in literal):
             raise _Unsupported
         self.compiled = compiled
         self.sql = compiled.string
+        # SQLAlchemy's placeholder for a literal_execute parameter, replaced by its value.
+        self.literals = [(p.key, f"__[POSTCOMPILE_{p.key}]") for p in literal]
         self.bind_processors = dict(compiled._bind_processors)
         columns = compiled._result_columns
         self.result_processors = [(i, p) for i, p in enumerate(c.type._cached_result_processor(dialect, None) for c in columns) if p]
@@ -58,6 +70,9 @@ class RawStatement:
         """Execute on `connection` (a SQLAlchemy Connection); return the processed rows."""
         values = self.parameters(params)
         sql = self.sql
+        for key, placeholder in self.literals:
+            # operator.index: an integer or an error, so nothing but digits reaches the text.
+            sql = sql.replace(placeholder, str(operator.index(values.pop(key))))
         cursor = connection.connection.driver_connection.cursor()
         try:
             listeners = connection._has_events or connection.engine._has_events

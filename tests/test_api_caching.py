@@ -342,6 +342,49 @@ def test_one_bounded_statement_per_page(db, client, bearer, make):
         assert client.get(path + "?limit=x", headers=headers).json["details"].keys() == {"limit"}
 
 
+def test_pages_past_the_exact_limit_skip_the_count(app, db, client):
+    """At OFFSET >= 1,000 a row on the page already puts the total beyond the exact limit:
+    no capped count in the statement, the total at least what is seen, exact on a short last page.
+    """
+    from app.pagination import COUNT_EXACT_LIMIT
+    from models import Customer, Task
+
+    uid = fresh_user(app)
+    headers = issue(app, uid)
+    many = COUNT_EXACT_LIMIT + 37
+    db.session.execute(Customer.__table__.insert(), [{"id": str(uuid.uuid4()), "name": f"遠頁{i:04d}", "assigned_sales_id": uid, "created_by_id": uid} for i in range(many)])
+    db.session.commit()
+    try:
+        mine = sa.select(Customer.id).where(Customer.deleted_at.is_(None), sa.or_(Customer.assigned_sales_id == uid, Customer.created_by_id == uid))
+        visible = db.session.scalar(sa.select(sa.func.count()).select_from(mine.subquery()))  # also what the user's creation made
+        order = mine.order_by(Customer.updated_at.desc(), Customer.id.desc())
+        with Statements() as seen:
+            resp = client.get(f"/api/customers?page={COUNT_EXACT_LIMIT // 20 + 1}&limit=20", headers=headers)
+        assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+        page = [s for s in seen if "FROM customers" in s and not s.startswith("EXPLAIN")]
+        assert len(page) == 1 and "count(" not in page[0].lower(), page
+        # LIMIT and OFFSET written into the text (one plan per page size, app/rawsql.py).
+        assert re.search(r"LIMIT 20 OFFSET 1000\b", page[0]), page[0]
+        expected = db.session.execute(order.offset(COUNT_EXACT_LIMIT).limit(20)).scalars().all()
+        assert [row["id"] for row in resp.json["data"]] == expected
+        assert resp.json["pagination"]["total"] >= COUNT_EXACT_LIMIT + 20
+        # The short last page: its end is the exact total, as a count would give it.
+        size = next(n for n in (50, 49, 47) if visible % n)
+        last = client.get(f"/api/customers?page={visible // size + 1}&limit={size}", headers=headers).json
+        assert len(last["data"]) == visible % size and last["pagination"]["total"] == visible
+        # A page below the limit still counts in the same statement.
+        with Statements() as seen:
+            assert client.get("/api/customers?page=3&limit=20", headers=headers).json["pagination"]["total"] > COUNT_EXACT_LIMIT
+        assert any("count(" in s.lower() and "LIMIT 1001" in s for s in seen if "FROM customers" in s), seen
+    finally:
+        # Gone again, with the first-contact tasks their creation made, so other tests' totals stay exact.
+        db.session.rollback()
+        made = sa.select(Customer.id).where(Customer.name.like("遠頁%"), Customer.assigned_sales_id == uid)
+        db.session.execute(sa.delete(Task).where(Task.customer_id.in_(made)))
+        db.session.execute(sa.delete(Customer).where(Customer.id.in_(made)))
+        db.session.commit()
+
+
 def test_keyset_pagination_walks_every_row_once(db, client, bearer, make):
     from models import Customer
 

@@ -71,6 +71,41 @@ def test_statements_it_cannot_run_go_back_to_sqlalchemy(read_conn, make):
     assert rawsql.rows(read_conn, stmt, {"crm_limit": 1}) is None
 
 
+def test_a_literal_limit_is_written_into_the_text_and_keeps_one_plan(read_conn):
+    """PostgreSQL plans a LIMIT it cannot see anew on every execution (a custom plan each
+    time); written into the text, the prepared statement keeps one plan."""
+
+    def page(label, limit):
+        return (
+            sa.select(Customer.__table__.c, sa.literal_column("1").label(label))
+            .where(Customer.deleted_at.is_(None))
+            .order_by(Customer.updated_at.desc(), Customer.id.desc())
+            .limit(limit)
+        )
+
+    bound = page("plan_probe_bound", sa.bindparam("crm_limit", type_=sa.Integer))
+    literal = page("plan_probe_literal", sa.bindparam("crm_limit", type_=sa.Integer, literal_execute=True))
+    for _ in range(15):  # psycopg prepares at the 6th, PostgreSQL weighs a generic plan after 5 more
+        rawsql.rows(read_conn, bound, {"crm_limit": 20})
+        rawsql.rows(read_conn, literal, {"crm_limit": 20})
+    plans = dict(
+        read_conn.execute(
+            sa.text("SELECT statement, custom_plans FROM pg_prepared_statements WHERE statement LIKE '%plan_probe_%'")
+        ).all()
+    )
+    by_label = {("literal" if "plan_probe_literal" in sql else "bound"): (sql, custom) for sql, custom in plans.items()}
+    assert by_label["bound"][1] >= 5  # the premise: planned anew every time
+    assert by_label["literal"][1] == 0 and "LIMIT 20" in by_label["literal"][0]
+
+
+def test_only_integers_are_written_into_the_text(read_conn):
+    texts = sa.select(Customer.id).where(Customer.name == sa.bindparam("f_name", type_=sa.String, literal_execute=True))
+    assert rawsql.compiled_for(texts, read_conn.dialect) is None
+    page = sa.select(Customer.id).limit(sa.bindparam("crm_limit", type_=sa.Integer, literal_execute=True))
+    with pytest.raises(TypeError):
+        rawsql.rows(read_conn, page, {"crm_limit": "1; DROP TABLE customers"})
+
+
 def test_a_database_error_returns_none_and_leaves_the_connection_usable(read_conn):
     stmt = sa.select(sa.cast(sa.bindparam("v", type_=sa.String), sa.Integer).label("n"))
     assert rawsql.rows(read_conn, stmt, {"v": "12"})[0].n == 12

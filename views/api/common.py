@@ -109,7 +109,7 @@ def paginate(lq, order_by=None, keyset=None, descending=True, columns=None):
     cursor and filter values are bound at execution.
     """
     from app.listquery import shaped
-    from app.pagination import Bound, decode_cursor, encode_cursor, keyset_statement, keyset_trim, offset_statement, rows_and_total, with_total
+    from app.pagination import Bound, counts_on_page, decode_cursor, encode_cursor, keyset_statement, keyset_trim, offset_statement, rows_and_total, with_total
 
     page = query_int("page", 1, minimum=1)
     limit = query_int("limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
@@ -118,32 +118,36 @@ def paginate(lq, order_by=None, keyset=None, descending=True, columns=None):
     after = request.args.get("after") or None
     if keyset_mode and not keyset:
         raise ValidationFailed("after is not supported on this list; use page", field="after")
-    params = Bound({**lq.params, "crm_limit": limit, "crm_offset": (page - 1) * limit}, lq.estimate_as)
+    offset = (page - 1) * limit
+    params = Bound({**lq.params, "crm_limit": limit, "crm_offset": offset}, lq.estimate_as)
     if after:
         params.update((f"crm_after_{i}", value) for i, value in enumerate(decode_cursor(after, len(keyset))))
-    kind = "after" if after else ("deep" if page > 1 else "first")
+    kind = "after" if after else ("first" if page == 1 else ("deep" if counts_on_page(offset) else "far"))
 
     def build():
         # The answers carry columns only: skip the models' joined eager loads (users, customers).
         query = lq.statement().options(lazyload("*"))
         order = [c.desc() if descending else c.asc() for c in keyset] if keyset else order_by
-        limit_param = sa.bindparam("crm_limit", type_=sa.Integer)
+        # LIMIT and OFFSET are written into the SQL at execution (literal_execute): PostgreSQL
+        # then keeps one plan per page size instead of planning every execution anew.
+        limit_param = sa.bindparam("crm_limit", type_=sa.Integer, literal_execute=True)
         if kind == "after":
             cursor = [sa.bindparam(f"crm_after_{i}", type_=c.type) for i, c in enumerate(keyset)]
             page_stmt = keyset_statement(query, keyset, limit=limit_param, descending=descending, values=cursor)
         else:
-            offset = sa.bindparam("crm_offset", type_=sa.Integer)
-            page_stmt = offset_statement(query, order, offset, limit_param, deep=kind == "deep")
+            offset_param = sa.bindparam("crm_offset", type_=sa.Integer, literal_execute=True)
+            page_stmt = offset_statement(query, order, offset_param, limit_param, deep=kind != "first")
         if columns is not None:
             page_stmt = page_stmt.with_only_columns(*columns)
-        return query, with_total(query, page_stmt)
+        return query, (page_stmt if kind == "far" else with_total(query, page_stmt))
 
     query, page_stmt = shaped((request.endpoint, *lq.key, kind, columns is not None), build)
+    far = (offset, limit) if kind == "far" else None
     if columns is None:  # model objects: the ORM Session loads them
-        rows, total = rows_and_total(reads.session(), query, page_stmt, params=params)
+        rows, total = rows_and_total(reads.session(), query, page_stmt, params=params, far=far)
     else:
         with reads.connection() as conn:
-            rows, total = rows_and_total(conn, query, page_stmt, objects=False, params=params)
+            rows, total = rows_and_total(conn, query, page_stmt, objects=False, params=params, far=far)
     if after:
         rows, next_cursor = keyset_trim(rows, keyset, limit)
     elif keyset_mode:
