@@ -11,7 +11,7 @@ from app.listquery import ListQuery
 from app.serialize import column_values
 from app.services.records import complete_task, get_in_scope, prepare_task
 from models.base import utcnow
-from models.task import OPEN_STATUSES, Task, TaskPriority, TaskStatus
+from models.task import Task, TaskPriority, TaskStatus, is_open
 from views.api.common import (
     Field,
     apply,
@@ -83,7 +83,7 @@ def list_tasks():
 def overdue_tasks():
     """Open tasks whose due date has passed."""
     # status IN (open) + due_date order: the partial index ix_tasks_open_due serves it.
-    lq = _list_query().where_fixed("open", lambda: Task.status.in_(OPEN_STATUSES))
+    lq = _list_query().where_fixed("open", is_open)
     now = utcnow()
     lq.where("dueBefore", lambda p: Task.due_date < p, now, estimate_as=_minute(now))
     return page_answer(lq, keyset=(Task.due_date, Task.id), descending=False)
@@ -95,7 +95,7 @@ def overdue_tasks():
 def upcoming_tasks():
     """Open tasks due within the next three days."""
     now = utcnow()
-    lq = _list_query().where_fixed("open", lambda: Task.status.in_(OPEN_STATUSES))
+    lq = _list_query().where_fixed("open", is_open)
     lq.where("dueFrom", lambda p: Task.due_date >= p, now, estimate_as=_minute(now))
     lq.where("dueTo", lambda p: Task.due_date <= p, now + timedelta(days=UPCOMING_DAYS), estimate_as=_minute(now))
     return page_answer(lq, keyset=(Task.due_date, Task.id), descending=False)
