@@ -1,6 +1,7 @@
 """JSON-safe, camelCase representations of model rows (API spelling of design.md §2)."""
 
 import enum
+import operator
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -90,7 +91,12 @@ def row_serializer(model):
     spec = _spec(sa.inspect(model), True)
     converters = []
     for (_attr, name, is_id), column in zip(spec, row_columns(model)):
-        if is_id:
+        # Built-in callables where the column's type decides the conversion: no Python frame per value.
+        if is_id and isinstance(column.type, sa.String):
+            converters.append((name, None))  # UUID ids: already text
+        elif is_id and isinstance(column.type, sa.Integer):
+            converters.append((name, str))  # FAB's integer user ids
+        elif is_id:
             converters.append((name, _id_text))
         elif isinstance(column.type, sa.Enum) and column.type.enum_class is not None:
             converters.append((name, _enum_value))
@@ -108,8 +114,7 @@ def row_serializer(model):
     return serialize
 
 
-def _enum_value(value):
-    return value.value
+_enum_value = operator.attrgetter("value")
 
 
 def _id_text(value):

@@ -42,6 +42,19 @@ class UTCDateTime(TypeDecorator):
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
 
+    def result_processor(self, dialect, coltype):
+        """`process_result_value` as one function (TypeDecorator's wrapper adds a call per value), when the driver has no processor of its own."""
+        if self.impl_instance.result_processor(dialect, coltype) is not None:
+            return super().result_processor(dialect, coltype)
+        utc = timezone.utc
+
+        def process(value):
+            if value is None:
+                return None
+            return value.replace(tzinfo=utc) if value.tzinfo is None else value.astimezone(utc)
+
+        return process
+
 
 def id_column():
     """A UUID string primary key column."""
