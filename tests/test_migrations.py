@@ -40,3 +40,20 @@ def test_init_command_is_idempotent(app):
     for _ in range(2):
         result = runner.invoke(args=["crm", "init"])
         assert result.exit_code == 0, result.output
+
+
+def test_search_indexes_keep_no_pending_list(app, db, make):
+    """Trigram GIN indexes without `fastupdate`: a new customer's entries are in the index at once,
+    so no search reads a pending list (which grew with every insert until VACUUM)."""
+    import sqlalchemy as sa
+
+    options = dict(
+        db.session.execute(
+            sa.text("SELECT relname, reloptions FROM pg_class WHERE relname IN "
+                    "('ix_customers_name_trgm', 'ix_customers_email_trgm', 'ix_customers_phone_trgm')")
+        ).all()
+    )
+    assert len(options) == 3 and all(opts == ["fastupdate=off"] for opts in options.values()), options
+    make.customer("sales", name="保留一覧なし商事")
+    # 0 pages moved: the insert left nothing pending.
+    assert db.session.execute(sa.text("SELECT gin_clean_pending_list('ix_customers_name_trgm'::regclass)")).scalar_one() == 0
