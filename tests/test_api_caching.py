@@ -368,6 +368,10 @@ def test_pages_past_the_exact_limit_skip_the_count(app, db, client):
         expected = db.session.execute(order.offset(COUNT_EXACT_LIMIT).limit(20)).scalars().all()
         assert [row["id"] for row in resp.json["data"]] == expected
         assert resp.json["pagination"]["total"] >= COUNT_EXACT_LIMIT + 20
+        # Another full far page reuses the estimate just made: it is the list's, not the page's.
+        with Statements() as seen:
+            following = client.get(f"/api/customers?page={COUNT_EXACT_LIMIT // 10 + 2}&limit=10", headers=headers).json
+        assert len(following["data"]) == 10 and not [s for s in seen if s.startswith("EXPLAIN")], seen
         # The short last page: its end is the exact total, as a count would give it.
         size = next(n for n in (50, 49, 47) if visible % n)
         last = client.get(f"/api/customers?page={visible // size + 1}&limit={size}", headers=headers).json
