@@ -68,9 +68,9 @@ class Charge:
 
     __slots__ = ("limit", "caller", "count", "reset_at", "redis_failed")
 
-    def __init__(self, limit):
+    def __init__(self, limit, who=None):
         self.limit = limit
-        self.caller = caller()
+        self.caller = who or caller()
         self.count = None  # None: not charged yet
         self.reset_at = None
         self.redis_failed = False
@@ -111,10 +111,12 @@ def counter_key(charge):
     return f"{prefix}:api-budget:{charge.caller}:{charge.limit.amount}/{charge.limit.get_expiry()}"
 
 
-def _due():
-    if not has_request_context():
-        return None
-    charge = request.environ.get(STATE)
+def _due(environ=None):
+    if environ is None:
+        if not has_request_context():
+            return None
+        environ = request.environ
+    charge = environ.get(STATE)
     return charge if charge is not None and charge.count is None and not charge.redis_failed else None
 
 
@@ -125,9 +127,12 @@ def _script(client):
     return script
 
 
-def mget(client, keys):
-    """MGET `keys` on `client`; a request that still owes its budget is charged in the same round trip."""
-    charge = _due()
+def mget(client, keys, environ=None):
+    """MGET `keys` on `client`; a request that still owes its budget is charged in the same round trip.
+
+    `environ`: the request's WSGI environ, for a caller outside a request context (app/fastpath.py).
+    """
+    charge = _due(environ)
     if charge is None:
         return client.mget(keys)
     try:
@@ -155,16 +160,17 @@ def _charge_in_memory(charge):
     charge.record(charge.limit.amount - remaining if allowed else charge.limit.amount + 1, reset - time.time())
 
 
-def settle(enforce=True):
+def settle(enforce=True, environ=None):
     """Charge the request if it still owes its budget; with `enforce`, 429 when the caller is over it."""
-    charge = request.environ.get(STATE)
+    environ = request.environ if environ is None else environ
+    charge = environ.get(STATE)
     if charge is None:
         return
     if charge.count is None:
         client = None if charge.redis_failed else tokens.redis_client()
         if client is not None:
             try:
-                mget(client, [])
+                mget(client, [], environ)
             except redis.RedisError:
                 pass  # logged by `mget`; counted in memory below
         if charge.count is None:
@@ -182,6 +188,8 @@ def start():
     Login and register are left to their own stricter limits, as flask-limiter's route limits
     replaced the blueprint's.
     """
+    if request.environ.get(STATE) is not None:
+        return  # made by the fast path before the request reached Flask (app/fastpath.py)
     item = limit()
     view = current_app.view_functions.get(request.endpoint)
     if item is None or getattr(view, "crm_own_limits", False):  # login, register: stricter limits of their own
@@ -193,12 +201,13 @@ def start():
         settle()
 
 
-def finish(response):
+def finish(response, environ=None):
     """after_request of /api: charge a request that ended before paying (a 401), and add the X-RateLimit-* headers."""
-    charge = request.environ.get(STATE)
+    environ = request.environ if environ is None else environ
+    charge = environ.get(STATE)
     if charge is None:
         return response
-    settle(enforce=False)
+    settle(enforce=False, environ=environ)
     response.headers["X-RateLimit-Limit"] = str(charge.limit.amount)
     response.headers["X-RateLimit-Remaining"] = str(max(0, charge.limit.amount - charge.count))
     response.headers["X-RateLimit-Reset"] = str(int(charge.reset_at))

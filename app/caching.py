@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from flask import Response, current_app, has_app_context, has_request_context, request
 from flask_appbuilder.security.sqla.models import User
 from sqlalchemy.orm import MANYTOONE
+from werkzeug.http import parse_etags
 
 from app.extensions import cache
 
@@ -183,10 +184,29 @@ def scope_key(user, resources=()):
 
 def request_query_key():
     """Return the normalised query of the current request: path, sorted arguments, locale."""
-    # An empty value means "not given" ("?search=" is no search), except a keyset cursor's
-    # "?after=" which selects keyset paging from the start.
-    args = sorted((k, v) for k, v in request.args.items(multi=True) if v != "" or k == "after")
-    return json.dumps([request.path, args, _locale()], ensure_ascii=False, separators=(",", ":"))
+    locale = _locale()
+    # The same path, query string and locale always normalise alike: built once per process.
+    environ = request.environ
+    raw = (environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), locale)
+    key = _query_keys.get(raw)
+    if key is None:
+        # An empty value means "not given" ("?search=" is no search), except a keyset cursor's
+        # "?after=" which selects keyset paging from the start.
+        args = sorted((k, v) for k, v in request.args.items(multi=True) if v != "" or k == "after")
+        key = json.dumps([request.path, args, locale], ensure_ascii=False, separators=(",", ":"))
+        if len(_query_keys) >= _QUERY_KEYS_MAX:
+            _query_keys.clear()
+        _query_keys[raw] = key
+    return key
+
+
+_query_keys = {}
+_QUERY_KEYS_MAX = 4096
+
+
+def known_query_key(path_info, query_string, locale):
+    """The `request_query_key` this process computed for that raw path, query string and locale, else None."""
+    return _query_keys.get((path_info, query_string, locale))
 
 
 def _locale():
@@ -359,17 +379,26 @@ def cached_json(resources, scope, query_key, compute, timeout=None):
     return cached_value(resources, scope, query_key, build, timeout=timeout)
 
 
-def etag_response(body, etag, status=200, mimetype="application/json"):
-    """Return `body` with its ETag, or an empty 304 when the client already has it."""
-    if has_request_context() and request.if_none_match.contains(etag.strip('"')):
+def etag_response(body, etag, status=200, mimetype="application/json", environ=None):
+    """Return `body` with its ETag, or an empty 304 when the client already has it.
+
+    `environ`: the request's WSGI environ, for a caller outside a request context (app/fastpath.py).
+    """
+    if environ is None and has_request_context():
+        environ = request.environ
+    # If-None-Match parsed only when sent: most API reads carry none, and werkzeug's
+    # parsed header sets (Vary, If-None-Match) cost more than the rest of a cache hit's reply.
+    sent = environ.get("HTTP_IF_NONE_MATCH") if environ is not None else None
+    if sent and parse_etags(sent).contains(etag.strip('"')):
         resp = Response(status=304)
     else:
         resp = Response(body, status=status, mimetype=mimetype)
-    resp.headers["ETag"] = etag
-    # Private and revalidated each time: scope and permission checks run on every request.
-    resp.headers["Cache-Control"] = "private, no-cache"
-    resp.vary.update(("Authorization", "Cookie", "Accept-Language"))
+    resp.headers.extend((("ETag", etag), *_ETAG_HEADERS))
     return resp
+
+
+# Private and revalidated each time: scope and permission checks run on every request.
+_ETAG_HEADERS = (("Cache-Control", "private, no-cache"), ("Vary", "Authorization, Cookie, Accept-Language"))
 
 
 def cached_response(resources, compute, scope=None, query=None, timeout=None):

@@ -17,6 +17,10 @@ flag are still true), the answer's generations are current, and FAB's permission
 the view's permission. Anything else — no Redis, Redis down, a stale epoch, a miss — falls
 through to the normal path, which loads the user from the database and refuses, computes
 or stores as usual (`store` then writes the entry for the next request).
+
+Once Flask has routed a path and normalised a query this way, `Middleware` (around the
+WSGI app) answers the next hit of that path and query with the same checks, before
+Flask's request handling.
 """
 
 import hashlib
@@ -385,13 +389,15 @@ def verified_claims(token):
         return None
 
 
-def bearer_claims():
+def bearer_claims(header=None):
     """(token, claims) of the request's bearer access token when valid, unexpired and carrying role claims, else None.
 
-    Any other token (invalid, expired, a refresh token, issued without the claims) gives
-    None: the normal path answers it, with flask-jwt-extended's 401 and its reason.
+    `header`: the Authorization header, when not read from the current request. Any other
+    token (invalid, expired, a refresh token, issued without the claims) gives None: the
+    normal path answers it, with flask-jwt-extended's 401 and its reason.
     """
-    header = request.headers.get("Authorization", "")
+    if header is None:
+        header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         return None
     token = header[7:].strip()
@@ -404,13 +410,33 @@ def bearer_claims():
 def serve():
     """before_request: answer a cached GET from Redis alone, or return None for the normal path."""
     spec = caching.cacheable_read()
-    if spec is None or not request.headers.get("Authorization", "").startswith("Bearer "):
+    environ = request.environ
+    if spec is None or environ.get(TRIED):
         return None
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    if not header.startswith("Bearer "):
+        return None
+    permission = getattr(current_app.view_functions.get(request.endpoint), "crm_permission", None)
+    query_key = caching.request_query_key()
+    # What `Middleware` needs to answer this path itself from the next request on.
+    routes = current_app.extensions.setdefault(ROUTES, {})
+    if len(routes) >= _MEMO_MAX:
+        routes.clear()
+    routes[environ.get("PATH_INFO", "")] = (spec, permission)
+    return _answer(environ, header, spec, permission, query_key)
+
+
+TRIED = "crm.fast_tried"  # environ: `Middleware` looked this request up; Flask's path does not again
+ROUTES = "crm_fast_routes"  # app.extensions: PATH_INFO → (cache spec, permission) of a cacheable view, as Flask routed it
+
+
+def _answer(environ, header, spec, permission, query_key):
+    """The cached answer of this GET when its token, epoch, generations and permission are all current, else None."""
     pair = _clients()
     if pair is None or caching.stats_down():
         return None
     backend, client = pair
-    found = bearer_claims()
+    found = bearer_claims(header)
     if found is None:
         return None
     claims = found[1]
@@ -418,7 +444,6 @@ def serve():
     roles, group_roles, epoch, sub = _role_claims(claims)
     names = spec["resources"]
     scope = _scope(sub, roles, group_roles, names, spec["by_roles"])
-    query_key = caching.request_query_key()
     entry_key = fast_key(names, scope, query_key)
     prefix = backend.key_prefix
     keys = [tokens.blocklist_key(jti), *epoch_keys(sub)]
@@ -428,10 +453,11 @@ def serve():
     try:
         _flush_pending(client)
         caching.flush_pending_invalidations(backend)
-        values = budget.mget(client, keys)
+        values = budget.mget(client, keys, environ)
     except Exception:  # Redis down: the normal path (database) answers
         return None
-    budget.settle()  # paid in that read: 429 if the caller is over its budget
+    environ[TRIED] = True
+    budget.settle(environ=environ)  # paid in that read: 429 if the caller is over its budget
     if values[0] is not None or not _epoch_current(values[1:3], epoch):
         log.debug("Fast path: token revoked or its auth epoch is stale")
         return None
@@ -442,16 +468,78 @@ def serve():
     auth_gens = ",".join(str(v) for v in gens[:n_auth])
     answer_gens = ",".join(str(v) for v in gens[n_auth:])
     # The normal path may store the entry for this request (its token and epoch are good).
-    request.environ["crm.fast_entry"] = (entry_key, answer_gens)
+    environ["crm.fast_entry"] = (entry_key, answer_gens)
     entry = backend.serializer.loads(values[-1]) if values[-1] is not None else None
     if not entry or entry[0] != answer_gens:
         log.debug("Fast path MISS: %s", entry_key)
         return None
-    permission = getattr(current_app.view_functions.get(request.endpoint), "crm_permission", None)
     if permission is not None and not _allowed(auth_gens, roles, group_roles, *permission):
         return None
     caching.count_hit(entry_key, fast=True)
-    return caching.etag_response(entry[1], entry[2])
+    return caching.etag_response(entry[1], entry[2], environ=environ)
+
+
+class Middleware:
+    """WSGI: a cache hit answered before Flask, for paths and queries Flask's path has already seen.
+
+    A hit costs one Redis call; Flask's request context, URL matching, its before- and
+    after-request hooks are most of the rest (half of a hit's CPU under load). This answers
+    a GET with a bearer token in an app context only, with `_answer` — the same checks as
+    `serve` — when this process has already routed its path to a cacheable view and
+    normalised its query string (`ROUTES`, `caching.known_query_key`): no URL rule or query
+    parsing of its own. Its answer carries what Flask's hooks would add to a hit: the
+    X-RateLimit-* headers (`budget.finish`) and the security headers. Anything else — a
+    cookie (the session's locale, FAB's screens), an Origin (CORS), FAB's `_l_` locale
+    argument, over budget, a miss — goes to Flask, which neither charges the budget again
+    nor repeats the Redis read.
+    """
+
+    def __init__(self, app, wsgi_app):
+        self.app = app
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        """Answer the request from the cache, or pass it to the wrapped app."""
+        if environ.get("REQUEST_METHOD") == "GET":
+            response = self._hit(environ)
+            if response is not None:
+                return response(environ, start_response)
+        return self.wsgi_app(environ, start_response)
+
+    def _hit(self, environ):
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        if not header.startswith("Bearer ") or "HTTP_COOKIE" in environ or "HTTP_ORIGIN" in environ:
+            return None
+        path, query = environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
+        route = self.app.extensions.get(ROUTES, {}).get(path)
+        if route is None or "_l_" in query:
+            return None
+        app = self.app
+        with app.app_context():
+            # No session cookie and no `_l_`: FAB's locale selector answers its default.
+            query_key = caching.known_query_key(path, query, app.appbuilder.bm.babel_default_locale)
+            if query_key is None:
+                return None
+            try:
+                return self._answer(environ, header, route, query_key)
+            except budget.OverBudget:
+                return None  # Flask's path answers the 429, with the charge already made
+            except Exception:  # a fault here must not cost the request: Flask's path answers
+                log.warning("Fast path middleware failed; Flask answers", exc_info=True)
+                return None
+
+    def _answer(self, environ, header, route, query_key):
+        item = budget.limit()
+        if item is not None:
+            found = bearer_claims(header)
+            if found is None:
+                return None
+            environ[budget.STATE] = budget.Charge(item, f"user:{found[1]['sub']}")
+        response = _answer(environ, header, *route, query_key)
+        if response is None:
+            return None
+        budget.finish(response, environ)
+        return self.app.extensions["crm_security_headers"](response)
 
 
 def store(names, scope, generations, body, etag, timeout=None):

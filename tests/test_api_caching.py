@@ -553,3 +553,128 @@ def test_cacheable_read_keeps_a_transaction_begun_earlier_in_the_request(app, db
         hooks.remove(read_first)
     assert resp.status_code == 200 and approval.id in {row["id"] for row in resp.json["data"]}
     assert seen and not any(seen)
+
+
+# ---------------------------------------------------------------- fastpath.Middleware
+
+
+class Dispatches:
+    """Requests that reached Flask's dispatch (its `request_started` signal) while active."""
+
+    def __init__(self, app):
+        self.app, self.paths = app, []
+
+    def _record(self, sender, **extra):
+        from flask import request
+
+        self.paths.append(request.path)
+
+    def __enter__(self):
+        from flask import request_started
+
+        request_started.connect(self._record, self.app)
+        return self.paths
+
+    def __exit__(self, *exc):
+        from flask import request_started
+
+        request_started.disconnect(self._record, self.app)
+
+
+def warm(client, path, headers):
+    """Requests until Flask's own fast path has answered `path` once (miss, store, hit); its body."""
+    hits, body = caching.stats()["hits"], None
+    for _ in range(4):
+        resp = client.get(path, headers=headers)
+        assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+        if caching.stats()["hits"] > hits:
+            return resp
+        body = resp
+    raise AssertionError(f"{path} never became a cache hit: {body.json}")
+
+
+@pytest.mark.parametrize("path", [LIST, "/api/reports/dashboard", "/api/tasks/overdue"])
+def test_middleware_answers_a_repeat_hit_before_flask_with_the_same_answer(app, client, bearer, make, redis_cache, path):
+    """Once Flask has routed a path and query, the next hit never reaches Flask's dispatch: same body, headers, no SQL."""
+    make.customer("sales")
+    headers = bearer("manager")
+    via_flask = warm(client, path, headers)
+    hits = caching.stats()["hits"]
+    with Dispatches(app) as dispatched, Statements() as seen:
+        before_flask = client.get(path, headers=headers)
+    assert dispatched == [] and seen == [] and caching.stats()["hits"] == hits + 1
+    assert before_flask.status_code == 200 and before_flask.get_data() == via_flask.get_data()
+    # Every header Flask's hooks add to a hit (security headers, ETag, Vary, Cache-Control).
+    assert dict(before_flask.headers) == dict(via_flask.headers)
+    assert before_flask.headers["X-Frame-Options"] == "DENY" and before_flask.headers["Content-Security-Policy"]
+    with Dispatches(app) as dispatched:
+        not_modified = client.get(path, headers={**headers, "If-None-Match": via_flask.headers["ETag"]})
+    assert not_modified.status_code == 304 and not_modified.get_data() == b"" and dispatched == []
+
+
+def test_middleware_leaves_to_flask_what_it_cannot_decide(app, client, bearer, make, redis_cache):
+    """A cookie, an Origin, FAB's `_l_` locale, another query, HEAD, a stale or bad token: Flask answers, correctly."""
+    make.customer("sales")
+    headers = bearer("sales")
+    expected = warm(client, LIST, headers).get_data()
+    client.set_cookie("session", "x")  # the test client sends its own cookie jar, not a Cookie header
+    with Dispatches(app) as dispatched:
+        assert client.get(LIST, headers=headers).status_code == 200 and dispatched == ["/api/customers"]
+    client.delete_cookie("session")
+    for extra, path, method in (
+        ({"Origin": "https://elsewhere.example"}, LIST, "GET"),
+        ({}, LIST + "&_l_=en", "GET"),
+        ({}, LIST + "&page=2", "GET"),
+        ({}, LIST, "HEAD"),
+    ):
+        with Dispatches(app) as dispatched:
+            resp = client.open(path, method=method, headers={**headers, **extra})
+        assert resp.status_code == 200 and dispatched == [path.split("?")[0]], (extra, path, method)
+    assert client.get(LIST, headers=headers).get_data() == expected
+    with Dispatches(app) as dispatched:
+        forged = client.get(LIST, headers={"Authorization": headers["Authorization"][:-4] + "AAAA"})
+    assert forged.status_code == 401 and dispatched == ["/api/customers"]
+
+
+def test_middleware_hits_stop_at_revocation_role_change_and_scope(app, db, client, bearer, users, make, redis_cache):
+    """Served before Flask, answers still honour revocation, the caller's scope and a changed role at once."""
+    own, other = make.customer("sales"), make.customer("sales2")
+    sales, sales2 = bearer("sales"), bearer("sales2")
+    warm(client, LIST, sales)
+    with Dispatches(app) as dispatched:
+        mine = listed(client.get(LIST, headers=sales))
+        theirs = listed(client.get(LIST, headers=sales2))  # the same path and query, another scope: a miss, Flask computes
+    assert dispatched == ["/api/customers"]
+    assert own.name in mine and other.name not in mine and other.name in theirs and own.name not in theirs
+    user_id = fresh_user(app)
+    headers = issue(app, user_id)
+    warm(client, LIST, headers)
+    with app.app_context():
+        sm = app.appbuilder.sm
+        user = sm.get_user_by_id(user_id)
+        user.roles = [sm.find_role("Compliance")]
+        sm.update_user(user)
+    with Dispatches(app) as dispatched:
+        resp = client.get(LIST, headers=headers)  # the token's roles are no longer true: the user row decides
+    assert dispatched == ["/api/customers"] and resp.status_code == 200
+    assert client.post("/api/auth/logout", headers=sales).status_code == 200
+    resp = client.get(LIST, headers=sales)
+    assert resp.status_code == 401 and "revoked" in resp.json["message"]
+
+
+def test_a_fault_in_the_middleware_falls_back_to_flask(app, client, bearer, make, redis_cache, monkeypatch, caplog):
+    """An unexpected error before Flask costs the request nothing: Flask answers it, and the fault is logged."""
+    from app import fastpath
+
+    make.customer("sales")
+    headers = bearer("sales")
+    expected = warm(client, LIST, headers).get_data()
+
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(fastpath.Middleware, "_answer", broken)
+    with caplog.at_level(logging.WARNING, logger="crm.cache"), Dispatches(app) as dispatched:
+        resp = client.get(LIST, headers=headers)
+    assert resp.status_code == 200 and resp.get_data() == expected and dispatched == ["/api/customers"]
+    assert "Fast path middleware failed" in caplog.text

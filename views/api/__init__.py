@@ -112,13 +112,15 @@ def rate_limited(exc):
 
 
 def init_api(app, appbuilder):
-    """Register /api, /ready, the JWT blocklist, login limits, CORS and security headers."""
+    """Register /api, /ready, the JWT blocklist, login limits, CORS, security headers and the fast path."""
     tokens.install(appbuilder)
     fastpath.install(appbuilder)
     app.register_blueprint(create_blueprint())
     app.register_blueprint(health.bp)
     ratelimits.install(app)
     http.install(app)
+    # Repeat cache hits answered before Flask's dispatch (app/fastpath.py).
+    app.wsgi_app = fastpath.Middleware(app, app.wsgi_app)
 
     @app.errorhandler(HTTPException)
     def api_http_errors(exc):
