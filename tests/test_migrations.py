@@ -42,6 +42,23 @@ def test_init_command_is_idempotent(app):
         assert result.exit_code == 0, result.output
 
 
+def test_list_tables_are_vacuumed_after_a_few_hundred_new_rows(db):
+    """The list tables' autovacuum thresholds: 500 inserts, whatever the table's size (PostgreSQL's
+    default waits for 20 % of it), so the newest rows every first page walks are all-visible."""
+    import sqlalchemy as sa
+
+    rows = db.session.execute(
+        sa.text("SELECT relname, reloptions FROM pg_class WHERE relname IN ('customers', 'tasks', 'meetings', 'approval_requests')")
+    ).all()
+    expected = {
+        "autovacuum_vacuum_insert_threshold=500",
+        "autovacuum_vacuum_insert_scale_factor=0",
+        "autovacuum_vacuum_threshold=500",
+        "autovacuum_vacuum_scale_factor=0.02",
+    }
+    assert len(rows) == 4 and all(set(options or ()) == expected for _name, options in rows), rows
+
+
 def test_search_indexes_keep_no_pending_list(app, db, make):
     """Trigram GIN indexes without `fastupdate`: a new customer's entries are in the index at once,
     so no search reads a pending list (which grew with every insert until VACUUM)."""
