@@ -414,7 +414,8 @@ def serve():
     if spec is None or environ.get(TRIED):
         return None
     header = environ.get("HTTP_AUTHORIZATION", "")
-    if not header.startswith("Bearer "):
+    pair = _clients() if header.startswith("Bearer ") else None
+    if pair is None:
         return None
     permission = getattr(current_app.view_functions.get(request.endpoint), "crm_permission", None)
     query_key = caching.request_query_key()
@@ -423,17 +424,19 @@ def serve():
     if len(routes) >= _MEMO_MAX:
         routes.clear()
     routes[environ.get("PATH_INFO", "")] = (spec, permission)
-    return _answer(environ, header, spec, permission, query_key)
+    return _answer(pair, environ, header, spec, permission, query_key)
 
 
 TRIED = "crm.fast_tried"  # environ: `Middleware` looked this request up; Flask's path does not again
 ROUTES = "crm_fast_routes"  # app.extensions: PATH_INFO → (cache spec, permission) of a cacheable view, as Flask routed it
 
 
-def _answer(environ, header, spec, permission, query_key):
-    """The cached answer of this GET when its token, epoch, generations and permission are all current, else None."""
-    pair = _clients()
-    if pair is None or caching.stats_down():
+def _answer(pair, environ, header, spec, permission, query_key):
+    """The cached answer of this GET when its token, epoch, generations and permission are all current, else None.
+
+    `pair`: `_clients()`, the cache backend and the raw client of the one Redis both live on.
+    """
+    if caching.stats_down():
         return None
     backend, client = pair
     found = bearer_claims(header)
@@ -529,13 +532,16 @@ class Middleware:
                 return None
 
     def _answer(self, environ, header, route, query_key):
+        pair = _clients()
+        if pair is None:
+            return None
         item = budget.limit()
         if item is not None:
             found = bearer_claims(header)
             if found is None:
                 return None
             environ[budget.STATE] = budget.Charge(item, f"user:{found[1]['sub']}")
-        response = _answer(environ, header, *route, query_key)
+        response = _answer(pair, environ, header, *route, query_key)
         if response is None:
             return None
         budget.finish(response, environ)
