@@ -101,8 +101,13 @@ def caller():
     if header.startswith("Bearer "):
         claims = verified_claims(header[7:].strip())
         if claims is not None and claims.get("sub") is not None:
-            return f"user:{claims['sub']}"
+            return user_caller(claims)
     return ip_key()
+
+
+def user_caller(claims):
+    """The budget's caller for a verified token's `claims`: its user."""
+    return f"user:{claims['sub']}"
 
 
 def counter_key(charge):

@@ -418,31 +418,31 @@ def serve():
     if pair is None:
         return None
     permission = getattr(current_app.view_functions.get(request.endpoint), "crm_permission", None)
+    found = bearer_claims(header)
+    if found is None:
+        return None
     query_key = caching.request_query_key()
     # What `Middleware` needs to answer this path itself from the next request on.
     routes = current_app.extensions.setdefault(ROUTES, {})
     if len(routes) >= _MEMO_MAX:
         routes.clear()
     routes[environ.get("PATH_INFO", "")] = (spec, permission)
-    return _answer(pair, environ, header, spec, permission, query_key)
+    return _answer(pair, environ, found[1], spec, permission, query_key)
 
 
 TRIED = "crm.fast_tried"  # environ: `Middleware` looked this request up; Flask's path does not again
 ROUTES = "crm_fast_routes"  # app.extensions: PATH_INFO → (cache spec, permission) of a cacheable view, as Flask routed it
 
 
-def _answer(pair, environ, header, spec, permission, query_key):
+def _answer(pair, environ, claims, spec, permission, query_key):
     """The cached answer of this GET when its token, epoch, generations and permission are all current, else None.
 
-    `pair`: `_clients()`, the cache backend and the raw client of the one Redis both live on.
+    `pair`: `_clients()`, the cache backend and the raw client of the one Redis both live on;
+    `claims`: the request's verified access token (`bearer_claims`).
     """
     if caching.stats_down():
         return None
     backend, client = pair
-    found = bearer_claims(header)
-    if found is None:
-        return None
-    claims = found[1]
     jti = claims["jti"]
     roles, group_roles, epoch, sub = _role_claims(claims)
     names = spec["resources"]
@@ -535,13 +535,13 @@ class Middleware:
         pair = _clients()
         if pair is None:
             return None
+        found = bearer_claims(header)
+        if found is None:
+            return None
         item = budget.limit()
         if item is not None:
-            found = bearer_claims(header)
-            if found is None:
-                return None
-            environ[budget.STATE] = budget.Charge(item, f"user:{found[1]['sub']}")
-        response = _answer(pair, environ, header, *route, query_key)
+            environ[budget.STATE] = budget.Charge(item, budget.user_caller(found[1]))
+        response = _answer(pair, environ, found[1], *route, query_key)
         if response is None:
             return None
         budget.finish(response, environ)
