@@ -42,14 +42,18 @@ def test_init_command_is_idempotent(app):
         assert result.exit_code == 0, result.output
 
 
+def reloptions(db, *names):
+    """{relation name: its storage options (pg_class.reloptions)} for the tables or indexes `names`."""
+    import sqlalchemy as sa
+
+    rows = db.session.execute(sa.text("SELECT relname, reloptions FROM pg_class WHERE relname = ANY(:names)"), {"names": list(names)})
+    return dict(rows.all())
+
+
 def test_list_tables_are_vacuumed_after_a_few_hundred_new_rows(db):
     """The list tables' autovacuum thresholds: 500 inserts, whatever the table's size (PostgreSQL's
     default waits for 20 % of it), so the newest rows every first page walks are all-visible."""
-    import sqlalchemy as sa
-
-    rows = db.session.execute(
-        sa.text("SELECT relname, reloptions FROM pg_class WHERE relname IN ('customers', 'tasks', 'meetings', 'approval_requests')")
-    ).all()
+    rows = list(reloptions(db, "customers", "tasks", "meetings", "approval_requests").items())
     expected = {
         "autovacuum_vacuum_insert_threshold=500",
         "autovacuum_vacuum_insert_scale_factor=0",
@@ -64,12 +68,7 @@ def test_search_indexes_keep_no_pending_list(app, db, make):
     so no search reads a pending list (which grew with every insert until VACUUM)."""
     import sqlalchemy as sa
 
-    options = dict(
-        db.session.execute(
-            sa.text("SELECT relname, reloptions FROM pg_class WHERE relname IN "
-                    "('ix_customers_name_trgm', 'ix_customers_email_trgm', 'ix_customers_phone_trgm')")
-        ).all()
-    )
+    options = reloptions(db, "ix_customers_name_trgm", "ix_customers_email_trgm", "ix_customers_phone_trgm")
     assert len(options) == 3 and all(opts == ["fastupdate=off"] for opts in options.values()), options
     make.customer("sales", name="保留一覧なし商事")
     # 0 pages moved: the insert left nothing pending.
