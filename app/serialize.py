@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-# Columns never written to audit rows, events or API answers.
+# Columns never written to audit rows, events or API answers (nor are computed ones: `public`).
 SECRET_COLUMNS = frozenset({"password"})
 # Column renames where the API spelling is not the camelCase of the column.
 API_NAMES = {"scheduled_at": "scheduledAt", "is_read": "isRead"}
@@ -33,6 +33,15 @@ def json_value(value):
     return value
 
 
+def public(attr):
+    """Whether the column attribute `attr` belongs in answers, audit rows and events.
+
+    Secrets do not; nor do columns the database computes from others (Customer.search_text),
+    which hold nothing new and which the ORM never loads.
+    """
+    return attr.key not in SECRET_COLUMNS and attr.columns[0].computed is None
+
+
 _SPECS = {}
 
 
@@ -43,7 +52,7 @@ def _spec(mapper, camel):
     if spec is None:
         spec = []
         for attr in mapper.column_attrs:
-            if attr.key in SECRET_COLUMNS:
+            if not public(attr):
                 continue
             name = to_camel(attr.key) if camel else attr.key
             # String ids everywhere in the API: FAB's integer user ids are rendered as strings.
@@ -72,7 +81,7 @@ def row_columns(model):
     """The columns `row_serializer(model)` expects, in order (secrets left out); computed once per model."""
     found = _ROW_COLUMNS.get(model)
     if found is None:
-        found = _ROW_COLUMNS[model] = tuple(attr.columns[0] for attr in sa.inspect(model).column_attrs if attr.key not in SECRET_COLUMNS)
+        found = _ROW_COLUMNS[model] = tuple(attr.columns[0] for attr in sa.inspect(model).column_attrs if public(attr))
     return found
 
 

@@ -73,8 +73,8 @@ SQL = {
     "login": ["SELECT id, password, active FROM ab_user WHERE username = 'sales1@bench.example'"],
     "customers_page1": ["SELECT * FROM customers WHERE deleted_at IS NULL ORDER BY updated_at DESC, id DESC LIMIT 20"],
     "customers_page200": ["SELECT * FROM customers WHERE deleted_at IS NULL ORDER BY updated_at DESC, id DESC LIMIT 20 OFFSET 3980"],
-    "customer_search": [f"SELECT * FROM customers WHERE deleted_at IS NULL AND (name ILIKE '%{SEARCH_WORD}%'"
-                        f" OR email ILIKE '%{SEARCH_WORD}%' OR phone ILIKE '%{SEARCH_WORD}%') ORDER BY updated_at DESC, id DESC LIMIT 20"],
+    "customer_search": [f"SELECT * FROM customers WHERE deleted_at IS NULL AND search_text LIKE lower('%{SEARCH_WORD}%')"
+                        " ORDER BY updated_at DESC, id DESC LIMIT 20"],
     # "dashboard": the app's own statement, compiled for the Manager at run time (dashboard_sql).
     "overdue_tasks": ["SELECT * FROM tasks WHERE status IN ('TODO','IN_PROGRESS') AND due_date < now() ORDER BY due_date LIMIT 20"],
     "overdue_tasks_fab": ["SELECT * FROM tasks WHERE status <> 'COMPLETED' AND status <> 'CANCELLED' AND due_date < now() ORDER BY due_date LIMIT 20"],

@@ -1,6 +1,5 @@
 """/api/customers: list with search and filters, create, read, update, soft delete."""
 
-import sqlalchemy as sa
 from flask import Blueprint, request
 
 from app.caching import cached_endpoint, model_resources
@@ -8,7 +7,7 @@ from app.extensions import db
 from app.listquery import ListQuery
 from app.roles import ADD, CUSTOMER, DELETE, EDIT, READ
 from app.services.records import get_in_scope, prepare_customer, soft_delete_customer
-from models.customer import CompanySize, Customer, InvestmentProfile
+from models.customer import CompanySize, Customer, InvestmentProfile, search_clause, search_per_field
 from views.api.common import (
     Field,
     apply,
@@ -54,11 +53,8 @@ def list_customers():
     lq = ListQuery(Customer, current_user())
     search = (request.args.get("search") or "").strip()
     if search:
-        lq.where(
-            "search",
-            lambda p: sa.or_(Customer.name.ilike(p, escape="\\"), Customer.email.ilike(p, escape="\\"), Customer.phone.ilike(p, escape="\\")),
-            like_pattern(search),
-        )
+        per_field = search_per_field(search)  # part of the statement's shape, hence of its name
+        lq.where("searchPerField" if per_field else "search", lambda p: search_clause(p, per_field), like_pattern(search))
     profile = query_enum("investmentProfile", InvestmentProfile)
     if profile:
         lq.where("investmentProfile", lambda p: Customer.investment_profile == p, profile)
