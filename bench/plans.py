@@ -1,6 +1,6 @@
 """The SQL of each /api read as PostgreSQL runs it: milliseconds per statement and how it is planned.
 
-    python -m bench.plans --customers 100000 [--only customers_page1,customers_page200] [--repeat 400]
+    python -m bench.plans --customers 100000 [--only customers_page1,customers_page200] [--repeat 400] [--explain]
 
 For each read endpoint this records the statements one request sends (the production app
 through Flask's test client, answer cache off, as bench.inproc), then executes them
@@ -53,11 +53,20 @@ def time_prepared(url, statements, repeat):
     return statistics.median(times[repeat // 8 :]) * 1000, int(generic), int(custom)
 
 
+def explain(url, statements):
+    """PostgreSQL's EXPLAIN ANALYZE of each statement, run once with its parameters, as text."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return "\n\n".join(
+            "\n".join(row[0] for row in conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)) for sql, params in statements
+        )
+
+
 def main():
     """Print, per read endpoint, its statements' cost and plans."""
     parser = app_arguments(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     parser.add_argument("--only", default="", help="comma-separated endpoint names")
     parser.add_argument("--repeat", type=int, default=400)
+    parser.add_argument("--explain", action="store_true", help="also print each statement's EXPLAIN ANALYZE")
     args = parser.parse_args()
     db_url = args.db_url or DB_URL_TEMPLATE.format(customers=args.customers)
     client, headers = build_client(db_url, args.redis_url, cached=False)
@@ -68,6 +77,8 @@ def main():
         statements = recorded_statements(client, headers, API_PATHS[name][1])
         ms, generic, custom = time_prepared(url, statements, args.repeat)
         print(f"{name:20s} {len(statements)} statement(s)  median {ms:6.3f} ms   plans: {generic} generic, {custom} custom")
+        if args.explain:
+            print(explain(url, statements))
 
 
 if __name__ == "__main__":
