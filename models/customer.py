@@ -21,7 +21,7 @@ class InvestmentProfile(StrEnum):
 
 
 # Between the fields of `search_text`. A search containing it could match across two fields,
-# so such a search compares the fields one by one instead (`search_clause`).
+# so such a search also checks the fields one by one (`search_clause`).
 SEARCH_SEPARATOR = "\n"
 # lower() of name, email and phone: the same function ILIKE applies to both sides (PostgreSQL
 # with a multibyte encoding; SQLAlchemy's ilike on SQLite), so one LIKE on this equals the
@@ -119,9 +119,11 @@ def search_clause(pattern, per_field=False):
     """Customers whose name, email or phone matches the LIKE `pattern` (a bind parameter), ignoring case.
 
     `per_field` (`search_per_field` of the raw search): a search containing the separator
-    could match across two fields of search_text, so it compares them one by one.
+    could match across two fields of search_text, so each field is checked too.
     """
-    if per_field:
-        return sa.or_(*(column.ilike(pattern, escape="\\") for column in (Customer.name, Customer.email, Customer.phone)))
     # lower() in SQL, not Python's: the database's own case mapping made search_text.
-    return Customer.search_text.like(sa.func.lower(pattern), escape="\\")
+    anywhere = Customer.search_text.like(sa.func.lower(pattern), escape="\\")
+    if not per_field:
+        return anywhere
+    # A field that matches puts the match in search_text too: the indexed LIKE still narrows.
+    return sa.and_(anywhere, sa.or_(*(column.ilike(pattern, escape="\\") for column in (Customer.name, Customer.email, Customer.phone))))

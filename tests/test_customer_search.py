@@ -23,10 +23,11 @@ ROWS = [
     ("100% 投資", "pct@example.jp", "03_5555"),
     ("back\\slash", None, None),
     ("foo", "bar@example.jp", None),
+    ("改行\n入り", None, None),
 ]
 TERMS = [
     "abc", "ABC", "Abc商", "àéî", "ÀÉ", "ａｂｃ", "ＡＢＣ", "straße", "STRASSE", "İst", "ist", "σίσυφ", "ΣΊΣ",
-    "テック", "ﾃｯｸ", "%", "_", "0%", "3_5", "\\", "k\\s", "@EXAMPLE.JP", "03-1111", "-", "foo", "o\nb", "foo\nbar@", "\n",
+    "テック", "ﾃｯｸ", "%", "_", "0%", "3_5", "\\", "k\\s", "@EXAMPLE.JP", "03-1111", "-", "foo", "o\nb", "foo\nbar@", "\n", "行\n入",
 ]
 
 
@@ -56,8 +57,9 @@ def assert_same_as_three_ilikes(conn):
         new = found(conn, ids, lambda p: search_clause(p, per_field), pattern)
         assert new == found(conn, ids, old_clause, pattern), term
         hits[term] = len(new)
-    # Wildcards are literal, nothing matches across two fields, ASCII case folds everywhere.
-    assert [hits[t] for t in ("ABC", "%", "_", "k\\s", "@EXAMPLE.JP", "o\nb", "foo\nbar@")] == [2, 1, 1, 1, 4, 0, 0]
+    # Wildcards are literal, nothing matches across two fields (a newline inside one does),
+    # ASCII case folds everywhere.
+    assert [hits[t] for t in ("ABC", "%", "_", "k\\s", "@EXAMPLE.JP", "o\nb", "foo\nbar@", "行\n入", "\n")] == [2, 1, 1, 1, 4, 0, 0, 1, 1]
     return ids, hits
 
 
@@ -94,6 +96,21 @@ def test_a_search_across_two_fields_finds_nothing(db):
         assert found(conn, ids, lambda p: search_clause(p, True), pattern) == set()
     finally:
         db.session.rollback()
+
+
+def test_a_search_with_the_separator_answers_per_field_through_the_api(client, auth, make):
+    """/api's search with a newline inside: the field holding it is found, two fields joined are not."""
+    tag = uuid.uuid4().hex[:10]
+    inside = make.customer("sales", name=f"改行\n{tag}")
+    make.customer("sales", name=f"x{tag}", email=f"y{tag}@example.jp")
+
+    def ids(text):
+        resp = client.get("/api/customers", query_string={"search": text}, headers=auth("sales"))
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        return [row["id"] for row in resp.json["data"]]
+
+    assert ids(f"行\n{tag}") == [str(inside.id)]
+    assert ids(f"x{tag}\ny{tag}") == []
 
 
 @pytest.mark.parametrize("field", ["name", "email", "phone"])
