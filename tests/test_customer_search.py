@@ -37,6 +37,7 @@ def old_clause(pattern):
 
 
 def found(conn, ids, clause, pattern):
+    """The ids among `ids` that `clause(bind parameter)` selects for `pattern`."""
     stmt = sa.select(Customer.id).where(Customer.id.in_(ids), clause(sa.bindparam("p")))
     return set(conn.execute(stmt, {"p": pattern}).scalars())
 
