@@ -161,7 +161,7 @@ class Scenario:
 
 NOW_SHIFT = st.one_of(
     st.tuples(
-        st.sampled_from(["day", "month"]),
+        st.sampled_from(["hour", "day", "month"]),
         st.sampled_from([timedelta(0), timedelta(microseconds=-1), timedelta(days=30), timedelta(days=30, seconds=1)]),
     ),
     st.integers(-70 * 86400, 70 * 86400),
@@ -169,14 +169,15 @@ NOW_SHIFT = st.one_of(
 
 
 def figures_now(shift):
-    """A `now` for the figures: near the real one, or on the edge of a UTC day or month (so the
-    window's partial day, its remaining days or its first month is empty or whole)."""
+    """A `now` for the figures: near the real one, or on the edge of a UTC hour, day or month (so
+    the window's partial hour, its remaining hours or days, or its first month is empty or whole)."""
     real = utcnow()
     if isinstance(shift, int):
         return real + timedelta(seconds=shift)
     edge, offset = shift
-    midnight = real.replace(hour=0, minute=0, second=0, microsecond=0)
-    return (midnight if edge == "day" else midnight.replace(day=1)) + offset
+    hour = real.replace(minute=0, second=0, microsecond=0)
+    midnight = hour.replace(hour=0)
+    return {"hour": hour, "day": midnight, "month": midnight.replace(day=1)}[edge] + offset
 
 
 @settings(
@@ -235,7 +236,7 @@ def _mine(db, rep, anchor, now):
     db.session.flush()
 
 
-@pytest.mark.parametrize("where", ["now", "midnight", "midnight-1us"])
+@pytest.mark.parametrize("where", ["now", "hour", "hour-1us", "midnight", "midnight-1us"])
 def test_window_edges_to_the_second(db, users, rep, anchor, where):
     """Created exactly 30 days ago counts, a second earlier does not; due exactly now is not overdue.
 
@@ -243,8 +244,15 @@ def test_window_edges_to_the_second(db, users, rep, anchor, where):
     as the change they make to the rep's figures.
     """
     real = utcnow()
-    midnight = real.replace(hour=0, minute=0, second=0, microsecond=0)
-    now = {"now": real, "midnight": midnight, "midnight-1us": midnight - timedelta(microseconds=1)}[where]
+    hour = real.replace(minute=0, second=0, microsecond=0)
+    midnight = hour.replace(hour=0)
+    now = {
+        "now": real,
+        "hour": hour,
+        "hour-1us": hour - timedelta(microseconds=1),
+        "midnight": midnight,
+        "midnight-1us": midnight - timedelta(microseconds=1),
+    }[where]
     before = counter_counts(rep, SECTIONS, now)
     _mine(db, rep, anchor, now)
     after = counter_counts(rep, SECTIONS, now)
@@ -260,7 +268,7 @@ def test_window_edges_to_the_second(db, users, rep, anchor, where):
 
 
 def test_dashboard_is_one_statement_and_sections_follow_permissions(db, users):
-    """One statement reads counters and the partial days; only the requested sections are computed."""
+    """One statement reads counters and the partial hours; only the requested sections are computed."""
     statements = []
 
     def capture(conn, cursor, statement, *args):
@@ -290,8 +298,8 @@ def test_triggers_cover_every_write_and_truncate(db):
 
 def _counter_rows(db):
     return db.session.execute(sa.text(
-        "SELECT table_name, span, day::text, owner_id, creator_id, status, n FROM record_counters WHERE n <> 0"
-        " ORDER BY 1, 2, 3, 4, 5, 6"
+        "SELECT table_name, span, day::text, hour, owner_id, creator_id, status, n FROM record_counters WHERE n <> 0"
+        " ORDER BY 1, 2, 3, 4, 5, 6, 7"
     )).all()
 
 

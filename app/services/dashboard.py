@@ -3,8 +3,9 @@
 On PostgreSQL they come from record_counters (models/counters.py), which triggers keep in the
 same transaction as every write: totals are sums of the caller's total rows, and each time
 window ("since 30 days ago", "from now on") is an exact indexed count of its partial first UTC
-day plus the day buckets to the end of that month and the month buckets after. Everything is
-read in ONE statement, so the figures come from one snapshot. SQLite (the embedded default, small data)
+hour plus the hour buckets to the end of that day, the day buckets to the end of that month
+and the month buckets after. Everything is read in ONE statement, so the figures come from
+one snapshot. SQLite (the embedded default, small data)
 counts the rows directly, as `exact_counts` does; the tests hold the two to the same figures.
 """
 
@@ -17,7 +18,7 @@ from app.extensions import db
 from app.scope import scope_clause, sees_all
 from models.approval import ApprovalRequest, ApprovalStatus
 from models.base import utcnow
-from models.counters import DAY, MONTH, OPEN_BUCKET, TOTAL, RecordCounter
+from models.counters import DAY, HOUR, MONTH, OPEN_BUCKET, TOTAL, RecordCounter
 from models.customer import Customer
 from models.meeting import Meeting
 from models.task import OPEN_STATUSES, Task, TaskStatus
@@ -129,13 +130,15 @@ def _counter_scope(user):
 
 
 def _window_params(name, start):
-    """Bound values of the window `name` starting at `start`: its first UTC day, the next
-    midnight, the first day of the next month."""
-    day = start.astimezone(timezone.utc).date()
+    """Bound values of the window `name` starting at `start`: its first UTC day and hour, the
+    next full hour, the first day of the next month."""
+    utc = start.astimezone(timezone.utc)
+    day = utc.date()
     return {
         f"{name}_start": start,
         f"{name}_day": day,
-        f"{name}_midnight": datetime.combine(day + timedelta(days=1), time(0), tzinfo=timezone.utc),
+        f"{name}_hour": utc.hour,
+        f"{name}_next_hour": datetime.combine(day, time(utc.hour), tzinfo=timezone.utc) + timedelta(hours=1),
         f"{name}_next_month": (day.replace(day=1) + timedelta(days=32)).replace(day=1),
     }
 
@@ -147,7 +150,7 @@ def _counter_statement(sections, user):
     """The one statement of `counter_counts` for these sections and this kind of user (built once).
 
     Counters summed per (table, span, status), UNION ALL one row per window with the exact
-    count of its partial first day.
+    count of its partial first hour.
     """
     shape = "nobody" if getattr(user, "id", None) is None else ("all" if sees_all(user) else "own")
     key = (sections, shape)
@@ -159,19 +162,21 @@ def _counter_statement(sections, user):
     ranges, partials = [sa.and_(c.table_name.in_(tables), c.span == TOTAL)], []
 
     def window(table, name, model, column, *extra, status=""):
-        """Rows of `model` in scope with `column` >= the window's start: that UTC day exactly,
-        then the days to the end of its month and the months after from the counters."""
+        """Rows of `model` in scope with `column` >= the window's start: that UTC hour exactly
+        (at most an hour of rows, whatever the time of day), then from the counters the hours
+        to the end of its day, the days to the end of its month and the months after."""
         param = lambda part: sa.bindparam(f"{name}_{part}")  # noqa: E731
         mine = sa.and_(c.table_name == table, c.status == status)
+        ranges.append(sa.and_(mine, c.span == HOUR, c.day == param("day"), c.hour > param("hour")))
         ranges.append(sa.and_(mine, c.span == DAY, c.day > param("day"), c.day < param("next_month")))
         ranges.append(sa.and_(mine, c.span == MONTH, c.day >= param("next_month")))
         count = (
             sa.select(sa.func.count())
             .select_from(model)
-            .where(scope_clause(model, user), column >= param("start"), column < param("midnight"), *extra)
+            .where(scope_clause(model, user), column >= param("start"), column < param("next_hour"), *extra)
             .scalar_subquery()
         )
-        partials.append(sa.select(sa.literal(table), sa.literal(DAY), sa.literal(status), count))
+        partials.append(sa.select(sa.literal(table), sa.literal(HOUR), sa.literal(status), count))
 
     if "customers" in sections:
         window("customers", "since", Customer, Customer.created_at)
@@ -201,7 +206,7 @@ def counter_statement(user, sections, now):
 
 
 def counter_counts(user, sections, now):
-    """The same figures from record_counters plus each window's partial first day, in one statement."""
+    """The same figures from record_counters plus each window's partial first hour, in one statement."""
     sections = tuple(s for s in SECTIONS if s in sections)
     if not sections:
         return {}
