@@ -10,8 +10,11 @@ the days to the end of that month and the months after from the counters: at mos
 of rows is counted, whatever the time.
 
 The table is rebuilt (its primary key gains the hour) and refilled by
-record_counters_recount(), which holds writers to the four tables for its duration (42 s at
-1M customers here before this revision).
+record_counters_recount(), which holds writers to the four tables for its duration. It now
+groups each table by hour, owner, creator and status before expanding the groups into keys:
+26.9 s at 1M customers (10M tasks) and 57.5 s at 3M here, against 90.6 s at 1M expanding
+every record into its four keys (`SELECT record_counters_recount()` in a rolled-back
+transaction).
 
 Revision ID: e4b7a1c9d2f6
 Revises: c5d8e1f3a7b2
@@ -54,13 +57,16 @@ def _previous():
     return module
 
 
-def keys(table, rel):
-    """SQL selecting one (KEY) row per counter key of each row of `rel`: total, month, day, hour."""
+def keys(table, rel, n="1"):
+    """SQL selecting one (KEY, n) row per counter key of each row of `rel`: total, month, day, hour.
+
+    n: how many records a row of `rel` stands for (1 for a table's own rows).
+    """
     if table not in SOURCES:  # approval requests: totals by status only
         return (
             "SELECT 'approval_requests'::varchar AS table_name, 'total'::varchar AS span, DATE '-infinity' AS day,"
-            f" 0::smallint AS hour, COALESCE(r.requester_id, 0) AS owner_id, 0 AS creator_id, r.status::varchar AS status"
-            f" FROM {rel} r"
+            f" 0::smallint AS hour, COALESCE(r.requester_id, 0) AS owner_id, 0 AS creator_id, r.status::varchar AS status,"
+            f" {n} AS n FROM {rel} r"
         )
     column, owner, counted, status, total_status = SOURCES[table]
     at = f"(r.{column} AT TIME ZONE 'UTC')"
@@ -69,13 +75,32 @@ def keys(table, rel):
     hour = f"COALESCE(EXTRACT(HOUR FROM {at})::smallint, 0::smallint)"
     return (
         f"SELECT '{table}'::varchar AS table_name, k.span, k.day, k.hour, COALESCE(r.{owner}, 0) AS owner_id,"
-        f" COALESCE(r.created_by_id, 0) AS creator_id, k.status"
+        f" COALESCE(r.created_by_id, 0) AS creator_id, k.status, {n} AS n"
         f" FROM {rel} r CROSS JOIN LATERAL (SELECT {day} AS d, {hour} AS h) t"
         f" CROSS JOIN LATERAL (VALUES ('total'::varchar, DATE '-infinity', 0::smallint, {total_status}),"
         f" ('month', date_trunc('month', t.d::timestamp)::date, 0::smallint, {status}),"
         f" ('day', t.d, 0::smallint, {status}), ('hour', t.d, t.h, {status})) k(span, day, hour, status)"
         f" WHERE {counted}"
     )
+
+
+# What each table's keys depend on, its timestamp cut to the UTC hour, and which rows count:
+# the recount groups the rows by these first and expands each group, not each record, into
+# its four keys (15.6 s against 40.9 s for that SELECT at 1M customers, 10M tasks here).
+GROUPED = {
+    "customers": (("date_trunc('hour', created_at, 'UTC') AS created_at", "assigned_sales_id", "created_by_id", "deleted_at"),
+                  "WHERE deleted_at IS NULL"),
+    "meetings": (("date_trunc('hour', scheduled_at, 'UTC') AS scheduled_at", "sales_id", "created_by_id"), ""),
+    "tasks": (("date_trunc('hour', due_date, 'UTC') AS due_date", "user_id", "created_by_id", "status"), ""),
+    "approval_requests": (("requester_id", "status"), ""),
+}
+
+
+def grouped(table):
+    """SQL of `table`'s rows grouped by what their keys depend on, with how many each group holds (n)."""
+    columns, where = GROUPED[table]
+    positions = ", ".join(str(i) for i in range(1, len(columns) + 1))
+    return f"(SELECT {', '.join(columns)}, count(*) AS n FROM {table} {where} GROUP BY {positions})"
 
 
 def upsert(deltas):
@@ -89,8 +114,8 @@ def upsert(deltas):
 
 def trigger_function(table):
     """CREATE OR REPLACE FUNCTION for the statement triggers of `table` (the triggers stay)."""
-    new = f"SELECT keyed.*, 1 AS d FROM ({keys(table, 'new_rows')}) keyed"
-    old = f"SELECT keyed.*, -1 AS d FROM ({keys(table, 'old_rows')}) keyed"
+    new = f"SELECT {KEY}, n AS d FROM ({keys(table, 'new_rows')}) keyed"
+    old = f"SELECT {KEY}, -n AS d FROM ({keys(table, 'old_rows')}) keyed"
     return f"""
 CREATE OR REPLACE FUNCTION record_counters_{table}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
@@ -117,7 +142,7 @@ BEGIN
     DELETE FROM record_counters;
     -- In key order, so a range the dashboard reads sits on a few adjacent pages.
     INSERT INTO record_counters ({KEY}, n)
-    SELECT {KEY}, count(*) FROM ({" UNION ALL ".join(keys(t, t) for t in TABLES)}) keyed
+    SELECT {KEY}, sum(n) FROM ({" UNION ALL ".join(keys(t, grouped(t), "r.n") for t in TABLES)}) keyed
     GROUP BY {KEY} ORDER BY {KEY};
     GET DIAGNOSTICS written = ROW_COUNT;
     RETURN written;
