@@ -9,7 +9,7 @@ one snapshot. SQLite (the embedded default, small data)
 counts the rows directly, as `exact_counts` does; the tests hold the two to the same figures.
 """
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import timedelta, timezone
 
 import sqlalchemy as sa
 
@@ -138,7 +138,7 @@ def _window_params(name, start):
         f"{name}_start": start,
         f"{name}_day": day,
         f"{name}_hour": utc.hour,
-        f"{name}_next_hour": datetime.combine(day, time(utc.hour), tzinfo=timezone.utc) + timedelta(hours=1),
+        f"{name}_next_hour": utc.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1),
         f"{name}_next_month": (day.replace(day=1) + timedelta(days=32)).replace(day=1),
     }
 
