@@ -19,8 +19,12 @@ def create_app(config_class=None):
     app.config.from_object(config_class)
     # Only the test config has a default; the others read or create theirs, or refuse to start.
     app.config["SECRET_KEY"] = config_class.secret_key()
-    # One proxy hop (gunicorn behind a load balancer) so audit rows get the client IP.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
+    # X-Forwarded-For / -Proto are anyone's to send: believed only from the configured
+    # number of proxies in front (0 by default), or a client picks the IP that audit rows
+    # and rate limits see.
+    hops = int(app.config.get("TRUSTED_PROXY_COUNT") or 0)
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from app import audit, caching, dbpool, delivery, events, i18n, pagination

@@ -9,7 +9,7 @@ import logging
 import secrets
 
 import sqlalchemy as sa
-from flask import g
+from flask import current_app, g
 from flask_appbuilder.const import LOGMSG_WAR_SEC_LOGIN_FAILED
 from flask_appbuilder.security.sqla.apis.user.api import UserApi as FabUserApi
 from flask_appbuilder.security.sqla.manager import SecurityManager
@@ -17,7 +17,7 @@ from flask_appbuilder.security.utils import is_null_password
 from flask_appbuilder.security.views import UserDBModelView as FabUserDBModelView
 from sqlalchemy.orm import joinedload
 
-from app import audit, caching, events, fastpath, passwords
+from app import audit, caching, events, fastpath, passwords, ratelimits
 from models.audit import AuditAction
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,11 @@ class CrmSecurityManager(SecurityManager):
 
     userdbmodelview = UserDBModelView
     user_api = UserApi
+
+    def register_views(self):
+        """FAB's security views, then the per-account login limit on its form login and own-password form."""
+        super().register_views()
+        ratelimits.limit_password_forms(current_app)
 
     def create_limiter(self, app):
         """The app's one limiter (app/extensions.py) for FAB's form-login limit, not a second one.
