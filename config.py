@@ -165,6 +165,9 @@ class Config:
     # Every /api request, per user (per IP without a valid token): app/budget.py.
     API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "600 per minute")
     JWT_BLOCKLIST_PREFIX = os.environ.get("JWT_BLOCKLIST_PREFIX", "crm:jwt:revoked:")
+    # Seconds Redis keeps its copy of a user's token epoch (the database holds the truth);
+    # bounds how long a copy that missed a bump (Redis failing just then) can be believed.
+    TOKEN_EPOCH_CACHE_SECONDS = env_int("TOKEN_EPOCH_CACHE_SECONDS", 300)
 
     # HTTP: CORS origins for /api (comma-separated), request size, security headers.
     CORS_ORIGINS = os.environ.get("CORS_ORIGINS", "")

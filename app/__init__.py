@@ -27,10 +27,11 @@ def create_app(config_class=None):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from app import audit, caching, dbpool, delivery, events, i18n, pagination
+    from app import audit, caching, dbpool, delivery, events, i18n, pagination, tokens
     from app.extensions import cache, db, limiter, migrate
 
     audit.install(Session)
+    tokens.install_listeners(Session)
     caching.install(Session)
     events.install(Session)
     delivery.install(Session)
