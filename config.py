@@ -168,6 +168,9 @@ class Config:
     # Seconds Redis keeps its copy of a user's token epoch (the database holds the truth);
     # bounds how long a copy that missed a bump (Redis failing just then) can be believed.
     TOKEN_EPOCH_CACHE_SECONDS = env_int("TOKEN_EPOCH_CACHE_SECONDS", 300)
+    # Seconds a process believes a remembered permission answer without asking again, so a
+    # permission removed in another process (no shared Redis cache) applies within this.
+    PERMISSION_MEMO_SECONDS = env_int("PERMISSION_MEMO_SECONDS", 30)
 
     # HTTP: CORS origins for /api (comma-separated), request size, security headers.
     CORS_ORIGINS = os.environ.get("CORS_ORIGINS", "")

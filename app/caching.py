@@ -316,16 +316,23 @@ def cached_value(resources, scope, query_key, compute, timeout=None):
     return value
 
 
-_memo = {}
 _MEMO_MAX = 4096
 
 
+def memo_seconds():
+    """How long a memoised permission answer is believed (PERMISSION_MEMO_SECONDS)."""
+    return float(current_app.config.get("PERMISSION_MEMO_SECONDS", 30))
+
+
 def memo(resources, key, compute):
-    """Return compute() memoised in this process until a commit writes `resources`.
+    """Return compute() memoised in this process until a commit writes `resources`, for PERMISSION_MEMO_SECONDS at most.
 
     For small, hot, rarely written answers (permission checks): the value lives in process
-    memory, and only the generations (one cache round trip) are read per call. With no
-    shared cache backend, or when it is down, this is compute() every time.
+    memory, and only the generations (one cache round trip) are read per call. A commit
+    in this process, or in any process sharing the Redis cache, changes the generations at
+    once; the in-process cache of the embedded default is not shared, so another process's
+    change is seen when the memo's lifetime ends. With no cache backend, or when it is
+    down, this is compute() every time.
     """
     names = resource_names(resources)
     backend = _backend()
@@ -335,14 +342,17 @@ def memo(resources, key, compute):
         gens = _call(lambda: _generations(backend, names))
     except CacheDown:
         return compute()
+    # One memo per app: apps made in one process (tests) each have their own cache.
+    memos = current_app.extensions.setdefault("crm_memo", {})
     full_key = (names, key)
-    found = _memo.get(full_key)
-    if found is not None and found[0] == gens:
+    found = memos.get(full_key)
+    now = time.monotonic()
+    if found is not None and found[0] == gens and found[2] > now:
         return found[1]
     value = compute()
-    if len(_memo) >= _MEMO_MAX:
-        _memo.clear()
-    _memo[full_key] = (gens, value)
+    if len(memos) >= _MEMO_MAX:
+        memos.clear()
+    memos[full_key] = (gens, value, now + memo_seconds())
     return value
 
 

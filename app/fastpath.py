@@ -27,6 +27,7 @@ Flask's request handling.
 import hashlib
 import logging
 import threading
+import time
 from types import SimpleNamespace
 
 import redis
@@ -365,11 +366,12 @@ def _scope(user_id, roles, group_roles, names, by_roles):
 
 
 def _allowed(auth_gens, roles, group_roles, permission, view_name):
-    """FAB's own check for a role set, memoised until the permission tables change."""
+    """FAB's own check for a role set, memoised until the permission tables change (PERMISSION_MEMO_SECONDS at most)."""
     key = (auth_gens, tuple(roles), tuple(group_roles), permission, view_name)
     found = _memo.get(key)
-    if found is not None:
-        return found
+    now = time.monotonic()
+    if found is not None and found[1] > now:
+        return found[0]
     role_refs, group_refs = _role_refs(roles), _role_refs(group_roles)
     allowed = (
         role_refs is not None
@@ -378,7 +380,7 @@ def _allowed(auth_gens, roles, group_roles, permission, view_name):
     )
     if len(_memo) >= _MEMO_MAX:
         _memo.clear()
-    _memo[key] = allowed
+    _memo[key] = (allowed, now + caching.memo_seconds())
     return allowed
 
 
