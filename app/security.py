@@ -9,7 +9,7 @@ import logging
 import secrets
 
 import sqlalchemy as sa
-from flask import current_app, g
+from flask import current_app, g, session
 from flask_appbuilder.const import LOGMSG_WAR_SEC_LOGIN_FAILED
 from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget
 from flask_appbuilder.forms import DynamicForm
@@ -21,6 +21,7 @@ from flask_appbuilder.security.views import UserDBModelView as FabUserDBModelVie
 from flask_appbuilder.validators import PasswordComplexityValidator
 from flask_babel import lazy_gettext
 from flask_babel import lazy_gettext as _
+from flask_login import user_logged_in
 from sqlalchemy.orm import joinedload
 from wtforms import PasswordField
 from wtforms.validators import DataRequired, EqualTo, ValidationError
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # FAB's tables that decide a permission check; any commit writing one resets the memo.
 AUTH_TABLES = caching.AUTH_TABLES
+# Browser sessions: the user's token epoch (app/tokens.py) when the session signed in.
+SESSION_EPOCH = "crm_te"
 
 
 # Same class names as FAB's: endpoints and permission names (app/roles.py) derive from them.
@@ -91,6 +94,16 @@ class ResetMyPasswordView(FabResetMyPasswordView):
 
     form = MyPasswordForm
 
+    def form_post(self, form):
+        """FAB's change; this browser session stays signed in, the user's other sessions and tokens end."""
+        super().form_post(form)
+        session[SESSION_EPOCH] = tokens.stored_epoch(g.user.id)
+
+
+def _remember_session_epoch(_app, user, **_extra):
+    """flask-login's user_logged_in: the new browser session carries the user's epoch."""
+    session[SESSION_EPOCH] = tokens.epoch_at_login(user.id)
+
 
 class CrmSecurityManager(SecurityManager):
     """FAB's SQLA security manager plus LOGIN / LOGIN_FAILED auditing and Argon2id passwords."""
@@ -98,6 +111,20 @@ class CrmSecurityManager(SecurityManager):
     userdbmodelview = UserDBModelView
     user_api = UserApi
     resetmypasswordview = ResetMyPasswordView
+
+    def create_login_manager(self, app):
+        """FAB's login manager, whose browser sessions end with a password change or deactivation like tokens do."""
+        manager = super().create_login_manager(app)
+        manager.user_loader(self.load_session_user)
+        user_logged_in.connect(_remember_session_epoch)  # once, whatever the app: the same for each
+        return manager
+
+    def load_session_user(self, pk):
+        """FAB's session user lookup; None (signed out) for a session older than the user's token epoch."""
+        user = self.load_user(pk)
+        if user is not None and session.get(SESSION_EPOCH, 0) < tokens.stored_epoch(user.id):
+            return None
+        return user
 
     def register_views(self):
         """FAB's security views, then the per-account login limit on its form login and own-password form."""

@@ -381,9 +381,13 @@ def session_claims(identity):
         return {EPOCH_CLAIM: token_epoch(rotating), FAMILY_CLAIM: rotating.get(FAMILY_CLAIM) or uuid.uuid4().hex}
     # The access and refresh token of one login share a family (FAB's login makes them apart).
     family = environ.setdefault(FAMILIES, {}).setdefault(user_id, uuid.uuid4().hex)
-    noted = environ.get(LOGIN_EPOCH)
-    epoch = noted[1] if noted is not None and noted[0] == user_id else stored_epoch(user_id)
-    return {EPOCH_CLAIM: epoch, FAMILY_CLAIM: family}
+    return {EPOCH_CLAIM: epoch_at_login(user_id), FAMILY_CLAIM: family}
+
+
+def epoch_at_login(user_id):
+    """The user's epoch as this request's login read it before checking the password, else as stored now."""
+    noted = request.environ.get(LOGIN_EPOCH) if has_request_context() else None
+    return noted[1] if noted is not None and noted[0] == user_id else stored_epoch(user_id)
 
 
 def install_claims(appbuilder, *more):

@@ -269,3 +269,22 @@ def test_guessing_the_current_password_meets_the_accounts_login_limit(limited_ap
     assert statuses[-1] == 429 and set(statuses[:-1]) == {200}, statuses
     right = {"current_password": PASSWORD, "password": "taken-over-pass-1", "conf_password": "taken-over-pass-1"}
     assert session.post("/resetmypassword/form", data=right, headers=from_ip()).status_code == 429
+
+
+def test_a_password_change_signs_out_the_users_other_browser_sessions(app, db, new_user, browser_login):
+    """Browser sessions end like tokens: an Admin's reset signs the user out; the user's own change keeps only the session that made it."""
+    from tests.conftest import PASSWORD
+
+    user = new_user()
+    laptop, phone = _signed_in(app, user.email, PASSWORD), _signed_in(app, user.email, PASSWORD)
+    for session in (laptop, phone):
+        assert session.get("/customerview/list/").status_code == 200
+    resp = laptop.post("/resetmypassword/form", data={"current_password": PASSWORD, "password": "my-new-pass-33", "conf_password": "my-new-pass-33"})
+    assert resp.status_code == 302
+    assert laptop.get("/customerview/list/").status_code == 200, "the session that changed the password stays"
+    signed_out = phone.get("/customerview/list/")
+    assert signed_out.status_code == 302 and "/login" in signed_out.headers["Location"]
+    admin = browser_login("admin").post(f"/resetpassword/form?pk={user.id}", data={"password": "admin-set-pass-4", "conf_password": "admin-set-pass-4"})
+    assert admin.status_code == 302
+    assert "/login" in laptop.get("/customerview/list/").headers.get("Location", "")
+    assert _signed_in(app, user.email, "admin-set-pass-4").get("/customerview/list/").status_code == 200
