@@ -86,6 +86,20 @@ def _local_families():
     return current_app.extensions.setdefault("crm_revoked_families", {})
 
 
+_LOCAL_PRUNE_SIZE = 4096
+_pruned = {"at": 0.0}
+
+
+def _remember(store, key, until):
+    """Keep a revocation in process memory until `until`; entries past their time are dropped now and then."""
+    now = time.time()
+    if len(store) >= _LOCAL_PRUNE_SIZE and now - _pruned["at"] >= 60:
+        _pruned["at"] = now
+        for stale in [k for k, v in store.items() if v <= now]:
+            store.pop(stale, None)
+    store[key] = until
+
+
 def _user_id(value):
     try:
         return int(getattr(value, "id", value))
@@ -294,37 +308,38 @@ def revoke(jwt_payload):
     """Block the token `jwt_payload` until it would have expired anyway (503 if Redis is down)."""
     ttl = _remaining(jwt_payload)
     # This process refuses the token at once whatever happens to Redis.
-    _local_blocklist()[jwt_payload["jti"]] = time.time() + ttl
+    _remember(_local_blocklist(), jwt_payload["jti"], time.time() + ttl)
     _store([(blocklist_key(jwt_payload["jti"]), ttl)], "logout could not be recorded for every server; try again")
 
 
 def end_session(jwt_payload):
     """Revoke the token and its whole family (every access and refresh token of its login)."""
     entries = [(blocklist_key(jwt_payload["jti"]), _remaining(jwt_payload))]
-    _local_blocklist()[jwt_payload["jti"]] = time.time() + entries[0][1]
+    # This process refuses the whole login at once whatever happens to Redis.
+    _remember(_local_blocklist(), jwt_payload["jti"], time.time() + entries[0][1])
     family = jwt_payload.get(FAMILY_CLAIM)
     if family:
         entries.append((family_key(family), _family_ttl()))
-        _local_families()[family] = time.time() + entries[1][1]
+        _remember(_local_families(), family, time.time() + entries[1][1])
     _store(entries, "logout could not be recorded for every server; try again")
 
 
 def _spend(jwt_payload):
     """Mark a refresh token used; False when it already was (by this or another process)."""
     jti, ttl = jwt_payload["jti"], _remaining(jwt_payload)
-    local = _local_blocklist()
-    with _lock:
-        if local.get(jti, 0) > time.time():
-            return False
-        local[jti] = time.time() + ttl
     client = redis_client()
     if client is None:
+        # The single-process demo: process memory is the record of spent tokens.
+        local = _local_blocklist()
+        with _lock:
+            if local.get(jti, 0) > time.time():
+                return False
+            _remember(local, jti, time.time() + ttl)
         return True
     try:
+        # Atomic: of two uses of one token at once, in any processes, exactly one wins.
         return bool(client.set(blocklist_key(jti), "1", ex=ttl, nx=True))
     except redis.RedisError:
-        with _lock:
-            local.pop(jti, None)  # not spent after all: the client may retry
         log.error("Refresh could not be recorded: Redis is unavailable")
         raise Unavailable("the refresh could not be recorded for every server; try again") from None
 

@@ -354,3 +354,31 @@ def test_a_token_with_an_unknown_subject_is_refused(app, client):
         odd = create_access_token(identity=f"not-a-user-{uuid.uuid4().hex[:6]}")
     assert client.get("/api/auth/me", headers=bearer(odd)).status_code == 401
     assert client.get("/api/v1/customer/", headers=bearer(odd)).status_code == 401
+
+
+def test_without_redis_refresh_tokens_rotate_and_reuse_ends_the_family(config_class, new_user):
+    """The embedded default keeps spent refresh tokens and revoked families in process memory: same rules."""
+    from app import create_app
+
+    embedded = create_app(type("EmbeddedConfig", (config_class,), {"REDIS_URL": "", "RATELIMIT_STORAGE_URI": "memory://", "CACHE_TYPE": "SimpleCache"}))
+    client = embedded.test_client()
+    user = new_user()
+    _access, first = api_login(client, user.email)
+    rotated = client.post("/api/auth/refresh", headers=bearer(first)).json
+    assert answers(client, rotated["token"]) == (200, 200)
+    assert client.post("/api/auth/refresh", headers=bearer(first)).status_code == 401
+    assert answers(client, rotated["token"]) == (401, 401)
+    assert client.post("/api/v1/security/refresh", headers=bearer(rotated["refreshToken"])).status_code == 401
+
+
+def test_process_memory_of_revocations_forgets_what_has_expired(app, monkeypatch):
+    """Revocations kept in process memory are dropped once their tokens would have expired anyway."""
+    import time
+
+    from app import tokens
+
+    store = {f"old-{i}": time.time() - 1 for i in range(tokens._LOCAL_PRUNE_SIZE)}
+    store["live"] = time.time() + 600
+    monkeypatch.setitem(tokens._pruned, "at", 0.0)
+    tokens._remember(store, "new", time.time() + 600)
+    assert set(store) == {"live", "new"}
