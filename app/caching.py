@@ -316,6 +316,7 @@ def cached_value(resources, scope, query_key, compute, timeout=None):
     return value
 
 
+_memo = {}
 _MEMO_MAX = 4096
 
 
@@ -342,17 +343,15 @@ def memo(resources, key, compute):
         gens = _call(lambda: _generations(backend, names))
     except CacheDown:
         return compute()
-    # One memo per app: apps made in one process (tests) each have their own cache.
-    memos = current_app.extensions.setdefault("crm_memo", {})
     full_key = (names, key)
-    found = memos.get(full_key)
+    found = _memo.get(full_key)
     now = time.monotonic()
     if found is not None and found[0] == gens and found[2] > now:
         return found[1]
     value = compute()
-    if len(memos) >= _MEMO_MAX:
-        memos.clear()
-    memos[full_key] = (gens, value, now + memo_seconds())
+    if len(_memo) >= _MEMO_MAX:
+        _memo.clear()
+    _memo[full_key] = (gens, value, now + memo_seconds())
     return value
 
 

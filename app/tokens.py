@@ -55,27 +55,34 @@ def redis_client(app=None):
     return client
 
 
-def _prefix():
-    return current_app.config.get("JWT_BLOCKLIST_PREFIX", "crm:jwt:revoked:")
+def _prefixes():
+    """The app's key prefixes of revoked tokens, revoked families and epoch copies, built once per app.
+
+    Epoch copies are per database (user ids are), so two deployments on one Redis never mix.
+    """
+    extensions = current_app.extensions
+    found = extensions.get("crm_token_prefixes")
+    if found is None:
+        config = current_app.config
+        prefix = config.get("JWT_BLOCKLIST_PREFIX", "crm:jwt:revoked:")
+        tag = hashlib.sha1(str(config.get("SQLALCHEMY_DATABASE_URI", "")).encode()).hexdigest()[:10]
+        found = extensions["crm_token_prefixes"] = (prefix, f"{prefix}family:", f"{prefix}epoch:{tag}:u")
+    return found
 
 
 def blocklist_key(jti):
     """The Redis key marking token `jti` revoked."""
-    return f"{_prefix()}{jti}"
+    return f"{_prefixes()[0]}{jti}"
 
 
 def family_key(family):
     """The Redis key marking token family `family` revoked."""
-    return f"{_prefix()}family:{family}"
+    return f"{_prefixes()[1]}{family}"
 
 
 def epoch_key(user_id):
-    """The Redis key of the copy of `user_id`'s token epoch (per database: user ids are)."""
-    tag = current_app.extensions.get("crm_epoch_db_tag")
-    if tag is None:
-        uri = str(current_app.config.get("SQLALCHEMY_DATABASE_URI", ""))
-        tag = current_app.extensions["crm_epoch_db_tag"] = hashlib.sha1(uri.encode()).hexdigest()[:10]
-    return f"{_prefix()}epoch:{tag}:u{user_id}"
+    """The Redis key of the copy of `user_id`'s token epoch."""
+    return f"{_prefixes()[2]}{user_id}"
 
 
 def _local_blocklist():
@@ -218,11 +225,9 @@ def _epoch_of(client, claims):
 
 def revocation_keys(claims):
     """The Redis keys that decide whether `claims` still stand: its jti, its family, its user's epoch."""
-    return [
-        blocklist_key(claims.get("jti")),
-        family_key(claims.get(FAMILY_CLAIM) or claims.get("jti")),
-        epoch_key(_user_id(claims.get("sub"))),
-    ]
+    revoked, families, epochs = _prefixes()  # once: every request builds these keys
+    jti = claims.get("jti")
+    return [f"{revoked}{jti}", f"{families}{claims.get(FAMILY_CLAIM) or jti}", f"{epochs}{claims.get('sub')}"]
 
 
 def judge(claims, values):
