@@ -18,8 +18,8 @@ from jwt.exceptions import PyJWTError
 from app import audit, tokens
 from app.extensions import db
 from app.ratelimits import login_limits, register_limits
-from app.roles import ROLES
-from app.scope import ADMIN, COMPLIANCE, MANAGER, SALES, role_names
+from app.roles import API_ROLE_CODES, ROLES, ROLES_BY_CODE, api_role_codes
+from app.scope import ADMIN, SALES, role_names
 from app.services.errors import Conflict, ValidationFailed
 from models.audit import AuditAction
 from views.api.common import ApiError, Field, authenticated, json_body, parse_fields
@@ -38,24 +38,20 @@ LOGIN_FIELDS = {
 }
 
 
-# The seed's role spellings (its USER is a sales rep) next to ours, case-insensitive.
-SEED_ROLES = {"user": SALES, "sales": SALES, "manager": MANAGER, "compliance": COMPLIANCE, "admin": ADMIN}
-
-
 def role_from_api(raw):
     """The role named by an Admin's register call, in our or the seed's spelling (400 otherwise)."""
     if isinstance(raw, str):
         for name in ROLES:
             if raw.strip().lower() == name.lower():
                 return name
-        if raw.strip().lower() in SEED_ROLES:
-            return SEED_ROLES[raw.strip().lower()]
-    raise ValidationFailed(f"role must be one of {', '.join(ROLES)}", field="role")
+        if raw.strip().upper() in ROLES_BY_CODE:
+            return ROLES_BY_CODE[raw.strip().upper()]
+    raise ValidationFailed(f"role must be one of {', '.join(API_ROLE_CODES.values())}", field="role")
 
 
 def user_dict(user):
-    """The API spelling of a FAB user (design.md §2)."""
-    roles = [r.name for r in user.roles]
+    """The API spelling of a FAB user (design.md §2), its roles in the seed's codes (app/roles.py)."""
+    roles = api_role_codes(r.name for r in user.roles)
     return {
         "id": str(user.id),
         "email": user.email,
@@ -137,7 +133,8 @@ def login():
     values = parse_fields(json_body(), LOGIN_FIELDS)
     user = current_app.appbuilder.sm.auth_user_db(values["email"].strip().lower(), values["password"])
     if user is None:
-        raise ApiError(401, "invalid email or password")
+        # The seed's frontend shows its own text when the message is exactly this one.
+        raise ApiError(401, "Invalid email or password")
     return session_answer(user, 200)
 
 
@@ -150,7 +147,8 @@ def refresh():
         raise ApiError(401, "a valid refresh token is required", details={"reason": type(exc).__name__}) from None
     identity = get_jwt()["sub"]
     token = create_access_token(identity=identity, fresh=False)
-    return jsonify(success=True, data={"token": token}, token=token)
+    profile = user_dict(g.user) if getattr(g, "user", None) is not None else None
+    return jsonify(success=True, data={"token": token, "user": profile}, token=token, user=profile)
 
 
 @bp.post("/logout")
