@@ -146,12 +146,16 @@ def _first_open_step():
     )
 
 
-def pending_clause(user):
-    """SQL condition: PENDING requests whose current step needs one of `user`'s roles, not their own."""
+def pending_clause(user, uid=None):
+    """SQL condition: PENDING requests whose current step needs one of `user`'s roles, not their own.
+
+    `uid` (default the user's id) may be a bind parameter: a list statement built once per
+    set of roles binds the caller's id at execution (app/listquery.py).
+    """
     roles = sorted(role_names(user) & DECIDER_ROLES)
-    uid = getattr(user, "id", None)
-    if not roles or uid is None:
+    if not roles or getattr(user, "id", None) is None:
         return sa.false()
+    uid = user.id if uid is None else uid
     first = _first_open_step()
     waiting = (
         sa.select(ApprovalStep.approval_request_id)
@@ -162,7 +166,7 @@ def pending_clause(user):
         ApprovalRequest.status == ApprovalStatus.PENDING,
         ApprovalRequest.requester_id != uid,
         ApprovalRequest.id.in_(waiting),
-        scope_clause(ApprovalRequest, user),
+        scope_clause(ApprovalRequest, user, uid=uid),
     )
 
 
