@@ -5,6 +5,7 @@ call these before the row is written, so a rule holds whatever the entry point.
 """
 
 import re
+from datetime import timezone
 
 import sqlalchemy as sa
 
@@ -15,6 +16,7 @@ from app.scope import SALES, in_scope, role_names, sees_all
 from app.services.errors import Conflict, NotFound, ValidationFailed
 from models.base import utcnow
 from models.customer import Customer
+from models.meeting import MeetingStatus, MeetingType
 from models.task import TaskStatus
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -86,13 +88,33 @@ def soft_delete_customer(customer):
         customer.deleted_at = utcnow()
 
 
+TITLE_MAX = 200
+
+
+def meeting_title(summary, customer_name=None):
+    """The title of a meeting recorded without one: its summary's first line, else 「商談: {customer}」 (≤ 200 chars)."""
+    line = next((part.strip() for part in (summary or "").splitlines() if part.strip()), "")
+    title = line or (f"商談: {customer_name}" if customer_name else "商談")
+    return title if len(title) <= TITLE_MAX else title[: TITLE_MAX - 1] + "…"
+
+
 def prepare_meeting(meeting, user, creating):
-    """Validate a meeting about to be written by `user` and fill owner fields."""
-    if not (meeting.title or "").strip():
-        raise ValidationFailed("title is required", field="title")
+    """Validate a meeting about to be written by `user`; fill owner fields, a missing title and status."""
     if meeting.scheduled_at is None:
         raise ValidationFailed("scheduledAt is required", field="scheduledAt")
-    require_customer_in_scope(meeting.customer_id or _user_id(meeting.customer), user)
+    customer = require_customer_in_scope(meeting.customer_id or _user_id(meeting.customer), user)
+    if meeting.title is not None and len(meeting.title) > TITLE_MAX:
+        raise ValidationFailed(f"title must be at most {TITLE_MAX} characters", field="title")
+    if not (meeting.title or "").strip():
+        # The seed's frontend records meetings with a summary and no title.
+        meeting.title = meeting_title(meeting.description, customer.name)
+    meeting.title = meeting.title.strip()
+    if meeting.type is None:
+        meeting.type = MeetingType.visit
+    if meeting.status is None:
+        # A meeting recorded after its date was held; one ahead is still to come.
+        at = meeting.scheduled_at if meeting.scheduled_at.tzinfo else meeting.scheduled_at.replace(tzinfo=timezone.utc)
+        meeting.status = MeetingStatus.completed if at < utcnow() else MeetingStatus.scheduled
     if creating:
         meeting.created_by_id = meeting.created_by_id or _user_id(user)
     _own_only(meeting, "sales_id", "sales", user, "salesId")
