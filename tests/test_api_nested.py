@@ -37,9 +37,9 @@ def hundred_tasks(app, db, users, make):
 def test_a_100_row_page_costs_one_statement_per_nested_table(app, client, hundred_tasks):
     """GET /api/tasks?limit=100: the page, one SELECT of its customers, one of its users, whatever the length.
 
-    Today's main answered the same page in 4 statements (3 for the token's roles and the
-    permission check, 1 for the page) without nested records; with them: 6. One query per
-    row would have been 4 + 2 × 100.
+    With the tests' cache off, the page without nested records was 4 statements (the
+    token's role ids twice, the permission check, the page); with them it is 6. One query
+    per row would have been 4 + 2 × 100.
     """
     _rep, token, customer_ids = hundred_tasks
     headers = {"Authorization": f"Bearer {token}"}
