@@ -184,3 +184,13 @@ def test_screens_show_and_take_type_and_status_with_japanese_labels(browser_logi
     db.session.expire_all()
     made = db.session.query(Meeting).filter_by(title="オンライン面談", customer_id=customer.id).one()
     assert made.type == MeetingType.online and made.status == MeetingStatus.scheduled
+    # A type outside the enum is refused by the form; nothing is written.
+    refused = sales.post("/meetingview/add", data={**data, "title": "伝書鳩", "type": "pigeon"})
+    assert refused.status_code == 200
+    assert db.session.query(Meeting).filter_by(title="伝書鳩").count() == 0
+    # Left out (a client posting the form itself): the service's defaults, a past date held.
+    data = {**data, "title": "既定値", "scheduled_at": (utcnow() - timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")}
+    del data["type"], data["status"]
+    assert sales.post("/meetingview/add", data=data).status_code in (200, 302)
+    made = db.session.query(Meeting).filter_by(title="既定値").one()
+    assert made.type == MeetingType.visit and made.status == MeetingStatus.completed

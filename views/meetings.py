@@ -26,20 +26,21 @@ STATUS_LABELS = {
 }
 
 
-def labelled_enum_field(enum_cls, labels, label, default):
-    """A select of an enum column showing translated labels (FAB's EnumField shows the raw values)."""
+def labelled_enum_field(enum_cls, labels, label):
+    """A select of an enum column showing translated labels (FAB's EnumField shows the raw values).
+
+    Left out of a post, the field is None and the service fills its default
+    (app/services/records.py); a value outside the enum is refused.
+    """
     from flask_appbuilder.fieldwidgets import Select2Widget
     from wtforms import SelectField
-    from wtforms.validators import InputRequired
 
-    return SelectField(
-        label,
-        choices=[(m.value, labels[m]) for m in enum_cls],
-        coerce=lambda v: v if isinstance(v, enum_cls) else enum_cls(v),
-        validators=[InputRequired()],
-        widget=Select2Widget(),
-        default=default,
-    )
+    def coerce(value):
+        if value is None or isinstance(value, enum_cls):
+            return value
+        return enum_cls(value)  # ValueError: WTForms' "Invalid Choice"
+
+    return SelectField(label, choices=[(m.value, labels[m]) for m in enum_cls], coerce=coerce, widget=Select2Widget(), validate_choice=False)
 
 
 def _label(labels):
@@ -78,8 +79,8 @@ class MeetingView(ScopedModelView):
         "status": _label(STATUS_LABELS),
     }
     add_form_extra_fields = edit_form_extra_fields = {
-        "type": labelled_enum_field(MeetingType, TYPE_LABELS, _("Type"), MeetingType.visit),
-        "status": labelled_enum_field(MeetingStatus, STATUS_LABELS, _("Status"), MeetingStatus.scheduled),
+        "type": labelled_enum_field(MeetingType, TYPE_LABELS, _("Type")),
+        "status": labelled_enum_field(MeetingStatus, STATUS_LABELS, _("Status")),
     }
 
 
@@ -90,6 +91,8 @@ class MeetingApi(ScopedModelApi):
     datamodel = CrmInterface(Meeting)
     class_permission_name = MEETING
     prepare = staticmethod(prepare_meeting)
+    # Filled by the service when absent (type: visit; status: from the date).
+    optional_add_columns = ("type", "status")
     list_columns = [
         "id",
         "customer_id",
