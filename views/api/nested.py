@@ -21,7 +21,7 @@ from flask_appbuilder.security.sqla.models import Role, User, assoc_user_role
 from app import reads
 from app.caching import model_resources
 from app.listquery import SCOPE_UID, shaped
-from app.roles import api_role_codes
+from app.roles import api_role
 from app.scope import scope_clause, scope_kind
 from models.approval import ApprovalRequest
 from models.audit import AuditLog
@@ -145,8 +145,7 @@ def _users(ids, shown, user):
                 roles.setdefault(key, []).append(row[4])
     if with_role:
         for key, values in out.items():
-            codes = api_role_codes(roles.get(key, ()))
-            values["role"] = codes[0] if codes else None
+            values["role"] = api_role(roles.get(key, ()))
     return out
 
 
