@@ -63,6 +63,12 @@ def user_dict(user):
     }
 
 
+def profile_of(identity):
+    """`user_dict` of the user a token's identity names, None when there is none."""
+    user = current_app.appbuilder.sm.get_user_by_id(int(identity)) if str(identity).isdigit() else None
+    return user_dict(user) if user is not None else None
+
+
 def session_answer(user, status, with_id=False):
     """The login/register envelope: tokens both inside `data` and at the top level."""
     token = create_access_token(identity=str(user.id), fresh=True)
@@ -147,7 +153,7 @@ def refresh():
         raise ApiError(401, "a valid refresh token is required", details={"reason": type(exc).__name__}) from None
     identity = get_jwt()["sub"]
     token = create_access_token(identity=identity, fresh=False)
-    profile = user_dict(g.user) if getattr(g, "user", None) is not None else None
+    profile = profile_of(identity)
     return jsonify(success=True, data={"token": token, "user": profile}, token=token, user=profile)
 
 
