@@ -139,7 +139,7 @@ def login():
     values = parse_fields(json_body(), LOGIN_FIELDS)
     user = current_app.appbuilder.sm.auth_user_db(values["email"].strip().lower(), values["password"])
     if user is None:
-        # The seed's frontend shows its own text when the message is exactly this one.
+        # The seed's frontend matches this exact text.
         raise ApiError(401, "Invalid email or password")
     return session_answer(user, 200)
 
