@@ -233,3 +233,59 @@ def test_create_user_command_refuses_non_addresses(app):
     result = app.test_cli_runner().invoke(args=["crm", "create-user", "--email", "a@x, b@y", "--name", "N",
                                                 "--role", "Sales", "--password", "pass-12345"])
     assert result.exit_code != 0 and "--email" in result.output, result.output
+
+
+# --- task completion at the same moment (issue 18 item 14) ---------------------------------------
+
+
+def test_two_completions_at_once_complete_the_task_once_on_every_database(every_db):
+    import threading
+
+    from app.context import acting_as
+    from app.extensions import db as _db
+    from app.services.records import complete_task
+    from models import AuditLog, OutboxEvent
+    from models.base import utcnow
+
+    application, people = every_db
+    with application.app_context():
+        with acting_as(people["sales"]):
+            task = Task(user_id=people["sales"].id, created_by_id=people["sales"].id, title="同時に完了", due_date=utcnow())
+            _db.session.add(task)
+            _db.session.commit()
+            task_id = task.id
+        _db.session.remove()
+    barrier, outcomes = threading.Barrier(2), []
+
+    def complete():
+        with application.app_context():
+            with acting_as(people["sales"]):
+                row = _db.session.get(Task, task_id)
+                assert row.status.value == "TODO"
+                barrier.wait()  # both read the open task before either writes
+                outcomes.append(complete_task(row))
+                _db.session.commit()
+            _db.session.remove()
+
+    threads = [threading.Thread(target=complete) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == [False, True]
+    with application.app_context():
+        completed = _db.session.execute(sa.select(sa.func.count()).select_from(OutboxEvent).where(
+            OutboxEvent.aggregate_id == task_id, OutboxEvent.type == "TASK_COMPLETED")).scalar()
+        updates = _db.session.execute(sa.select(sa.func.count()).select_from(AuditLog).where(
+            AuditLog.resource_id == task_id, AuditLog.action == "UPDATE")).scalar()
+        row = _db.session.get(Task, task_id)
+        assert (completed, updates, row.status.value) == (1, 1, "COMPLETED") and row.completed_at is not None
+        _db.session.remove()
+
+
+def test_completing_a_completed_task_changes_nothing(client, auth, make, db):
+    task = make.task("sales")
+    first = client.put(f"/api/tasks/{task.id}/complete", headers=auth("sales"))
+    assert first.status_code == 200
+    again = client.put(f"/api/tasks/{task.id}/complete", headers=auth("sales"))
+    assert again.status_code == 200 and again.json["data"]["completedAt"] == first.json["data"]["completedAt"]

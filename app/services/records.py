@@ -164,9 +164,27 @@ def prepare_task(task, user, creating):
 
 
 def complete_task(task):
-    """Mark a task completed now."""
-    task.status = TaskStatus.COMPLETED
-    task.completed_at = task.completed_at or utcnow()
+    """Mark a task completed now, once: return False when it already was (or another caller just did it).
+
+    A conditional UPDATE decides (`... WHERE status <> 'COMPLETED'`), so two completions at
+    the same moment write one completion time and one TASK_COMPLETED event on every
+    database; the winner's ORM write of the same values carries the audit row and event.
+    """
+    from models.task import Task
+
+    if task.status == TaskStatus.COMPLETED:
+        return False
+    now = utcnow()
+    won = db.session.execute(
+        sa.update(Task).where(Task.id == task.id, Task.status != TaskStatus.COMPLETED)
+        .values(status=TaskStatus.COMPLETED, completed_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not won:
+        db.session.refresh(task)
+        return False
+    task.status, task.completed_at = TaskStatus.COMPLETED, now
+    return True
 
 
 def get_in_scope(model, record_id, user):
