@@ -137,6 +137,9 @@ class Config:
     # Domain settings.
     DISPLAY_TIMEZONE = os.environ.get("DISPLAY_TIMEZONE", "Asia/Tokyo")
     APPROVAL_COMPLIANCE_THRESHOLD = env_int("APPROVAL_COMPLIANCE_THRESHOLD", 10_000_000)
+    # Days after a Sales user changed a customer's suitability fields during which every
+    # request for that customer needs Compliance (app/services/suitability.py); 0 turns it off.
+    APPROVAL_SUITABILITY_CHANGE_DAYS = env_int("APPROVAL_SUITABILITY_CHANGE_DAYS", 30)
 
     # Events (seed names kept). Disabled: the outbox drains in-process.
     KAFKA_ENABLED = env_bool("KAFKA_ENABLED", False)

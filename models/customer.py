@@ -52,6 +52,9 @@ class Customer(TimestampMixin, Model):
     assigned_sales_id = sa.Column(sa.Integer, sa.ForeignKey("ab_user.id"), nullable=True, index=True)
     created_by_id = sa.Column(sa.Integer, sa.ForeignKey("ab_user.id"), nullable=True, index=True)
     deleted_at = sa.Column(UTCDateTime, nullable=True, index=True)
+    # When a Sales user last changed risk_tolerance, investment_profile or investment_experience
+    # (app/services/suitability.py): requests for this customer need Compliance for a while after.
+    suitability_changed_at = sa.Column(UTCDateTime, nullable=True)
     # Kept by the database (STORED on PostgreSQL, VIRTUAL on SQLite, which cannot add a stored
     # column to a table): one trigram index and one LIKE per row instead of three of each.
     # Never loaded by the ORM: derived data, not part of answers, audit rows or events.
