@@ -97,14 +97,10 @@ def test_approval_request_notifies_managers(app, make, users, db):
 
 def test_approval_outcome_notifies_requester(app, make, users, db):
     """APPROVAL_APPROVED → the requester is notified."""
-    from app import events
-    from app.context import acting_as
-    from app.serialize import column_values
+    from app.services import approvals
 
     req = make.approval("sales")
-    with acting_as(users["manager"]):
-        events.emit(db.session, "APPROVAL_APPROVED", "approval", req.id, column_values(req))
-        db.session.commit()
+    approvals.approve(req.id, users["manager"])  # the real outcome, not a hand-written event
     note = db.session.execute(
         sa.select(Notification).where(Notification.user_id == users["sales"].id, Notification.type == "APPROVAL_APPROVED",
                                       Notification.link == f"/api/approvals/{req.id}")
@@ -271,7 +267,7 @@ def test_two_drainers_at_once_deliver_each_event_once_on_every_database(every_db
     with application.app_context():
         for n in range(6):
             event_id = str(uuid.uuid4())
-            envelope = {"id": event_id, "type": "NOTIFY", "aggregateType": "user", "aggregateId": str(user_id),
+            envelope = {"id": event_id, "type": "NOTIFY", "aggregateType": "user", "aggregateId": f"{user_id}-{title}",
                         "sequence": n + 1, "occurredAt": utcnow().isoformat(), "actorId": None,
                         "payload": {"userId": str(user_id), "title": title}}
             # Written without the after-commit kick, so only the two drains below deliver them.
