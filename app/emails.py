@@ -27,3 +27,25 @@ def normalise_email(raw, field="email"):
         raise ValidationFailed(f"{field} is not a valid address: {exc}", field=field) from None
     # Logins and the customers' unique index compare addresses lower-cased.
     return checked.normalized.lower()
+
+
+def _check_user_email(mapper, connection, target):
+    """Backstop for every writer of FAB's user table (its user screen and API included): one valid address."""
+    import sqlalchemy as sa
+
+    history = sa.inspect(target).attrs.email.history
+    if target.email and (history.added or sa.inspect(target).pending):
+        target.email = normalise_email(target.email, field="email")
+
+
+def install():
+    """Check users' addresses at flush time (idempotent)."""
+    import sqlalchemy as sa
+    from flask_appbuilder.security.sqla.models import User
+
+    for name in ("before_insert", "before_update"):
+        if not sa.event.contains(User, name, _check_user_email):
+            sa.event.listen(User, name, _check_user_email)
+
+
+install()

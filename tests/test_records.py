@@ -289,3 +289,22 @@ def test_completing_a_completed_task_changes_nothing(client, auth, make, db):
     assert first.status_code == 200
     again = client.put(f"/api/tasks/{task.id}/complete", headers=auth("sales"))
     assert again.status_code == 200 and again.json["data"]["completedAt"] == first.json["data"]["completedAt"]
+
+
+def test_admin_user_screen_refuses_a_list_of_addresses(app, browser_login, db):
+    from flask_appbuilder.security.sqla.models import User
+
+    admin = browser_login("admin")
+    role = app.appbuilder.sm.find_role("Sales")
+
+    def add(email):
+        username = f"screen-{uuid.uuid4().hex[:6]}"
+        admin.post("/users/add", data={"first_name": "Screen", "last_name": "User", "username": username,
+                                       "active": "y", "email": email, "roles": str(role.id), "password": "pass-12345",
+                                       "conf_password": "pass-12345", "csrf_token": form_token(admin, "/users/add")})
+        db.session.expire_all()
+        return db.session.execute(sa.select(User).where(User.username == username)).scalar_one_or_none()
+
+    assert add("a@x.jp, b@y.jp") is None
+    made = add(f"Screen.{uuid.uuid4().hex[:6]}@Example.JP")  # the same form with one address is saved
+    assert made is not None and made.email == made.email.lower()

@@ -34,7 +34,7 @@ from app.scope import COMPLIANCE, MANAGER, in_scope, role_names, scope_clause
 from app.serialize import column_values
 from app.services.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from app.services import suitability
-from app.services.records import require_customer_in_scope
+from app.services.records import related_id, require_customer_in_scope
 from models.approval import ApprovalRequest, ApprovalStatus, ApprovalStep, StepDecision
 from models.audit import AuditAction
 from models.base import utcnow
@@ -96,7 +96,7 @@ def submit(request, user, requested_at=None):
     from app.extensions import db
 
     _validate_business_fields(request)
-    customer = require_customer_in_scope(request.customer_id or getattr(request.customer, "id", None), user)
+    customer = require_customer_in_scope(related_id(request, "customer_id", "customer"), user)
     request.customer = customer
     request.requester_id = user.id
     request.status = ApprovalStatus.PENDING
