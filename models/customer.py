@@ -36,6 +36,9 @@ class Customer(TimestampMixin, Model):
     # Columns that make a row "own" for a Sales user (see app/scope.py).
     __scope_owner_columns__ = ("assigned_sales_id", "created_by_id")
     __audit_resource__ = "customer"
+    # Set from other columns at flush (app/services/suitability.py), not by the caller:
+    # audit rows keep to what the caller changed.
+    __audit_derived__ = ("suitability_changed_at",)
     # Nothing server-made to fetch back: an INSERT would otherwise return search_text, never read.
     __mapper_args__ = {"eager_defaults": False}
 

@@ -8,7 +8,8 @@ suitability fields of an existing customer, `customers.suitability_changed_at` i
 flush time, whatever the entry point: screens, both APIs, workers, imports. For
 APPROVAL_SUITABILITY_CHANGE_DAYS after it every request for that customer needs
 Compliance, with the reason SUITABILITY_CHANGED_RECENTLY shown to approvers. The change
-itself is in the audit log (the customer's UPDATE row, with before and after values).
+itself is in the audit log (the customer's UPDATE row, with before and after values; the
+stamp, derived from them, is not: `Customer.__audit_derived__`).
 Managers and Admins changing these fields do not set it: they are not the requesters.
 """
 
