@@ -16,6 +16,7 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
 
 from app import audit, tokens
+from app.emails import normalise_email
 from app.extensions import db
 from app.ratelimits import login_limits, register_limits
 from app.roles import API_ROLE_CODES, ROLES, ROLES_BY_CODE, api_role_codes
@@ -102,9 +103,7 @@ def register():
     """Create a user: always Sales, unless an Admin caller names another role."""
     body = json_body()
     values = parse_fields(body, REGISTER_FIELDS)
-    email = values["email"].strip().lower()
-    if "@" not in email or email.startswith("@") or email.endswith("@"):
-        raise ValidationFailed("email is not a valid address", field="email")
+    email = normalise_email(values["email"], field="email")
     if len(values["password"]) < MIN_PASSWORD:
         raise ValidationFailed(f"password must be at least {MIN_PASSWORD} characters", field="password")
     role_name = SALES

@@ -5,8 +5,6 @@ report loads rows into Python, and exports stream rows with a server-side cursor
 dashboard reads trigger-maintained counters on PostgreSQL (app/services/dashboard.py).
 """
 
-import csv
-import io
 from datetime import timedelta
 from decimal import Decimal
 
@@ -15,6 +13,7 @@ from flask import Blueprint, Response, current_app, jsonify, stream_with_context
 from flask_appbuilder.security.sqla.models import User
 
 from app import reads
+from app.exports import BOM, csv_line
 from app.extensions import db
 from app.caching import cached_endpoint
 from app.roles import APPROVAL, CUSTOMER, MEETING, READ, TASK
@@ -204,12 +203,6 @@ EXPORTS = {
 }
 
 
-def _csv_line(values):
-    buf = io.StringIO()
-    csv.writer(buf).writerow(values)
-    return buf.getvalue()
-
-
 @bp.get("/export/<kind>")
 @authenticated
 def export(kind):
@@ -228,11 +221,12 @@ def export(kind):
     )
 
     def generate():
-        yield "\ufeff" + _csv_line([to_camel(c) for c in columns])
+        yield BOM + csv_line([to_camel(c) for c in columns])
         result = db.session.execute(stmt)
         try:
             for partition in result.partitions():
-                yield "".join(_csv_line(["" if v is None else json_value(v) for v in row]) for row in partition)
+                # Every cell through app/exports.py: text starting a formula is neutralised.
+                yield "".join(csv_line(row) for row in partition)
         finally:
             result.close()
             db.session.rollback()
