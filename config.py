@@ -181,6 +181,9 @@ class Config:
     # Domain settings.
     DISPLAY_TIMEZONE = os.environ.get("DISPLAY_TIMEZONE", "Asia/Tokyo")
     APPROVAL_COMPLIANCE_THRESHOLD = env_int("APPROVAL_COMPLIANCE_THRESHOLD", 10_000_000)
+    # Days after a Sales user changed a customer's suitability fields during which every
+    # request for that customer needs Compliance (app/services/suitability.py); 0 turns it off.
+    APPROVAL_SUITABILITY_CHANGE_DAYS = env_int("APPROVAL_SUITABILITY_CHANGE_DAYS", 30)
 
     # Events (seed names kept). Disabled: the outbox drains in-process.
     KAFKA_ENABLED = env_bool("KAFKA_ENABLED", False)
@@ -199,6 +202,8 @@ class Config:
     KAFKA_FETCH_WAIT_MAX_MS = env_int("KAFKA_FETCH_WAIT_MAX_MS", 100)
     KAFKA_CONSUMER_GROUP = os.environ.get("KAFKA_CONSUMER_GROUP", "crm-reactions")
     KAFKA_CONSUMER_BATCH = env_int("KAFKA_CONSUMER_BATCH", 100)  # messages per database transaction
+    # /ready asks the broker at most once per this many seconds per process (it answers anyone).
+    READY_KAFKA_CACHE_SECONDS = env_int("READY_KAFKA_CACHE_SECONDS", 5)
     # RQ: one queue per worker (rq issue #1716); the sweep and the reminder scan repeat.
     RQ_QUEUE = os.environ.get("RQ_QUEUE", "crm")
     OUTBOX_SWEEP_SECONDS = env_int("OUTBOX_SWEEP_SECONDS", 10)

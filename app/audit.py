@@ -45,8 +45,9 @@ def _changed(obj):
     """Return ({col: before}, {col: after}) for the columns changed on `obj`."""
     before, after = {}, {}
     state = sa.inspect(obj)
+    derived = getattr(type(obj), "__audit_derived__", ())
     for attr in state.mapper.column_attrs:
-        if attr.key in _USER_NOISE:
+        if attr.key in _USER_NOISE or attr.key in derived:
             continue
         hist = state.attrs[attr.key].history
         if hist.has_changes():
@@ -60,7 +61,7 @@ def _changed(obj):
 
 def _snapshot(obj):
     values = column_values(obj, camel=False)
-    for key in _USER_NOISE:
+    for key in (*_USER_NOISE, *getattr(type(obj), "__audit_derived__", ())):
         values.pop(key, None)
     return values
 

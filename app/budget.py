@@ -195,6 +195,11 @@ def start():
     """
     if request.environ.get(STATE) is not None:
         return  # made by the fast path before the request reached Flask (app/fastpath.py)
+    if request.method == "OPTIONS":
+        # A browser's CORS preflight: answered by Flask without a view, the database or Redis,
+        # and sent without a token, so it would spend its IP's budget (a whole office behind
+        # one address) before every cross-origin write.
+        return
     item = limit()
     view = current_app.view_functions.get(request.endpoint)
     if item is None or getattr(view, "crm_own_limits", False):  # login, register: stricter limits of their own

@@ -170,14 +170,18 @@ def model_resources(model):
     return tuple(sorted(names))
 
 
-def scope_key(user, resources=()):
-    """Return the visibility key of `user` for `resources` ("all", "u<id>" or "anon")."""
+def scope_key(user, resources=(), per_user=False):
+    """Return the visibility key of `user` for `resources` ("all", "u<id>" or "anon").
+
+    `per_user`: the answer is the caller's own whatever the role (e.g. an inbox that leaves
+    out the caller's own requests), so it is always keyed by user.
+    """
     from app.scope import sees_all
 
     uid = getattr(user, "id", None)
     if uid is None:
         return "anon"
-    if PER_USER_RESOURCES & set(resource_names(resources)) or not sees_all(user):
+    if per_user or PER_USER_RESOURCES & set(resource_names(resources)) or not sees_all(user):
         return f"u{uid}"
     return "all"
 
@@ -442,12 +446,12 @@ def cached_response(resources, compute, scope=None, query=None, timeout=None):
     return etag_response(body, etag)
 
 
-def role_scope(user, resources=()):
+def role_scope(user, resources=(), per_user=False):
     """The visibility key of `user` plus their role names, for answers that depend on permissions."""
     # FAB's permission checks also count the roles of the user's groups.
     names = {r.name for r in getattr(user, "roles", None) or ()}
     names |= {r.name for group in getattr(user, "groups", None) or () for r in group.roles}
-    return f"{scope_key(user, resources)}:{','.join(sorted(names))}"
+    return f"{scope_key(user, resources, per_user)}:{','.join(sorted(names))}"
 
 
 def cacheable_read():
@@ -457,25 +461,27 @@ def cacheable_read():
     return getattr(current_app.view_functions.get(request.endpoint), "crm_cache", None)
 
 
-def cached_endpoint(*resources, timeout=None, by_roles=False):
+def cached_endpoint(*resources, timeout=None, by_roles=False, per_user=False):
     """Decorate a view function (placed under its auth decorator) to cache its 200 answers.
 
     `by_roles`: the answer also depends on the caller's permissions (e.g. a dashboard showing
     only the sections the roles may read), so the role names join the scope of the key.
+    `per_user`: the answer depends on who calls, whatever the role (`scope_key`).
     """
 
     def decorator(fn):
         @wraps(fn)
         def wrapper(*args, **kwargs):
             scope = None
-            if by_roles and answer_backend() is not None:
+            if (by_roles or per_user) and answer_backend() is not None:
                 from app.context import current_user_obj
 
-                scope = role_scope(current_user_obj(), resources)
+                user = current_user_obj()
+                scope = role_scope(user, resources, per_user) if by_roles else scope_key(user, resources, per_user)
             return cached_response(resources, lambda: fn(*args, **kwargs), scope=scope, timeout=timeout)
 
         # Read by app/fastpath.py (copied onto the auth decorators' wrappers by functools.wraps).
-        wrapper.crm_cache = {"resources": resource_names(resources), "by_roles": by_roles, "timeout": timeout}
+        wrapper.crm_cache = {"resources": resource_names(resources), "by_roles": by_roles, "per_user": per_user, "timeout": timeout}
 
         return wrapper
 

@@ -24,17 +24,24 @@ def init_command():
 
 def create_user(email, name, role, password):
     """Create a user with one role; return it (raises ValueError if it cannot)."""
+    from app.emails import normalise_email
+    from app.services.errors import ValidationFailed
+
     sm = current_app.appbuilder.sm
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
-    if sm.find_user(email=email.lower()):
+    try:
+        email = normalise_email(email)
+    except ValidationFailed as exc:
+        raise ValueError(f"--email: {exc.message}") from None
+    if sm.find_user(email=email):
         raise ValueError(f"a user with email {email} already exists")
     first, _, last = name.strip().partition(" ")
     user = sm.add_user(
-        username=email.lower(),
+        username=email,
         first_name=first or name,
         last_name=last or "-",
-        email=email.lower(),
+        email=email,
         role=sm.find_role(role),
         password=password,
     )

@@ -158,6 +158,21 @@ def drain_in_process(limit=1000):
     return done
 
 
+def _claim(session, event_id):
+    """Count this delivery attempt if the event is still unpublished; False when another drainer has it.
+
+    The conditional UPDATE is what makes one drainer deliver an event on every database:
+    PostgreSQL's SKIP LOCKED already keeps a second one away, SQLite takes no row locks, and
+    there the second drainer's UPDATE waits for the first one's commit and then matches nothing.
+    """
+    return session.execute(
+        sa.update(OutboxEvent)
+        .where(OutboxEvent.id == event_id, OutboxEvent.published_at.is_(None))
+        .values(attempts=OutboxEvent.attempts + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
+
+
 def _drain_batch(failed):
     from app.extensions import db
     from app.reactions import InvalidEvent, apply_event
@@ -179,7 +194,7 @@ def _drain_batch(failed):
                 .where(OutboxEvent.id == event_id, OutboxEvent.published_at.is_(None))
                 .with_for_update(skip_locked=True)
             ).scalar_one_or_none()
-            if row is None:
+            if row is None or not _claim(session, event_id):
                 session.rollback()
                 continue
             envelope, topic = row.envelope, row.topic
@@ -187,7 +202,6 @@ def _drain_batch(failed):
                 log.info("Event received: %s from topic %s", row.type, topic)
                 apply_event(session, envelope)
                 row.published_at = utcnow()
-                row.attempts = (row.attempts or 0) + 1
                 session.commit()
                 delivered += 1
             except Exception as exc:  # noqa: BLE001 - one bad event must not block the rest
@@ -198,7 +212,8 @@ def _drain_batch(failed):
                         "In-process reaction to %s %s failed: %s", envelope.get("type"), event_id, exc)
                 session.execute(
                     sa.update(OutboxEvent)
-                    .where(OutboxEvent.id == event_id)
+                    # Never over a row another drainer delivered meanwhile.
+                    .where(OutboxEvent.id == event_id, OutboxEvent.published_at.is_(None))
                     .values(attempts=OutboxEvent.attempts + 1, last_error=str(exc)[:2000],
                             # A poison event is parked (published) so it never blocks again.
                             published_at=utcnow() if poison else None)

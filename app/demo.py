@@ -17,12 +17,16 @@ from models import (
     Customer,
     InvestmentProfile,
     Meeting,
+    MeetingStatus,
+    MeetingType,
     Task,
     TaskPriority,
     TaskStatus,
 )
 from models.base import utcnow
 
+# Where a demo meeting is held, and so how.
+MEETING_PLACES = {"貴社会議室": MeetingType.visit, "弊社応接室": MeetingType.branch, "オンライン": MeetingType.online}
 DEMO_USERS = [
     ("admin@example.com", "管理 太郎", "Admin"),
     ("manager@example.com", "鈴木 一郎", "Manager"),
@@ -75,15 +79,19 @@ def seed_demo(customers=50, seed=2026):
             db.session.flush()
             for m in range(rng.randint(1, 3)):
                 when = now + timedelta(days=rng.randint(-60, 20), hours=rng.randint(0, 8))
+                title = rng.choice(MEETING_TITLES)
+                location = rng.choice(list(MEETING_PLACES))
                 db.session.add(
                     Meeting(
                         customer_id=customer.id,
                         sales_id=rep.id,
                         created_by_id=rep.id,
-                        title=rng.choice(MEETING_TITLES),
+                        title=title,
                         description=f"{contact}様と面談。ご意向を確認。",
                         scheduled_at=when,
-                        location=rng.choice(["貴社会議室", "弊社応接室", "オンライン"]),
+                        location=location,
+                        type=MEETING_PLACES[location],
+                        status=MeetingStatus.completed if when < now else MeetingStatus.scheduled,
                         next_action=rng.choice(NEXT_ACTIONS),
                         next_action_date=when + timedelta(days=rng.randint(1, 14)),
                     )

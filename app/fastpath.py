@@ -354,11 +354,11 @@ def _clients():
     return backend, client
 
 
-def _scope(user_id, roles, group_roles, names, by_roles):
+def _scope(user_id, roles, group_roles, names, by_roles, per_user=False):
     """The answer's scope exactly as `caching.scope_key` / `role_scope` compute it from the user."""
     from app.scope import SEES_ALL
 
-    if caching.PER_USER_RESOURCES & set(names) or not (set(roles) & SEES_ALL):
+    if per_user or caching.PER_USER_RESOURCES & set(names) or not (set(roles) & SEES_ALL):
         scope = f"u{user_id}"
     else:
         scope = "all"
@@ -449,7 +449,7 @@ def _answer(pair, environ, claims, spec, permission, query_key):
     jti = claims["jti"]
     roles, group_roles, epoch, sub = _role_claims(claims)
     names = spec["resources"]
-    scope = _scope(sub, roles, group_roles, names, spec["by_roles"])
+    scope = _scope(sub, roles, group_roles, names, spec["by_roles"], spec.get("per_user", False))
     entry_key = fast_key(names, scope, query_key)
     prefix = backend.key_prefix
     # The token's blocklist, family and token-epoch entries (app/tokens.py), then its auth epoch.

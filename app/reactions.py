@@ -5,6 +5,19 @@ for its type, each once per event id: the effect and its `ProcessedEvent(event_i
 handler)` row are written together (a savepoint each) in the caller's transaction, so a
 redelivered event changes nothing. Writes act as the record's owner or the system, so
 their audit rows say who they are for.
+
+A message on a topic is not trusted: anyone who can write to the broker could send one.
+Each reaction checks its facts against the database and builds what it writes from the
+database, not from the payload (titles, recipients, links):
+- notification.events (NOTIFY, reminders) notify and e-mail people, so they must be this
+  system's own: the outbox holds the same event (id, type, aggregate, payload);
+- a reminder's task or meeting must exist, be open and belong to the payload's user;
+- an approval event's request must exist, its requester be the payload's, and an outcome
+  event's status be the request's (final statuses never change);
+- links are relative paths of this app (app/links.py).
+A fact that can never have held raises InvalidEvent: the Kafka consumer dead-letters the
+message, the in-process drain parks it. A genuine event that time has overtaken (the
+task was completed or reassigned since, the request decided) changes nothing.
 """
 
 import logging
@@ -14,15 +27,17 @@ from datetime import timedelta
 import sqlalchemy as sa
 from flask_appbuilder.security.sqla.models import Role, User
 
+from app import links
 from app.context import acting_as
 from app.events import EVENT_TOPICS
 from models.analytics import EventCounter
 from models.approval import ApprovalRequest, ApprovalStatus, ApprovalStep
 from models.base import utcnow
 from models.customer import Customer
+from models.meeting import Meeting
 from models.notification import Notification, NotificationType
-from models.outbox import ProcessedEvent
-from models.task import Task, TaskPriority
+from models.outbox import OutboxEvent, ProcessedEvent
+from models.task import OPEN_STATUSES, Task, TaskPriority
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +129,33 @@ def _user(session, user_id):
     return session.get(User, int(user_id)) if user_id not in (None, "") else None
 
 
+def _written_here(session, envelope):
+    """Raise InvalidEvent unless the outbox holds this very event (this system wrote it)."""
+    row = session.get(OutboxEvent, str(envelope["id"]))
+    if (
+        row is None
+        or row.type != envelope["type"]
+        or row.aggregate_id != str(envelope["aggregateId"])
+        or (row.envelope or {}).get("payload") != envelope["payload"]
+    ):
+        raise InvalidEvent(f"{envelope['type']} {envelope['id']} was not written by this system")
+
+
+def _same_id(envelope, field="id"):
+    """Raise InvalidEvent when the payload's record id is not the envelope's aggregate id."""
+    if str(envelope["payload"].get(field)) != str(envelope["aggregateId"]):
+        raise InvalidEvent(f"payload field {field} is not the event's aggregateId")
+
+
+def _outdated(envelope, why):
+    log.info("Event %s %s changes nothing: %s", envelope["type"], envelope["id"], why)
+
+
 def _notify(session, user_id, kind, title, message=None, link=None):
+    try:
+        link = links.check(link)
+    except links.InvalidLink as exc:
+        raise InvalidEvent(f"payload field link: {exc}") from None
     user = _user(session, user_id)
     if user is None or not user.active:
         return None
@@ -129,12 +170,17 @@ def _notify(session, user_id, kind, title, message=None, link=None):
 
 @reaction("USER_CREATED")
 def user_lead(session, envelope):
-    """A registered user becomes a customer lead assigned to them (unless the email is taken)."""
-    payload = envelope["payload"]
-    user = _user(session, payload["id"])
-    if user is None:
+    """A registered user becomes a customer lead assigned to them (unless the email is taken).
+
+    The lead's name and address are the user's as stored, never the payload's.
+    """
+    _same_id(envelope)
+    user = _user(session, envelope["payload"]["id"])
+    if user is None or not user.email:
+        _outdated(envelope, "no such user (any more)")
         return
-    email = str(payload["email"]).strip().lower()
+    email = user.email.strip().lower()
+    name = " ".join(p for p in (user.first_name, user.last_name) if p and p != "-") or email
     taken = session.execute(
         sa.select(Customer.id).where(sa.func.lower(Customer.email) == email, Customer.deleted_at.is_(None))
     ).first()
@@ -143,7 +189,7 @@ def user_lead(session, envelope):
     with acting_as(user):
         session.add(
             Customer(
-                name=(payload.get("name") or email)[:200],
+                name=name[:200],
                 email=email,
                 assigned_sales_id=user.id,
                 created_by_id=user.id,
@@ -154,11 +200,12 @@ def user_lead(session, envelope):
 
 @reaction("CUSTOMER_CREATED")
 def first_contact_task(session, envelope):
-    """A new customer gets a task 「初回コンタクト: {name}」 for its rep."""
-    payload = envelope["payload"]
-    rep = _user(session, payload.get("assignedSalesId"))
-    customer = session.get(Customer, str(payload["id"]))
-    if rep is None or customer is None or customer.deleted_at is not None:
+    """A new customer gets a task 「初回コンタクト: {name}」 for its rep (the customer's rep as stored)."""
+    _same_id(envelope)
+    customer = session.get(Customer, str(envelope["payload"]["id"]))
+    rep = _user(session, customer.assigned_sales_id) if customer is not None else None
+    if rep is None or customer.deleted_at is not None:
+        _outdated(envelope, "no such live customer with a rep")
         return
     with acting_as(rep):
         session.add(
@@ -183,11 +230,24 @@ def _next_step(session, request_id):
     ).scalar_one_or_none()
 
 
+def _approval_request(session, envelope):
+    """The request the event is about, with the event's facts checked (InvalidEvent when they never held)."""
+    _same_id(envelope)
+    payload = envelope["payload"]
+    request = session.get(ApprovalRequest, str(payload["id"]))
+    if request is None:
+        raise InvalidEvent(f"no approval request {payload['id']}")  # requests are never deleted
+    if payload.get("requesterId") is not None and str(payload["requesterId"]) != str(request.requester_id):
+        raise InvalidEvent("payload field requesterId is not the request's requester")
+    return request
+
+
 @reaction("APPROVAL_REQUESTED", "APPROVAL_STEP_DECIDED")
 def notify_next_approvers(session, envelope):
     """A pending request notifies every active holder of its next step's role (not the requester)."""
-    request = session.get(ApprovalRequest, str(envelope["payload"]["id"]))
-    if request is None or request.status != ApprovalStatus.PENDING:
+    request = _approval_request(session, envelope)
+    if request.status != ApprovalStatus.PENDING:
+        _outdated(envelope, f"the request is {request.status} now")
         return
     step = _next_step(session, request.id)
     if step is None:
@@ -206,23 +266,27 @@ def notify_next_approvers(session, envelope):
                 f"承認依頼: {request.product_name}",
                 f"{request.customer.name if request.customer else ''} / {request.amount} 円 "
                 f"(ステップ {step.sequence}: {step.required_role})",
-                f"/api/approvals/{request.id}",
+                links.approval(request.id),
             )
 
 
 @reaction("APPROVAL_APPROVED", "APPROVAL_REJECTED")
 def notify_requester(session, envelope):
-    """A finished request notifies its requester of the outcome."""
-    payload = envelope["payload"]
+    """A finished request notifies its requester of the outcome, with the deciding comment."""
+    request = _approval_request(session, envelope)
     approved = envelope["type"] == "APPROVAL_APPROVED"
+    if request.status != (ApprovalStatus.APPROVED if approved else ApprovalStatus.REJECTED):
+        # An APPROVED or REJECTED request stays so forever: this outcome never happened.
+        raise InvalidEvent(f"{envelope['type']} for a request that is {request.status}")
+    decided = [s for s in sorted(request.steps, key=lambda s: s.sequence) if s.decision is not None]
     with acting_as(None):
         _notify(
             session,
-            payload["requesterId"],
+            request.requester_id,
             NotificationType.APPROVAL_APPROVED if approved else NotificationType.APPROVAL_REJECTED,
-            f"{'承認されました' if approved else '却下されました'}: {payload.get('productName', '')}",
-            payload.get("comment"),
-            f"/api/approvals/{payload['id']}",
+            f"{'承認されました' if approved else '却下されました'}: {request.product_name}",
+            decided[-1].comment if decided else None,
+            links.approval(request.id),
         )
 
 
@@ -233,9 +297,41 @@ _NOTIFY_TYPES = {
 }
 
 
+def _task_reminder(session, envelope):
+    """(recipient, title, message, link) of a task reminder, from the task as stored; None when outdated."""
+    if envelope.get("aggregateType") != "task":
+        raise InvalidEvent(f"{envelope['type']} is about a task")
+    task = session.get(Task, str(envelope["aggregateId"]))
+    user_id = int(envelope["payload"]["userId"])
+    if task is None or task.status not in OPEN_STATUSES or task.due_date is None or task.user_id != user_id:
+        return None
+    overdue = envelope["type"] == "TASK_OVERDUE"
+    title = f"{'期限切れ' if overdue else '期限間近'}: {task.title}"
+    return task.user_id, title, f"期限 {task.due_date.isoformat()}", links.task(task.id)
+
+
+def _meeting_reminder(session, envelope):
+    """(recipient, title, message, link) of a meeting's next-action reminder, from the meeting as stored."""
+    if envelope.get("aggregateType") != "meeting":
+        raise InvalidEvent("MEETING_REMINDER is about a meeting")
+    meeting = session.get(Meeting, str(envelope["aggregateId"]))
+    user_id = int(envelope["payload"]["userId"])
+    if meeting is None or not meeting.next_action or meeting.next_action_date is None:
+        return None
+    if (meeting.sales_id or meeting.created_by_id) != user_id:
+        return None
+    title = f"次回アクション: {meeting.next_action}"
+    return user_id, title, f"{meeting.title} / {meeting.next_action_date.isoformat()}", links.meeting(meeting.id)
+
+
 @reaction("TASK_DUE_SOON", "TASK_OVERDUE", "MEETING_REMINDER", "NOTIFY")
 def notify_user(session, envelope):
-    """notification.events become in-app notifications (and email when SMTP is configured)."""
+    """notification.events become in-app notifications (and email when SMTP is configured).
+
+    Only this system's own events (the outbox holds them); a reminder's text and link come
+    from its task or meeting as stored, and only while it is still open and its user's.
+    """
+    _written_here(session, envelope)
     payload = envelope["payload"]
     kind = _NOTIFY_TYPES.get(envelope["type"])
     if kind is None:
@@ -243,8 +339,19 @@ def notify_user(session, envelope):
             kind = NotificationType(payload.get("notificationType") or "SYSTEM")
         except ValueError:
             raise InvalidEvent("payload field notificationType is not a notification type") from None
+        facts = (payload["userId"], str(payload["title"]), payload.get("message"), payload.get("link"))
+    elif envelope["type"] == "MEETING_REMINDER":
+        facts = _meeting_reminder(session, envelope)
+    else:
+        facts = _task_reminder(session, envelope)
+    if facts is None:
+        _outdated(envelope, "its task or meeting is gone, done or someone else's now")
+        return
+    user_id, title, message, link = facts
+    if message is not None and not isinstance(message, str):
+        raise InvalidEvent("payload field message is not text")
     with acting_as(None):
-        _notify(session, payload["userId"], kind, str(payload["title"]), payload.get("message"), payload.get("link"))
+        _notify(session, user_id, kind, title, message, link)
 
 
 def count_event(session, envelope):

@@ -92,6 +92,30 @@ MENU_FOR_RESOURCE = {
 }
 ROLES = (ADMIN, MANAGER, SALES, COMPLIANCE)
 
+# The seed's role codes: `user.role` under /api (its frontend compares `role === 'COMPLIANCE'`).
+# FAB's screens and /api/v1 keep the role names above. A user holding several roles answers
+# the first of this order (the widest rights first).
+API_ROLE_CODES = {ADMIN: "ADMIN", MANAGER: "MANAGER", COMPLIANCE: "COMPLIANCE", SALES: "SALES"}
+# Codes (and the seed's USER, a sales rep) accepted where /api takes a role, case-insensitive.
+ROLES_BY_CODE = {**{code: name for name, code in API_ROLE_CODES.items()}, "USER": SALES}
+
+
+def api_role_code(name):
+    """The /api code of the FAB role `name`: the seed's code, else the name in capitals."""
+    return API_ROLE_CODES.get(name) or name.upper().replace(" ", "_")
+
+
+def api_role_codes(names):
+    """The /api codes of the role names `names`, the main role (`API_ROLE_CODES` order) first."""
+    rank = {name: i for i, name in enumerate(API_ROLE_CODES)}
+    return [api_role_code(n) for n in sorted(set(names), key=lambda n: (rank.get(n, len(rank)), n))]
+
+
+def api_role(names):
+    """The seed's code of a user's main role (`user.role` under /api), None without a role."""
+    codes = api_role_codes(names)
+    return codes[0] if codes else None
+
 
 def role_permission_pairs(role):
     """Return the (permission, view-menu) pairs a non-Admin role holds."""

@@ -8,7 +8,7 @@ from models.approval import ApprovalRequest, ApprovalStatus, ApprovalStep, StepD
 from models.audit import AuditAction, AuditLog
 from models.counters import RecordCounter
 from models.customer import CompanySize, Customer, InvestmentProfile
-from models.meeting import Meeting
+from models.meeting import Meeting, MeetingStatus, MeetingType
 from models.notification import Notification, NotificationType
 from models.outbox import OutboxEvent, ProcessedEvent
 from models.task import OPEN_STATUSES, Task, TaskPriority, TaskStatus
@@ -28,6 +28,8 @@ __all__ = [
     "InvestmentProfile",
     "RecordCounter",
     "Meeting",
+    "MeetingStatus",
+    "MeetingType",
     "Notification",
     "NotificationType",
     "EventCounter",

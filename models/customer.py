@@ -36,6 +36,9 @@ class Customer(TimestampMixin, Model):
     # Columns that make a row "own" for a Sales user (see app/scope.py).
     __scope_owner_columns__ = ("assigned_sales_id", "created_by_id")
     __audit_resource__ = "customer"
+    # Set from other columns at flush (app/services/suitability.py), not by the caller:
+    # audit rows keep to what the caller changed.
+    __audit_derived__ = ("suitability_changed_at",)
     # Nothing server-made to fetch back: an INSERT would otherwise return search_text, never read.
     __mapper_args__ = {"eager_defaults": False}
 
@@ -52,6 +55,9 @@ class Customer(TimestampMixin, Model):
     assigned_sales_id = sa.Column(sa.Integer, sa.ForeignKey("ab_user.id"), nullable=True, index=True)
     created_by_id = sa.Column(sa.Integer, sa.ForeignKey("ab_user.id"), nullable=True, index=True)
     deleted_at = sa.Column(UTCDateTime, nullable=True, index=True)
+    # When a Sales user last changed risk_tolerance, investment_profile or investment_experience
+    # (app/services/suitability.py): requests for this customer need Compliance for a while after.
+    suitability_changed_at = sa.Column(UTCDateTime, nullable=True)
     # Kept by the database (STORED on PostgreSQL, VIRTUAL on SQLite, which cannot add a stored
     # column to a table): one trigram index and one LIKE per row instead of three of each.
     # Never loaded by the ORM: derived data, not part of answers, audit rows or events.

@@ -4,7 +4,25 @@ import sqlalchemy as sa
 from flask_appbuilder import Model
 from sqlalchemy.orm import relationship
 
-from models.base import TimestampMixin, UTCDateTime, id_column
+from models.base import StrEnum, TimestampMixin, UTCDateTime, enum_column, id_column
+
+
+class MeetingType(StrEnum):
+    """How the meeting is held."""
+
+    visit = "visit"  # 訪問: at the customer's
+    phone = "phone"  # 電話
+    online = "online"  # オンライン
+    branch = "branch"  # 来店: the customer comes to the branch
+    other = "other"  # その他
+
+
+class MeetingStatus(StrEnum):
+    """Where the meeting stands."""
+
+    scheduled = "scheduled"
+    completed = "completed"
+    cancelled = "cancelled"
 
 
 class Meeting(TimestampMixin, Model):
@@ -24,6 +42,12 @@ class Meeting(TimestampMixin, Model):
     location = sa.Column(sa.String(200))
     next_action = sa.Column(sa.String(500))
     next_action_date = sa.Column(UTCDateTime, nullable=True, index=True)
+    type = enum_column(MeetingType, "meeting_type", nullable=False, default=MeetingType.visit, server_default=MeetingType.visit.value)
+    # Unset on a new meeting, the service derives it from the date (app/services/records.py).
+    status = enum_column(
+        MeetingStatus, "meeting_status", nullable=False, default=MeetingStatus.scheduled,
+        server_default=MeetingStatus.scheduled.value,
+    )
 
     customer = relationship("Customer", lazy="joined", backref="meetings")
     sales = relationship("User", foreign_keys=[sales_id], lazy="joined")

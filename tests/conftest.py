@@ -190,31 +190,81 @@ def db(app):
     return _db
 
 
+def _snapshot_user(user):
+    # A plain snapshot: safe to use across sessions (ORM instances would expire).
+    return SimpleNamespace(
+        id=user.id,
+        email=user.email,
+        roles=[SimpleNamespace(name=r.name) for r in user.roles],
+        is_authenticated=True,
+    )
+
+
+def _make_users(application):
+    from app.cli import create_user
+
+    with application.app_context():
+        return {
+            key: _snapshot_user(create_user(f"{key}-{RUN_ID}@example.com", f"{key.title()} User", role, PASSWORD))
+            for key, role in [
+                ("admin", "Admin"),
+                ("manager", "Manager"),
+                ("compliance", "Compliance"),
+                ("sales", "Sales"),
+                ("sales2", "Sales"),
+            ]
+        }
+
+
 @pytest.fixture(scope="session")
 def users(app):
     """One user per role, plus a second Sales rep: {"admin", "manager", "compliance", "sales", "sales2"}."""
+    return _make_users(app)
+
+
+@pytest.fixture(scope="session")
+def dual_decider(app):
+    """A user holding both deciding roles, Manager and Compliance (separation-of-duties tests)."""
     from app.cli import create_user
 
-    ctx = app.app_context()
-    ctx.push()
-    made = {}
-    for key, role in [
-        ("admin", "Admin"),
-        ("manager", "Manager"),
-        ("compliance", "Compliance"),
-        ("sales", "Sales"),
-        ("sales2", "Sales"),
-    ]:
-        user = create_user(f"{key}-{RUN_ID}@example.com", f"{key.title()} User", role, PASSWORD)
-        # A plain snapshot: safe to use across sessions (ORM instances would expire).
-        made[key] = SimpleNamespace(
-            id=user.id,
-            email=user.email,
-            roles=[SimpleNamespace(name=r.name) for r in user.roles],
-            is_authenticated=True,
-        )
-    ctx.pop()
-    return made
+    with app.app_context():
+        from app.extensions import db as _db
+
+        user = create_user(f"dual-{RUN_ID}@example.com", "Dual Decider", "Manager", PASSWORD)
+        user.roles.append(app.appbuilder.sm.find_role("Compliance"))
+        _db.session.commit()
+        return _snapshot_user(user)
+
+
+@pytest.fixture(scope="session")
+def sqlite_app(config_class, tmp_path_factory):
+    """The application on a SQLite file database (the embedded default of `make run`), migrated with `crm init`."""
+    from app import create_app
+
+    path = tmp_path_factory.mktemp("sqlite") / "crm.db"
+    application = create_app(type("SqliteConfig", (config_class,), {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}"}))
+    application.test_client_class = IsolatedClient
+    result = application.test_cli_runner().invoke(args=["crm", "init"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    yield application
+    from app.extensions import db as _db
+
+    with application.app_context():
+        _db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_users(sqlite_app):
+    """The same users as `users`, in the SQLite database of `sqlite_app`."""
+    return _make_users(sqlite_app)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def every_db(request):
+    """(app, users) on each database the product runs on: PostgreSQL, then the embedded SQLite default."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("app"), request.getfixturevalue("users")
+    return request.getfixturevalue("sqlite_app"), request.getfixturevalue("sqlite_users")
 
 
 @pytest.fixture()

@@ -7,6 +7,49 @@ def reload(db, model, pk):
     return db.session.query(model).filter(model.id == pk).one_or_none()
 
 
+class StatementLog:
+    """SQL statements sent to the database while recording (`before_cursor_execute` on the app's engines)."""
+
+    def __init__(self, app):
+        from app import reads
+        from app.extensions import db
+
+        with app.app_context():
+            # The read engine is made at first use: make it now so its statements are seen too.
+            self.engines = [db.engine] + [e for e in (reads.engine(app),) if e is not None]
+        self.statements = []
+
+    def _seen(self, conn, cursor, statement, parameters, context, executemany):
+        self.statements.append(statement)
+
+    def __enter__(self):
+        import sqlalchemy as sa
+
+        for engine in self.engines:
+            sa.event.listen(engine, "before_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *exc):
+        import sqlalchemy as sa
+
+        for engine in self.engines:
+            sa.event.remove(engine, "before_cursor_execute", self._seen)
+
+    def clear(self):
+        """Forget what was recorded so far."""
+        self.statements.clear()
+
+    def reading(self, table):
+        """The recorded statements whose first FROM is `table`."""
+        import re
+
+        out = []
+        for sql in self.statements:
+            found = re.search(r"\bFROM\s+\(?\s*([a-z_]+)", sql)
+            if found and found.group(1) == table:
+                out.append(sql)
+        return out
+
 
 def used_before_expiry(app, user_id, use, seconds=2, attempts=5):
     """(token, its expiry, use's result) for a token living `seconds` that `use(token)` used up before it expired.

@@ -33,7 +33,7 @@ def seed_flow(client):
     assert body["success"] is True and body["id"] and body["email"] == email
     assert body["name"] == "Kafka Test User" and body["token"] and body["refreshToken"]
     assert body["data"]["user"]["id"] == body["id"] == body["user"]["id"]
-    assert body["role"] == "Sales"  # a `role` from an anonymous caller is ignored
+    assert body["role"] == "SALES"  # a `role` from an anonymous caller is ignored (the seed's code, issue 19)
 
     resp = client.post("/api/auth/login", json={"email": email, "password": "Password123!"})
     assert resp.status_code == 200, resp.json
@@ -110,19 +110,19 @@ def test_register_rules(client, tokens):
         headers=bearer(tokens["manager"]),
         json={"email": f"m-{uuid.uuid4().hex[:8]}@example.com", "password": "Password123!", "name": "X", "role": "Admin"},
     )
-    assert made.status_code == 201 and made.json["role"] == "Sales"
+    assert made.status_code == 201 and made.json["role"] == "SALES"
     made = client.post(
         "/api/auth/register",
         headers=bearer(tokens["admin"]),
         json={"email": f"a-{uuid.uuid4().hex[:8]}@example.com", "password": "Password123!", "name": "Y", "role": "Manager"},
     )
-    assert made.status_code == 201 and made.json["role"] == "Manager"
+    assert made.status_code == 201 and made.json["role"] == "MANAGER"
     made = client.post(
         "/api/auth/register",
         headers=bearer(tokens["admin"]),
         json={"email": f"u-{uuid.uuid4().hex[:8]}@example.com", "password": "Password123!", "name": "Z", "role": "USER"},
     )
-    assert made.status_code == 201 and made.json["role"] == "Sales"  # the seed's spelling
+    assert made.status_code == 201 and made.json["role"] == "SALES"  # the seed's spelling
     bad = client.post(
         "/api/auth/register",
         headers=bearer(tokens["admin"]),

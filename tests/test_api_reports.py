@@ -177,3 +177,36 @@ def test_every_report_answers_every_role(client, auth, caller, path):
     """Every role reads every report (scoped); none answers an error."""
     resp = client.get(path, headers=auth(caller))
     assert resp.status_code == 200, (path, caller, resp.get_data(as_text=True)[:200])
+
+
+def is_number(value):
+    """A JSON number (int or float), not a string or a boolean."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def test_sales_metrics_rows_carry_the_seeds_fields_as_numbers(client, auth, db, make, fresh_rep):
+    """salesId, salesName, salesEmail, meetingCount; every count and amount a JSON number, with or without approvals."""
+    user, headers = fresh_rep
+    seed_figures(db, user)
+    approved = make.approval("sales", amount=1_250_000)
+    resp = client.post(f"/api/approvals/{approved.id}/approve", json={"comment": "ok"}, headers=auth("manager"))
+    assert resp.status_code == 200, resp.json
+    rows = client.get("/api/reports/sales-metrics", headers=auth("manager")).json["data"]
+    by_id = {r["salesId"]: r for r in rows}
+    mine = by_id[str(user.id)]
+    assert mine["salesName"] == mine["name"] == "Report Rep" and mine["salesEmail"] == mine["email"] == user.email
+    assert mine["meetingCount"] == mine["meetings"] == 1
+    assert mine["approvedAmount"] == 0 and mine["approvals"] == 0  # no approvals at all
+    for row in rows:
+        figures = {k: v for k, v in row.items() if k not in ("salesId", "salesName", "salesEmail", "name", "email")}
+        assert figures and all(is_number(v) for v in figures.values()), row
+    rep = by_id[next(k for k, r in by_id.items() if r["approvalsApproved"] >= 1)]
+    assert rep["approvedAmount"] >= 1_250_000 and isinstance(rep["approvedAmount"], int)
+
+
+def test_dashboard_rates_are_numbers(client, auth):
+    for who in ("manager", "sales"):
+        data = client.get("/api/reports/dashboard", headers=auth(who)).json["data"]
+        assert is_number(data["tasks"]["completionRate"]) and is_number(data["approvals"]["approvalRate"])
+        for section in data.values():
+            assert all(is_number(v) for v in section.values()), section

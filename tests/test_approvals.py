@@ -517,3 +517,161 @@ def test_requests_are_never_deleted_even_by_a_direct_writer(make, db):
         db.session.commit()
     db.session.rollback()
     assert db.session.query(ApprovalRequest).filter_by(id=req_id).count() == 1
+
+
+# --- separation of duties (issue 18 item 10) ---------------------------------------------------
+
+
+def test_one_person_decides_at_most_one_step_manager_step_first(make, db, users, dual_decider):
+    """A Manager-and-Compliance user who approved step 1 may not approve (or reject) step 2."""
+    req = make.approval("sales", amount=THRESHOLD)
+    service.approve(req.id, dual_decider, "マネージャーとして承認")
+    for fn, args in ((service.approve, ()), (service.reject, ("自分で却下",))):
+        with pytest.raises(Forbidden, match="one person decides at most one step"):
+            fn(req.id, dual_decider, *args)
+    pending = {r.id for r in db.session.execute(service.pending_for(dual_decider)).unique().scalars()}
+    assert req.id not in pending  # not offered in their inbox either
+    assert service.decidable_step(_fresh(db, req.id), dual_decider) is None
+    service.approve(req.id, users["compliance"])
+    done = _fresh(db, req.id)
+    assert done.status == ApprovalStatus.APPROVED
+    assert [s.decided_by_id for s in done.steps] == [dual_decider.id, users["compliance"].id]
+
+
+def test_one_person_decides_at_most_one_step_compliance_step_only(make, db, users, dual_decider):
+    """The same user may decide the Compliance step when someone else decided the Manager step."""
+    req = make.approval("sales", amount=THRESHOLD)
+    assert req.id in {r.id for r in db.session.execute(service.pending_for(dual_decider)).unique().scalars()}
+    service.approve(req.id, users["manager"])
+    assert service.decidable_step(_fresh(db, req.id), dual_decider).sequence == 2
+    service.reject(req.id, dual_decider, "適合性に懸念")
+    done = _fresh(db, req.id)
+    assert done.status == ApprovalStatus.REJECTED
+    assert [s.decided_by_id for s in done.steps] == [users["manager"].id, dual_decider.id]
+
+
+def test_separation_of_duties_through_the_api_and_screen(app, client, make, db, dual_decider):
+    from tests.conftest import PASSWORD
+
+    req = make.approval("sales", amount=THRESHOLD)
+    token = client.post("/api/v1/security/login", json={"username": dual_decider.email, "password": PASSWORD,
+                                                        "provider": "db"}).json["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.post(f"/api/v1/approval/{req.id}/approve", json={}, headers=headers).status_code == 200
+    resp = client.post(f"/api/v1/approval/{req.id}/approve", json={}, headers=headers)
+    assert resp.status_code == 403 and "one step" in resp.json["message"]
+    assert client.post(f"/api/approvals/{req.id}/approve", json={}, headers=headers).status_code == 403
+    screen = app.test_client()
+    screen.post("/login/", data={"username": dual_decider.email, "password": PASSWORD})
+    page = screen.get(f"/approvalrequestview/show/{req.id}").get_data(as_text=True)
+    assert "approval-decide-form" not in page
+    assert _fresh(db, req.id).steps[1].decision is None
+
+
+# --- at the same moment, on every database (issue 18 item 14) ----------------------------------
+
+
+def _submit_in(application, people, amount=1_000_000, owner="sales"):
+    """Submit a request in `application`'s database; return its id."""
+    import uuid
+
+    from app.context import acting_as
+    from app.extensions import db as _db
+    from models import Customer
+
+    with application.app_context():
+        user = people[owner]
+        with acting_as(user):
+            customer = Customer(name="同時決裁テスト", email=f"race-{uuid.uuid4().hex[:10]}@example.jp",
+                                assigned_sales_id=user.id, created_by_id=user.id, investment_profile="moderate")
+            _db.session.add(customer)
+            _db.session.commit()
+            req = ApprovalRequest(customer_id=customer.id, product_name="同時ファンド", product_risk=3, amount=amount)
+            service.submit(req, user)
+            _db.session.commit()
+            rid = req.id
+        _db.session.remove()
+    return rid
+
+
+def _race(application, rid, calls, monkeypatch):
+    """Run each (fn, user, *args) on `rid` in its own thread and transaction at once; return their outcomes."""
+    from app.extensions import db as _db
+
+    # Both read the request before either writes (SQLite: no lock to wait on; PostgreSQL: the lock holder sleeps).
+    monkeypatch.setattr(service, "_after_lock", lambda request: time.sleep(0.3))
+    barrier = threading.Barrier(len(calls))
+    results = [None] * len(calls)
+
+    def run(i, fn, user, *args):
+        with application.app_context():
+            barrier.wait()
+            try:
+                fn(rid, user, *args)
+                results[i] = "ok"
+            except DomainError as exc:
+                results[i] = exc.status
+            except Exception as exc:  # reported by the assertion of the caller
+                results[i] = repr(exc)
+            finally:
+                _db.session.remove()
+
+    threads = [threading.Thread(target=run, args=(i, *call)) for i, call in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+def _history(application, rid):
+    """(status, step decisions, audit actions, event types) of request `rid`, read afresh."""
+    from app.extensions import db as _db
+
+    with application.app_context():
+        req = _db.session.get(ApprovalRequest, rid)
+        status = req.status.value
+        decisions = [s.decision.value if s.decision else None for s in sorted(req.steps, key=lambda s: s.sequence)]
+        actions = sorted(a.value for a in _db.session.execute(sa.select(AuditLog.action).where(
+            AuditLog.resource_id == rid, AuditLog.action.in_(["APPROVE", "REJECT", "RECALL"]))).scalars())
+        kinds = _events(_db, rid)
+        _db.session.remove()
+    return status, decisions, actions, kinds
+
+
+def test_two_managers_approving_at_once_one_wins_on_every_database(every_db, monkeypatch):
+    application, people = every_db
+    rid = _submit_in(application, people)
+    results = _race(application, rid, [(service.approve, people["manager"]), (service.approve, people["manager"])],
+                    monkeypatch)
+    assert sorted(map(str, results)) == ["409", "ok"], results
+    status, decisions, actions, kinds = _history(application, rid)
+    assert (status, decisions, actions) == ("APPROVED", ["APPROVED"], ["APPROVE"])
+    assert kinds == ["APPROVAL_REQUESTED", "APPROVAL_STEP_DECIDED", "APPROVAL_APPROVED"]
+
+
+def test_approve_and_reject_of_one_step_at_once_on_every_database(every_db, monkeypatch):
+    application, people = every_db
+    rid = _submit_in(application, people, amount=THRESHOLD)
+    manager = people["manager"]
+    results = _race(application, rid, [(service.approve, manager, "承認"), (service.reject, manager, "却下")], monkeypatch)
+    assert sorted(map(str, results)) == ["409", "ok"], results
+    status, decisions, actions, kinds = _history(application, rid)
+    if results[0] == "ok":
+        assert (status, decisions, actions) == ("PENDING", ["APPROVED", None], ["APPROVE"])
+    else:
+        assert (status, decisions, actions) == ("REJECTED", ["REJECTED", None], ["REJECT"])
+    assert kinds.count("APPROVAL_STEP_DECIDED") == 1
+
+
+def test_recall_and_approve_at_once_on_every_database(every_db, monkeypatch):
+    application, people = every_db
+    rid = _submit_in(application, people)
+    results = _race(application, rid, [(service.recall, people["sales"]), (service.approve, people["manager"])],
+                    monkeypatch)
+    assert sorted(map(str, results)) == ["409", "ok"], results
+    status, decisions, actions, kinds = _history(application, rid)
+    if results[0] == "ok":
+        assert (status, decisions, actions, kinds[-1]) == ("RECALLED", [None], ["RECALL"], "APPROVAL_RECALLED")
+    else:
+        assert (status, decisions, actions, kinds[-1]) == ("APPROVED", ["APPROVED"], ["APPROVE"], "APPROVAL_APPROVED")

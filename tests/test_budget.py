@@ -189,3 +189,16 @@ def test_redis_down_login_is_limited_per_process(config_class, users, private_re
     finally:
         limiter.enabled = False
     assert statuses == [401, 401, 401, 429], statuses
+
+
+def test_cors_preflights_spend_no_budget(limited_app, fresh_user):
+    """OPTIONS (a browser's preflight, no token) is never charged to its IP: the writes after it still pass."""
+    client = limited_app.test_client()
+    _user, headers = fresh_user
+    ip = from_ip()
+    for _ in range(BUDGET * 2):
+        pre = client.options("/api/tasks", headers={**ip, "Origin": "https://crm.example.jp", "Access-Control-Request-Method": "POST"})
+        assert pre.status_code == 200, pre.get_data(as_text=True)
+    # The IP's budget is whole: a request without a valid token (charged per IP) is a 401, not a 429.
+    assert client.get(LIST, headers=ip).status_code == 401
+    assert client.get(LIST, headers={**headers, **ip}).status_code == 200

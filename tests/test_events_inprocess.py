@@ -97,14 +97,10 @@ def test_approval_request_notifies_managers(app, make, users, db):
 
 def test_approval_outcome_notifies_requester(app, make, users, db):
     """APPROVAL_APPROVED → the requester is notified."""
-    from app import events
-    from app.context import acting_as
-    from app.serialize import column_values
+    from app.services import approvals
 
     req = make.approval("sales")
-    with acting_as(users["manager"]):
-        events.emit(db.session, "APPROVAL_APPROVED", "approval", req.id, column_values(req))
-        db.session.commit()
+    approvals.approve(req.id, users["manager"])  # the real outcome, not a hand-written event
     note = db.session.execute(
         sa.select(Notification).where(Notification.user_id == users["sales"].id, Notification.type == "APPROVAL_APPROVED",
                                       Notification.link == f"/api/approvals/{req.id}")
@@ -253,3 +249,58 @@ def test_notification_email_goes_through_an_rq_job(app, db, users, monkeypatch):
     sink.server.shutdown()
     assert [m["rcpt"] for m in sink.messages] == [[users["sales2"].email]]
     q.delete(delete_jobs=True)
+
+
+def test_two_drainers_at_once_deliver_each_event_once_on_every_database(every_db, monkeypatch):
+    """Two in-process drains over the same rows: every event applied once, marked once, never un-marked."""
+    import threading
+    import time
+
+    from app import delivery, reactions
+    from app.extensions import db as _db
+    from models.base import utcnow
+
+    application, people = every_db
+    user_id = people["sales2"].id
+    title = f"同時配信-{uuid.uuid4().hex[:6]}"
+    ids = []
+    with application.app_context():
+        for n in range(6):
+            event_id = str(uuid.uuid4())
+            envelope = {"id": event_id, "type": "NOTIFY", "aggregateType": "user", "aggregateId": f"{user_id}-{title}",
+                        "sequence": n + 1, "occurredAt": utcnow().isoformat(), "actorId": None,
+                        "payload": {"userId": str(user_id), "title": title}}
+            # Written without the after-commit kick, so only the two drains below deliver them.
+            _db.session.add(OutboxEvent(id=event_id, topic="notification.events", aggregate_type="user",
+                                        aggregate_id=f"{user_id}-{title}", key=str(user_id), type="NOTIFY",
+                                        sequence=n + 1, envelope=envelope))
+            ids.append(event_id)
+        _db.session.commit()
+        _db.session.remove()
+    real = reactions.apply_event
+
+    def slow(session, envelope):
+        time.sleep(0.05)  # both drains hold the same batch of ids while the first one works
+        return real(session, envelope)
+
+    monkeypatch.setattr(reactions, "apply_event", slow)
+    barrier = threading.Barrier(2)
+
+    def drain():
+        with application.app_context():
+            barrier.wait()
+            delivery._drain_batch(set())
+
+    threads = [threading.Thread(target=drain) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    with application.app_context():
+        rows = _db.session.execute(sa.select(OutboxEvent).where(OutboxEvent.id.in_(ids))).scalars().all()
+        assert [(r.attempts, r.last_error) for r in rows] == [(1, None)] * len(ids)
+        assert all(r.published_at is not None for r in rows)
+        notes = _db.session.execute(sa.select(sa.func.count()).select_from(Notification).where(
+            Notification.user_id == user_id, Notification.title == title)).scalar()
+        assert notes == len(ids)
+        _db.session.remove()

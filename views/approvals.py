@@ -58,6 +58,7 @@ REASON_LABELS = {
     "AMOUNT_AT_OR_ABOVE_THRESHOLD": _("Amount at or above the compliance threshold"),
     "PRODUCT_RISK_ABOVE_TOLERANCE": _("Product risk above the customer's risk tolerance"),
     "NO_INVESTMENT_PROFILE": _("Customer has no investment profile"),
+    "SUITABILITY_CHANGED_RECENTLY": _("Sales changed the customer's suitability information recently"),
 }
 DECISION_LABELS = {"APPROVED": _("Approved"), "REJECTED": _("Rejected")}
 ROLE_LABELS = {"Manager": _("Manager"), "Compliance": _("Compliance")}
@@ -81,6 +82,7 @@ def template_helpers():
         "local_time": local_time,
         "csrf_token": generate_csrf,
         "current_step": service.current_step,
+        "decidable_step": service.decidable_step,
         "yen": yen,
     }
 

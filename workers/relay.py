@@ -168,13 +168,15 @@ def relay_batch(session, config, producer):
                 errors.append(str(err))
     now = utcnow()
     if published:
+        # Only rows still unpublished: without row locks (SQLite) another relay may have
+        # marked one meanwhile, and its mark (time, attempts) stays as it wrote it.
         session.execute(
-            sa.update(OutboxEvent).where(OutboxEvent.id.in_(published))
+            sa.update(OutboxEvent).where(OutboxEvent.id.in_(published), OutboxEvent.published_at.is_(None))
             .values(published_at=now, attempts=OutboxEvent.attempts + 1, last_error=None)
         )
     if failed:
         session.execute(
-            sa.update(OutboxEvent).where(OutboxEvent.id.in_(failed))
+            sa.update(OutboxEvent).where(OutboxEvent.id.in_(failed), OutboxEvent.published_at.is_(None))
             .values(attempts=OutboxEvent.attempts + 1, last_error=(errors[0] if errors else "blocked by an earlier row")[:2000])
         )
         log_throttled(log, "relay-publish", config.get("EVENTS_LOG_INTERVAL", 30),

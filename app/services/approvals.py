@@ -5,9 +5,15 @@ calls these functions, so the rules live here once:
 
 - step 1 is decided by a Manager; step 2 by Compliance when the routing policy asks;
 - nobody decides their own request; only the step's required role decides it;
+- one person decides at most one step of a request (a user holding both Manager and
+  Compliance cannot approve both steps: separation of duties);
 - steps are decided in order, each once (a second decision is a 409);
-- the request row is locked (SELECT ... FOR UPDATE) for the whole decision, so of two
-  deciders at the same moment exactly one wins and the other gets a 409;
+- of two deciders (or a decider and the recalling requester) at the same moment exactly
+  one wins and the other gets a 409, on every database: each transition writes its step
+  and its request with a conditional UPDATE (`... WHERE decision IS NULL`, `... WHERE
+  status = 'PENDING'`) and checks the row count. PostgreSQL also locks the request row
+  (SELECT ... FOR UPDATE) for the whole decision, so the loser waits instead of racing;
+  SQLite has no row locks, and there the conditional write is what decides;
 - reject needs a comment and ends the request; APPROVED only when every step approved;
 - the requester may recall while PENDING; a submitted request's business fields never
   change and a finished request never changes at all (also guarded at flush time below).
@@ -26,8 +32,9 @@ from app import audit, events
 from app.context import acting_as
 from app.scope import COMPLIANCE, MANAGER, in_scope, role_names, scope_clause
 from app.serialize import column_values
-from app.services.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from app.services.records import require_customer_in_scope
+from app.services.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
+from app.services import suitability
+from app.services.records import related_id, require_customer_in_scope
 from models.approval import ApprovalRequest, ApprovalStatus, ApprovalStep, StepDecision
 from models.audit import AuditAction
 from models.base import utcnow
@@ -42,7 +49,7 @@ FINAL_STATUSES = frozenset({ApprovalStatus.APPROVED, ApprovalStatus.REJECTED, Ap
 MAX_COMMENT = 2000
 
 
-def compliance_reasons(request, customer, threshold):
+def compliance_reasons(request, customer, threshold, suitability_days=0, now=None):
     """Return why this request needs a compliance step (empty when it does not)."""
     reasons = []
     if Decimal(request.amount) >= Decimal(threshold):
@@ -51,6 +58,8 @@ def compliance_reasons(request, customer, threshold):
         reasons.append("PRODUCT_RISK_ABOVE_TOLERANCE")
     if customer.investment_profile is None:
         reasons.append("NO_INVESTMENT_PROFILE")
+    if suitability.changed_recently(customer, suitability_days, now):
+        reasons.append(suitability.REASON)
     return reasons
 
 
@@ -87,12 +96,14 @@ def submit(request, user, requested_at=None):
     from app.extensions import db
 
     _validate_business_fields(request)
-    customer = require_customer_in_scope(request.customer_id or getattr(request.customer, "id", None), user)
+    customer = require_customer_in_scope(related_id(request, "customer_id", "customer"), user)
     request.customer = customer
     request.requester_id = user.id
     request.status = ApprovalStatus.PENDING
     request.requested_at = requested_at or utcnow()
-    reasons = compliance_reasons(request, customer, current_app.config["APPROVAL_COMPLIANCE_THRESHOLD"])
+    config = current_app.config
+    reasons = compliance_reasons(request, customer, config["APPROVAL_COMPLIANCE_THRESHOLD"],
+                                 int(config.get("APPROVAL_SUITABILITY_CHANGE_DAYS", 30)), request.requested_at)
     request.compliance_reasons = reasons or None
     request.steps = [ApprovalStep(sequence=1, required_role=MANAGER)]
     if reasons:
@@ -111,6 +122,14 @@ def current_step(request):
     if request.status != ApprovalStatus.PENDING:
         return None
     return next((s for s in sorted(request.steps, key=lambda s: s.sequence) if s.decision is None), None)
+
+
+def decidable_step(request, user):
+    """The step `user` may decide now (the screens offer the decision form only then), else None."""
+    try:
+        return _step_to_decide(request, user)
+    except DomainError:
+        return None
 
 
 def step_values(step):
@@ -146,23 +165,30 @@ def _first_open_step():
     )
 
 
-def pending_clause(user):
-    """SQL condition: PENDING requests whose current step needs one of `user`'s roles, not their own."""
+def pending_clause(user, uid=None):
+    """SQL condition: PENDING requests whose current step needs one of `user`'s roles, not their own,
+    and none of whose steps `user` decided already (one person, one step).
+
+    `uid` (default the user's id) may be a bind parameter: a list statement built once per
+    set of roles binds the caller's id at execution (app/listquery.py).
+    """
     roles = sorted(role_names(user) & DECIDER_ROLES)
-    uid = getattr(user, "id", None)
-    if not roles or uid is None:
+    if not roles or getattr(user, "id", None) is None:
         return sa.false()
+    uid = user.id if uid is None else uid
     first = _first_open_step()
     waiting = (
         sa.select(ApprovalStep.approval_request_id)
         .join(first, sa.and_(first.c.request_id == ApprovalStep.approval_request_id, first.c.seq == ApprovalStep.sequence))
         .where(ApprovalStep.required_role.in_(roles))
     )
+    decided = sa.select(ApprovalStep.approval_request_id).where(ApprovalStep.decided_by_id == uid)
     return sa.and_(
         ApprovalRequest.status == ApprovalStatus.PENDING,
         ApprovalRequest.requester_id != uid,
         ApprovalRequest.id.in_(waiting),
-        scope_clause(ApprovalRequest, user),
+        ApprovalRequest.id.not_in(decided),
+        scope_clause(ApprovalRequest, user, uid=uid),
     )
 
 
@@ -226,6 +252,11 @@ def _step_to_decide(request, user):
         raise Conflict(f"the request is already {request.status} and can no longer be decided", field="status")
     step = current_step(request)
     if step is not None and step.required_role in roles:
+        mine = [s for s in request.steps if s.decision is not None and s.decided_by_id == user.id]
+        if mine:
+            raise Forbidden(
+                f"you decided step {mine[0].sequence} of this request: one person decides at most one step"
+            )
         return step
     # The step for this role is behind us: a second decision of it is a conflict, not a rights issue.
     done = [s for s in request.steps if s.decision is not None and s.required_role in roles]
@@ -274,6 +305,26 @@ def _transition(fn):
     return wrapper
 
 
+LOST_RACE = "someone else decided or recalled this request at the same moment"
+
+
+def _claim(model, row_id, condition, values):
+    """UPDATE one row only if `condition` still holds in the database; Conflict when it no longer does.
+
+    The row the ORM read may be stale (SQLite takes no row lock): this write is the one
+    that decides, as the database evaluates `condition` against the committed row while it
+    holds the row's write lock. The ORM then writes the same values, for the audit trail.
+    """
+    from app.extensions import db
+
+    result = db.session.execute(
+        sa.update(model).where(model.id == row_id, condition).values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise Conflict(LOST_RACE, field="status")
+
+
 def _decide(request_id, user, decision, comment):
     request = _lock(request_id, user)
     step = _step_to_decide(request, user)
@@ -281,15 +332,21 @@ def _decide(request_id, user, decision, comment):
         raise ValidationFailed("a comment is required to reject", field="comment")
     before = _snapshot(request)
     now = utcnow()
-    step.decided_by_id, step.decision, step.comment, step.decided_at = user.id, decision, comment, now
-    request.approver_id = user.id
+    decided = {"decided_by_id": user.id, "decision": decision, "comment": comment, "decided_at": now}
+    ended = {"approver_id": user.id}
     kinds = ["APPROVAL_STEP_DECIDED"]
     if decision == StepDecision.REJECTED:
-        request.status, request.processed_at = ApprovalStatus.REJECTED, now
+        ended.update(status=ApprovalStatus.REJECTED, processed_at=now)
         kinds.append("APPROVAL_REJECTED")
-    elif all(s.decision == StepDecision.APPROVED for s in request.steps):
-        request.status, request.processed_at = ApprovalStatus.APPROVED, now
+    elif all(s.decision == StepDecision.APPROVED for s in request.steps if s is not step):
+        ended.update(status=ApprovalStatus.APPROVED, processed_at=now)
         kinds.append("APPROVAL_APPROVED")
+    _claim(ApprovalRequest, request.id, ApprovalRequest.status == ApprovalStatus.PENDING, ended)
+    _claim(ApprovalStep, step.id, ApprovalStep.decision.is_(None), decided)
+    for key, value in decided.items():
+        setattr(step, key, value)
+    for key, value in ended.items():
+        setattr(request, key, value)
     action = AuditAction.REJECT if decision == StepDecision.REJECTED else AuditAction.APPROVE
     return _finish(request, user, action, kinds, before, comment)
 
@@ -316,7 +373,9 @@ def recall(request_id, user, comment=None):
     if request.status != ApprovalStatus.PENDING:
         raise Conflict(f"the request is already {request.status} and can no longer be recalled", field="status")
     before = _snapshot(request)
-    request.status, request.processed_at = ApprovalStatus.RECALLED, utcnow()
+    ended = {"status": ApprovalStatus.RECALLED, "processed_at": utcnow()}
+    _claim(ApprovalRequest, request.id, ApprovalRequest.status == ApprovalStatus.PENDING, ended)
+    request.status, request.processed_at = ended["status"], ended["processed_at"]
     return _finish(request, user, AuditAction.RECALL, ["APPROVAL_RECALLED"], before, comment)
 
 

@@ -4,20 +4,21 @@ Screens (pre_add / pre_update hooks), the generated API, the /api blueprint and 
 call these before the row is written, so a rule holds whatever the entry point.
 """
 
-import re
+from datetime import timezone
 
 import sqlalchemy as sa
 
 from flask_appbuilder.security.sqla.models import User
 
+from app.emails import normalise_email
 from app.extensions import db
-from app.scope import SALES, in_scope, role_names, sees_all
+from app.roles import CUSTOMER, EDIT, MEETING, ROLE_PERMISSIONS, TASK
+from app.scope import ADMIN, SALES, in_scope, role_names, sees_all
 from app.services.errors import Conflict, NotFound, ValidationFailed
 from models.base import utcnow
 from models.customer import Customer
+from models.meeting import MeetingStatus, MeetingType
 from models.task import TaskStatus
-
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def is_sales_only(user):
@@ -27,6 +28,27 @@ def is_sales_only(user):
 
 def _user_id(value):
     return getattr(value, "id", value)
+
+
+def related_id(obj, column, relation):
+    """The id `obj` will refer to through `column` / `relation` when it is flushed.
+
+    FAB's forms and generated API set the relationship (`task.user = <User 3>`) while
+    the id column keeps its old value until flush; the /api blueprint sets the column.
+    At flush a changed relationship wins, so the rules judge its target, else the column.
+    """
+    state = sa.inspect(obj)
+    history = state.attrs[relation].history
+    if history.added or (history.deleted and not history.unchanged):
+        target = history.added[0] if history.added else None
+        return getattr(target, "id", None)
+    return getattr(obj, column)
+
+
+def _set_related(obj, column, relation, model, value):
+    """Point `obj` at row `value` of `model` through both the column and the relationship."""
+    setattr(obj, relation, db.session.get(model, value) if value is not None else None)
+    setattr(obj, column, value)
 
 
 def require_customer_in_scope(customer_id, user, field="customerId"):
@@ -39,18 +61,43 @@ def require_customer_in_scope(customer_id, user, field="customerId"):
     return customer
 
 
-def _own_only(obj, column, relation, user, field):
-    """Sales users may only set `column` to themselves; others default to themselves."""
+def may_own(user, resource):
+    """True when `user` may be handed a `resource` row: active, and a role that edits it.
+
+    An owner works on what they own; Compliance only reads customers, meetings and
+    tasks (and reviews their requests), so a row handed to them would sit where
+    nobody who holds it can act on it.
+    """
+    if user is None or not user.active:
+        return False
+    names = role_names(user)
+    return ADMIN in names or any(EDIT in ROLE_PERMISSIONS.get(name, {}).get(resource, ()) for name in names)
+
+
+def _own_only(obj, column, relation, user, field, resource):
+    """Sales users may only own rows themselves; others default to themselves or hand rows to a possible owner.
+
+    The owner is judged on every write, not only when it changes: an earlier flush in the
+    same transaction (any query autoflushes) erases the history that would tell.
+    """
     uid = _user_id(user)
-    current = getattr(obj, column) or _user_id(getattr(obj, relation, None))
+    current = related_id(obj, column, relation)
     if current is None:
-        setattr(obj, column, uid)
-    elif is_sales_only(user) and current != uid:
+        _set_related(obj, column, relation, User, uid)
+        return
+    if is_sales_only(user) and current != uid:
         raise ValidationFailed("sales users can only assign records to themselves", field=field)
-    elif current != uid:
-        assignee = db.session.get(User, current)
-        if assignee is None or not assignee.active:
-            raise ValidationFailed("no active user with this id", field=field)
+    if current == uid:
+        return
+    try:
+        assignee = db.session.get(User, int(current))
+    except (TypeError, ValueError):
+        assignee = None
+    if assignee is None or not assignee.active:
+        raise ValidationFailed("no active user with this id", field=field)
+    if not may_own(assignee, resource):
+        raise ValidationFailed("this user's role cannot own these records (only roles that edit them can)", field=field)
+    _set_related(obj, column, relation, User, assignee.id)
 
 
 def prepare_customer(customer, user, creating):
@@ -58,10 +105,10 @@ def prepare_customer(customer, user, creating):
     if not (customer.name or "").strip():
         raise ValidationFailed("name is required", field="name")
     customer.name = customer.name.strip()
+    if customer.email is not None and not customer.email.strip():
+        customer.email = None
     if customer.email:
-        customer.email = customer.email.strip().lower()
-        if not EMAIL_RE.match(customer.email):
-            raise ValidationFailed("email is not a valid address", field="email")
+        customer.email = normalise_email(customer.email, field="email")
         clash = db.session.execute(
             sa.select(Customer.id).where(
                 Customer.email == customer.email,
@@ -77,7 +124,7 @@ def prepare_customer(customer, user, creating):
         raise ValidationFailed("riskTolerance must be between 1 and 10", field="riskTolerance")
     if creating:
         customer.created_by_id = customer.created_by_id or _user_id(user)
-    _own_only(customer, "assigned_sales_id", "assigned_sales", user, "assignedSalesId")
+    _own_only(customer, "assigned_sales_id", "assigned_sales", user, "assignedSalesId", CUSTOMER)
 
 
 def soft_delete_customer(customer):
@@ -86,16 +133,37 @@ def soft_delete_customer(customer):
         customer.deleted_at = utcnow()
 
 
+TITLE_MAX = 200
+
+
+def meeting_title(summary, customer_name=None):
+    """The title of a meeting recorded without one: its summary's first line, else 「商談: {customer}」 (≤ 200 chars)."""
+    line = next((part.strip() for part in (summary or "").splitlines() if part.strip()), "")
+    title = line or (f"商談: {customer_name}" if customer_name else "商談")
+    return title if len(title) <= TITLE_MAX else title[: TITLE_MAX - 1] + "…"
+
+
 def prepare_meeting(meeting, user, creating):
-    """Validate a meeting about to be written by `user` and fill owner fields."""
-    if not (meeting.title or "").strip():
-        raise ValidationFailed("title is required", field="title")
+    """Validate a meeting about to be written by `user`; fill owner fields, a missing title and status."""
     if meeting.scheduled_at is None:
         raise ValidationFailed("scheduledAt is required", field="scheduledAt")
-    require_customer_in_scope(meeting.customer_id or _user_id(meeting.customer), user)
+    customer = require_customer_in_scope(related_id(meeting, "customer_id", "customer"), user)
+    _set_related(meeting, "customer_id", "customer", Customer, customer.id)
+    if meeting.title is not None and len(meeting.title) > TITLE_MAX:
+        raise ValidationFailed(f"title must be at most {TITLE_MAX} characters", field="title")
+    if not (meeting.title or "").strip():
+        # The seed's frontend records meetings with a summary and no title.
+        meeting.title = meeting_title(meeting.description, customer.name)
+    meeting.title = meeting.title.strip()
+    if meeting.type is None:
+        meeting.type = MeetingType.visit
+    if meeting.status is None:
+        # A meeting recorded after its date was held; one ahead is still to come.
+        at = meeting.scheduled_at if meeting.scheduled_at.tzinfo else meeting.scheduled_at.replace(tzinfo=timezone.utc)
+        meeting.status = MeetingStatus.completed if at < utcnow() else MeetingStatus.scheduled
     if creating:
         meeting.created_by_id = meeting.created_by_id or _user_id(user)
-    _own_only(meeting, "sales_id", "sales", user, "salesId")
+    _own_only(meeting, "sales_id", "sales", user, "salesId", MEETING)
 
 
 def prepare_task(task, user, creating):
@@ -104,13 +172,14 @@ def prepare_task(task, user, creating):
         raise ValidationFailed("title is required", field="title")
     if len(task.title) > 200:
         raise ValidationFailed("title must be at most 200 characters", field="title")
-    customer_id = task.customer_id or _user_id(task.customer)
+    customer_id = related_id(task, "customer_id", "customer")
     if customer_id:
-        require_customer_in_scope(customer_id, user)
+        customer = require_customer_in_scope(customer_id, user)
+        _set_related(task, "customer_id", "customer", Customer, customer.id)
     if creating:
         task.created_by_id = task.created_by_id or _user_id(user)
         task.status = task.status or TaskStatus.TODO
-    _own_only(task, "user_id", "user", user, "userId")
+    _own_only(task, "user_id", "user", user, "userId", TASK)
     if task.status == TaskStatus.COMPLETED:
         task.completed_at = task.completed_at or utcnow()
     else:
@@ -118,9 +187,27 @@ def prepare_task(task, user, creating):
 
 
 def complete_task(task):
-    """Mark a task completed now."""
-    task.status = TaskStatus.COMPLETED
-    task.completed_at = task.completed_at or utcnow()
+    """Mark a task completed now, once: return False when it already was (or another caller just did it).
+
+    A conditional UPDATE decides (`... WHERE status <> 'COMPLETED'`), so two completions at
+    the same moment write one completion time and one TASK_COMPLETED event on every
+    database; the winner's ORM write of the same values carries the audit row and event.
+    """
+    from models.task import Task
+
+    if task.status == TaskStatus.COMPLETED:
+        return False
+    now = utcnow()
+    won = db.session.execute(
+        sa.update(Task).where(Task.id == task.id, Task.status != TaskStatus.COMPLETED)
+        .values(status=TaskStatus.COMPLETED, completed_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not won:
+        db.session.refresh(task)
+        return False
+    task.status, task.completed_at = TaskStatus.COMPLETED, now
+    return True
 
 
 def get_in_scope(model, record_id, user):

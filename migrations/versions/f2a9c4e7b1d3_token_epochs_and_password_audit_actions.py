@@ -6,7 +6,7 @@ epoch is refused (app/tokens.py). The audit log gains PASSWORD_CHANGED and PASSW
 the CHECK constraint of its action column is rebuilt with them.
 
 Revision ID: f2a9c4e7b1d3
-Revises: e4b7a1c9d2f6
+Revises: f1a2b3c4d5e6
 Create Date: 2026-11-25 09:00:00
 
 """
@@ -18,7 +18,7 @@ import models.base
 
 # revision identifiers, used by Alembic.
 revision = 'f2a9c4e7b1d3'
-down_revision = 'e4b7a1c9d2f6'
+down_revision = 'f1a2b3c4d5e6'
 branch_labels = None
 depends_on = None
 

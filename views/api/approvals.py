@@ -4,17 +4,21 @@ Every transition is the approval service's (app/services/approvals.py): this mod
 parses input, checks the permission matrix and scope, and shapes the answer.
 """
 
+from types import SimpleNamespace
+
 from flask import Blueprint, request
 
 from app.extensions import db
-from app.caching import cached_endpoint, model_resources
+from app.caching import cached_endpoint
 from app.roles import ADD, APPROVAL, DECIDE, READ, RECALL
 from app.listquery import ListQuery
 from app.serialize import column_values
 from app.services import approvals as service
 from app.services.errors import Forbidden, ValidationFailed
+from app.scope import role_names
 from app.services.records import get_in_scope
 from models.approval import ApprovalRequest, ApprovalStatus
+from views.api import nested
 from views.api.common import (
     ApiError,
     Field,
@@ -51,6 +55,11 @@ def serialize(request_row, with_steps=False):
     return data
 
 
+def answer(request_row, status=200):
+    """One request with its step history, its customer, requester and approver nested."""
+    return item(serialize(request_row, with_steps=True), status, model=ApprovalRequest)
+
+
 def load(request_id):
     """The request `request_id` if the caller may see it (else 404)."""
     return get_in_scope(ApprovalRequest, path_uuid(request_id, "ApprovalRequest"), current_user())
@@ -74,12 +83,12 @@ def _transition(name, request_id, comment):
     fn(row.id, current_user(), comment)
     db.session.commit()
     db.session.expire_all()
-    return item(serialize(load(request_id), with_steps=True))
+    return answer(load(request_id))
 
 
 @bp.get("")
 @requires(READ, APPROVAL)
-@cached_endpoint(*model_resources(ApprovalRequest))
+@cached_endpoint(*nested.resources(ApprovalRequest))
 def list_approvals():
     """Requests in scope; ?status=, customerId=."""
     lq = ListQuery(ApprovalRequest, current_user())
@@ -88,7 +97,26 @@ def list_approvals():
         lq.where("status", lambda p: ApprovalRequest.status == p, status)
     if request.args.get("customerId"):
         lq.where("customerId", lambda p: ApprovalRequest.customer_id == p, parse_uuid(request.args["customerId"], "customerId"))
-    return page_answer(lq, keyset=(ApprovalRequest.requested_at, ApprovalRequest.id), serializer=serialize)
+    # Model objects, not plain rows: the raw-cursor path has no result processor for NUMERIC amounts.
+    return page_answer(lq, keyset=(ApprovalRequest.requested_at, ApprovalRequest.id), serializer=column_values)
+
+
+@bp.get("/pending")
+@requires(READ, APPROVAL)
+@cached_endpoint(*nested.resources(ApprovalRequest), "approval_steps", by_roles=True, per_user=True)
+def pending_approvals():
+    """The inbox: requests whose current step waits for one of the caller's roles (never their own), oldest first."""
+    user = current_user()
+    roles = sorted(role_names(user) & service.DECIDER_ROLES)
+    # The approval service's inbox rule, as the Pending My Decision screen uses it. The
+    # statement is shared by callers with the same deciding roles: it is built for a
+    # stand-in holding only those roles, and the caller's id is bound at execution.
+    deciding = SimpleNamespace(id=0, is_authenticated=True, roles=[SimpleNamespace(name=r) for r in roles])
+    lq = ListQuery(ApprovalRequest, user)
+    lq.where("pendingFor" + "".join(roles), lambda uid: service.pending_clause(deciding, uid=uid), user.id)
+    if request.args.get("customerId"):
+        lq.where("customerId", lambda p: ApprovalRequest.customer_id == p, parse_uuid(request.args["customerId"], "customerId"))
+    return page_answer(lq, keyset=(ApprovalRequest.requested_at, ApprovalRequest.id), descending=False, serializer=column_values)
 
 
 @bp.post("")
@@ -98,14 +126,14 @@ def create_approval():
     row = apply(ApprovalRequest(), parse_fields(json_body(), FIELDS))
     service.submit(row, current_user())
     db.session.commit()
-    return item(serialize(row, with_steps=True), 201)
+    return answer(row, 201)
 
 
 @bp.get("/<request_id>")
 @requires(READ, APPROVAL)
 def get_approval(request_id):
     """One request with its step history."""
-    return item(serialize(load(request_id), with_steps=True))
+    return answer(load(request_id))
 
 
 @bp.put("/<request_id>")

@@ -4,12 +4,13 @@ import sqlalchemy as sa
 from flask import Blueprint, jsonify, request
 
 from app import reads
-from app.caching import cached_endpoint, model_resources
+from app.caching import cached_endpoint
 from app.extensions import db
 from app.listquery import ListQuery
 from app.roles import AUDIT, READ
 from app.services.errors import NotFound
 from models.audit import AuditAction, AuditLog
+from views.api import nested
 from views.api.common import current_user, item, page_answer, path_uuid, query_datetime, query_enum, query_int, requires
 
 bp = Blueprint("crm_api_audit", __name__, url_prefix="/audit")
@@ -45,7 +46,7 @@ def _page(lq):
 
 @bp.get("")
 @requires(READ, AUDIT)
-@cached_endpoint(*model_resources(AuditLog))
+@cached_endpoint(*nested.resources(AuditLog))
 def list_audit():
     """Audit rows, newest first; ?action=, resourceType=, resourceId=, userId=, from=, to=."""
     return _page(_audit_rows())
@@ -53,7 +54,7 @@ def list_audit():
 
 @bp.get("/stats")
 @requires(READ, AUDIT)
-@cached_endpoint(*model_resources(AuditLog))
+@cached_endpoint(*nested.resources(AuditLog))
 def audit_stats():
     """Counts by action and by resource type (aggregate SQL), within the same filters."""
     lq = _filtered(_audit_rows())

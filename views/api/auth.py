@@ -16,10 +16,11 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
 
 from app import audit, tokens
+from app.emails import normalise_email
 from app.extensions import db
 from app.ratelimits import login_limits, register_limits
-from app.roles import ROLES
-from app.scope import ADMIN, COMPLIANCE, MANAGER, SALES, role_names
+from app.roles import API_ROLE_CODES, ROLES, ROLES_BY_CODE, api_role_codes
+from app.scope import ADMIN, SALES, role_names
 from app.services.errors import Conflict, ValidationFailed
 from models.audit import AuditAction
 from views.api.common import ApiError, Field, authenticated, json_body, parse_fields
@@ -38,24 +39,20 @@ LOGIN_FIELDS = {
 }
 
 
-# The seed's role spellings (its USER is a sales rep) next to ours, case-insensitive.
-SEED_ROLES = {"user": SALES, "sales": SALES, "manager": MANAGER, "compliance": COMPLIANCE, "admin": ADMIN}
-
-
 def role_from_api(raw):
     """The role named by an Admin's register call, in our or the seed's spelling (400 otherwise)."""
     if isinstance(raw, str):
         for name in ROLES:
             if raw.strip().lower() == name.lower():
                 return name
-        if raw.strip().lower() in SEED_ROLES:
-            return SEED_ROLES[raw.strip().lower()]
-    raise ValidationFailed(f"role must be one of {', '.join(ROLES)}", field="role")
+        if raw.strip().upper() in ROLES_BY_CODE:
+            return ROLES_BY_CODE[raw.strip().upper()]
+    raise ValidationFailed(f"role must be one of {', '.join(API_ROLE_CODES.values())}", field="role")
 
 
 def user_dict(user):
-    """The API spelling of a FAB user (design.md §2)."""
-    roles = [r.name for r in user.roles]
+    """The API spelling of a FAB user (design.md §2), its roles in the seed's codes (app/roles.py)."""
+    roles = api_role_codes(r.name for r in user.roles)
     return {
         "id": str(user.id),
         "email": user.email,
@@ -65,6 +62,12 @@ def user_dict(user):
         "active": bool(user.active),
         "createdAt": user.created_on.isoformat() if getattr(user, "created_on", None) else None,
     }
+
+
+def profile_of(identity):
+    """`user_dict` of the user a token's identity names, None when there is none."""
+    user = current_app.appbuilder.sm.get_user_by_id(int(identity)) if str(identity).isdigit() else None
+    return user_dict(user) if user is not None else None
 
 
 def session_answer(user, status, with_id=False):
@@ -100,9 +103,7 @@ def register():
     """Create a user: always Sales, unless an Admin caller names another role."""
     body = json_body()
     values = parse_fields(body, REGISTER_FIELDS)
-    email = values["email"].strip().lower()
-    if "@" not in email or email.startswith("@") or email.endswith("@"):
-        raise ValidationFailed("email is not a valid address", field="email")
+    email = normalise_email(values["email"], field="email")
     if len(values["password"]) < MIN_PASSWORD:
         raise ValidationFailed(f"password must be at least {MIN_PASSWORD} characters", field="password")
     role_name = SALES
@@ -137,7 +138,8 @@ def login():
     values = parse_fields(json_body(), LOGIN_FIELDS)
     user = current_app.appbuilder.sm.auth_user_db(values["email"].strip().lower(), values["password"])
     if user is None:
-        raise ApiError(401, "invalid email or password")
+        # The seed's frontend matches this exact text.
+        raise ApiError(401, "Invalid email or password")
     return session_answer(user, 200)
 
 
@@ -149,7 +151,14 @@ def refresh():
     except (JWTExtendedException, PyJWTError) as exc:
         raise ApiError(401, "a valid refresh token is required", details={"reason": type(exc).__name__}) from None
     token, refresh_token = tokens.refreshed_tokens(claims)
-    return jsonify(success=True, data={"token": token, "refreshToken": refresh_token}, token=token, refreshToken=refresh_token)
+    profile = profile_of(claims["sub"])
+    return jsonify(
+        success=True,
+        data={"token": token, "refreshToken": refresh_token, "user": profile},
+        token=token,
+        refreshToken=refresh_token,
+        user=profile,
+    )
 
 
 @bp.post("/logout")

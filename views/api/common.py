@@ -22,6 +22,7 @@ from sqlalchemy.orm import lazyload
 from app import budget, fastpath, reads
 from app.serialize import column_values, row_columns, row_serializer
 from app.services.errors import DomainError, Forbidden, NotFound, ValidationFailed
+from views.api import nested
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -61,14 +62,24 @@ def error_response(status, message, details=None, error=None):
 # ---- envelopes -------------------------------------------------------------------------
 
 
-def item(obj_or_dict, status=200):
-    """Answer one record: `{"success": true, "data": {...}, "id": "<id>"}`."""
-    data = obj_or_dict if isinstance(obj_or_dict, dict) else column_values(obj_or_dict)
+def item(obj_or_dict, status=200, model=None):
+    """Answer one record: `{"success": true, "data": {...}, "id": "<id>"}`, its related records nested.
+
+    A model object is answered as its columns; a dict as it is. The nested records
+    (views/api/nested.py) are those of the object's model, or of `model` for a dict.
+    """
+    if isinstance(obj_or_dict, dict):
+        data = obj_or_dict
+    else:
+        data = column_values(obj_or_dict)
+        model = model or type(obj_or_dict)
+    if model is not None:
+        nested.attach(model, [data], current_user())
     return jsonify(success=True, data=data, id=data.get("id")), status
 
 
-def listing(rows, page, limit, total, serializer=column_values):
-    """Answer a page: `{"success": true, "data": [...], "pagination": {...}}`.
+def listing(data, page, limit, total):
+    """Answer a page of answer dicts: `{"success": true, "data": [...], "pagination": {...}}`.
 
     In keyset mode (`?after=`) `pagination.nextCursor` is the `after=` value of the next
     page (null after the last one).
@@ -81,19 +92,29 @@ def listing(rows, page, limit, total, serializer=column_values):
     }
     if "api_next_cursor" in g:
         pagination["nextCursor"] = g.pop("api_next_cursor")
-    return jsonify(success=True, data=[serializer(r) for r in rows], pagination=pagination)
+    return jsonify(success=True, data=data, pagination=pagination)
 
 
-def page_answer(lq, order_by=None, keyset=None, descending=True, serializer=None):
-    """Answer the requested page of a `ListQuery` (`paginate`, then `listing`).
+def page_answer(lq, order_by=None, keyset=None, descending=True, serializer=None, extra=None):
+    """Answer the requested page of a `ListQuery` (`paginate`, then `listing`), related records nested.
 
     Without a `serializer` the page is read as plain column rows (no ORM objects) and
     answered with the same dicts `column_values` gives; a `serializer` gets model objects.
+    `extra(dict)` adds a resource's own fields to each answer (e.g. the seed's aliases).
+    The nested records of the whole page cost one statement per related table
+    (views/api/nested.py).
     """
     if serializer is not None:
-        return listing(*paginate(lq, order_by, keyset, descending), serializer=serializer)
-    columns = row_columns(lq.model)
-    return listing(*paginate(lq, order_by, keyset, descending, columns=columns), serializer=row_serializer(lq.model))
+        rows, page, limit, total = paginate(lq, order_by, keyset, descending)
+        data = [serializer(r) for r in rows]
+    else:
+        to_dict = row_serializer(lq.model)
+        rows, page, limit, total = paginate(lq, order_by, keyset, descending, columns=row_columns(lq.model))
+        data = [to_dict(r) for r in rows]
+    if extra is not None:
+        data = [extra(d) for d in data]
+    nested.attach(lq.model, data, lq.user)
+    return listing(data, page, limit, total)
 
 
 def paginate(lq, order_by=None, keyset=None, descending=True, columns=None):

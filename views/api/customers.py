@@ -2,12 +2,13 @@
 
 from flask import Blueprint, request
 
-from app.caching import cached_endpoint, model_resources
+from app.caching import cached_endpoint
 from app.extensions import db
 from app.listquery import ListQuery
 from app.roles import ADD, CUSTOMER, DELETE, EDIT, READ
 from app.services.records import get_in_scope, prepare_customer, soft_delete_customer
 from models.customer import CompanySize, Customer, InvestmentProfile, search_clause, search_per_field
+from views.api import nested
 from views.api.common import (
     Field,
     apply,
@@ -47,7 +48,7 @@ def load(customer_id):
 
 @bp.get("")
 @requires(READ, CUSTOMER)
-@cached_endpoint(*model_resources(Customer))
+@cached_endpoint(*nested.resources(Customer))
 def list_customers():
     """Customers in scope; ?search= (name, email, phone), investmentProfile, size, industry."""
     lq = ListQuery(Customer, current_user())

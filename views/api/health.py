@@ -1,4 +1,13 @@
-"""/ready: readiness of the process's dependencies (database, Redis, Kafka when enabled)."""
+"""/ready: readiness of the process's dependencies (database, Redis, Kafka when enabled).
+
+/ready answers anyone, unauthenticated, so its costly part is shared: the broker check
+(a librdkafka client and a metadata request, up to 3 s against a dead broker) runs at
+most once per READY_KAFKA_CACHE_SECONDS per process, by one thread, and every other call
+in between replays its outcome. The database and Redis checks are one round trip each.
+"""
+
+import threading
+import time
 
 import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify
@@ -36,10 +45,67 @@ def kafka_settings(config):
     return settings
 
 
-def _check_kafka():
+class CheckFailed(Exception):
+    """A dependency check's failure, replayed from the cache (`kind` is the original error's class name)."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+
+
+class BrokerCheck:
+    """The last broker check's outcome per set of settings, kept `ttl` seconds.
+
+    One thread probes when the outcome is older than `ttl`; calls arriving meanwhile
+    replay the previous outcome instead of waiting or opening their own connection (only
+    the very first call of a process waits for the first probe).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._last = {}  # settings key -> (monotonic time, None or (error class name, message))
+
+    def run(self, settings, ttl, probe):
+        """Raise CheckFailed if the latest check of `settings` failed; probe again when it is `ttl` s old."""
+        key = tuple(sorted(settings.items()))
+        seen = self._last.get(key)
+        if seen is None or time.monotonic() - seen[0] >= ttl:
+            if self._lock.acquire(blocking=seen is None):
+                try:
+                    seen = self._last.get(key)
+                    if seen is None or time.monotonic() - seen[0] >= ttl:
+                        seen = self._last[key] = (time.monotonic(), self._probe(probe, settings))
+                finally:
+                    self._lock.release()
+        if seen[1] is not None:
+            raise CheckFailed(*seen[1])
+
+    @staticmethod
+    def _probe(probe, settings):
+        try:
+            probe(settings)
+        except Exception as exc:  # any failure means "down"
+            return type(exc).__name__, str(exc)[:200]
+        return None
+
+    def clear(self):
+        """Forget every outcome (the next call checks again)."""
+        with self._lock:
+            self._last.clear()
+
+
+broker_check = BrokerCheck()
+
+
+def _probe_kafka(settings):
     from confluent_kafka.admin import AdminClient
 
-    AdminClient(kafka_settings(current_app.config)).list_topics(timeout=3)
+    AdminClient(settings).list_topics(timeout=3)
+
+
+def _check_kafka():
+    config = current_app.config
+    broker_check.run(kafka_settings(config), float(config.get("READY_KAFKA_CACHE_SECONDS", 5)), _probe_kafka)
 
 
 @bp.get("/ready")
@@ -58,7 +124,7 @@ def ready():
         except Exception as exc:  # any failure means "down"; say which and why
             if name == "database":
                 db.session.rollback()
-            results[name] = f"down: {type(exc).__name__}"
+            results[name] = f"down: {getattr(exc, 'kind', type(exc).__name__)}"
             down.append(name)
     if down:
         return jsonify(status="unavailable", down=down, checks=results,

@@ -9,7 +9,7 @@ from app.roles import DELETE, EDIT, NOTIFICATION, READ
 from app.listquery import ListQuery
 from app.scope import scope_clause
 from app.services.errors import ValidationFailed
-from app.services.notifications import prepare_notification
+from app.services.notifications import mark_read as mark_notification_read
 from app.services.records import get_in_scope
 from models.base import utcnow
 from models.notification import Notification, NotificationType
@@ -60,10 +60,11 @@ def unread_count():
 def mark_read(notification_id):
     """Mark one notification read."""
     row = load(notification_id)
-    if not row.is_read:
-        row.is_read = True
-        prepare_notification(row, current_user(), creating=False)
+    if mark_notification_read(row):
         db.session.commit()
+    else:
+        db.session.rollback()
+        row = load(notification_id)
     return item(row)
 
 

@@ -5,15 +5,15 @@ report loads rows into Python, and exports stream rows with a server-side cursor
 dashboard reads trigger-maintained counters on PostgreSQL (app/services/dashboard.py).
 """
 
-import csv
-import io
 from datetime import timedelta
+from decimal import Decimal
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, stream_with_context
 from flask_appbuilder.security.sqla.models import User
 
 from app import reads
+from app.exports import BOM, csv_line
 from app.extensions import db
 from app.caching import cached_endpoint
 from app.roles import APPROVAL, CUSTOMER, MEETING, READ, TASK
@@ -45,6 +45,12 @@ def dashboard():
     """Customers, meetings, tasks (completion, overdue) and approvals (approval rate) in scope."""
     sections = [name for name, resource in DASHBOARD_SECTIONS if can(READ, resource)]
     return jsonify(success=True, data=dashboard_figures(current_user(), sections))
+
+
+def amount_number(value):
+    """A yen amount as a JSON number: an integer when whole (JPY), else a float of its two decimals."""
+    value = Decimal(value or 0)
+    return int(value) if value == value.to_integral_value() else float(value)
 
 
 def _per_rep(model, owner_column, *figures):
@@ -86,21 +92,31 @@ def sales_metrics():
     data = []
     for uid in sorted(rep_ids):
         first, last, email = names.get(uid, ("", "", None))
+        name = " ".join(p for p in (first, last) if p and p != "-")
+        customer_count = customers.get(uid, (0,))[0]
+        meeting_count = meetings.get(uid, (0,))[0]
         task_total, task_done = tasks.get(uid, (0, 0))
         ap_total, ap_done, ap_amount = approvals.get(uid, (0, 0, 0))
         data.append(
             {
                 "salesId": str(uid),
-                "name": " ".join(p for p in (first, last) if p and p != "-"),
+                # The seed's spellings (salesName, salesEmail, *Count) beside ours; every figure a JSON number.
+                "salesName": name,
+                "salesEmail": email,
+                "name": name,
                 "email": email,
-                "customers": customers.get(uid, (0,))[0],
-                "meetings": meetings.get(uid, (0,))[0],
+                "customers": customer_count,
+                "customerCount": customer_count,
+                "meetings": meeting_count,
+                "meetingCount": meeting_count,
                 "tasks": task_total,
+                "taskCount": task_total,
                 "tasksCompleted": task_done,
                 "taskCompletionRate": rate(task_done, task_total),
                 "approvals": ap_total,
+                "approvalCount": ap_total,
                 "approvalsApproved": ap_done,
-                "approvedAmount": json_value(ap_amount),
+                "approvedAmount": amount_number(ap_amount),
             }
         )
     return jsonify(success=True, data=data)
@@ -187,12 +203,6 @@ EXPORTS = {
 }
 
 
-def _csv_line(values):
-    buf = io.StringIO()
-    csv.writer(buf).writerow(values)
-    return buf.getvalue()
-
-
 @bp.get("/export/<kind>")
 @authenticated
 def export(kind):
@@ -211,11 +221,12 @@ def export(kind):
     )
 
     def generate():
-        yield "\ufeff" + _csv_line([to_camel(c) for c in columns])
+        yield BOM + csv_line([to_camel(c) for c in columns])
         result = db.session.execute(stmt)
         try:
             for partition in result.partitions():
-                yield "".join(_csv_line(["" if v is None else json_value(v) for v in row]) for row in partition)
+                # Every cell through app/exports.py: text starting a formula is neutralised.
+                yield "".join(csv_line(row) for row in partition)
         finally:
             result.close()
             db.session.rollback()

@@ -5,13 +5,14 @@ from datetime import timedelta
 from flask import Blueprint, request
 
 from app.extensions import db
-from app.caching import cached_endpoint, model_resources
+from app.caching import cached_endpoint
 from app.roles import ADD, DELETE, EDIT, READ, TASK
 from app.listquery import ListQuery
 from app.serialize import column_values
 from app.services.records import complete_task, get_in_scope, prepare_task
 from models.base import utcnow
 from models.task import Task, TaskPriority, TaskStatus, is_open
+from views.api import nested
 from views.api.common import (
     Field,
     apply,
@@ -71,7 +72,7 @@ def _minute(moment):
 
 @bp.get("")
 @requires(READ, TASK)
-@cached_endpoint(*model_resources(Task))
+@cached_endpoint(*nested.resources(Task))
 def list_tasks():
     """Tasks in scope; ?status=, priority=, customerId=, userId=."""
     return page_answer(_list_query(), [Task.due_date.asc().nulls_last(), Task.created_at.desc(), Task.id])
@@ -79,7 +80,7 @@ def list_tasks():
 
 @bp.get("/overdue")
 @requires(READ, TASK)
-@cached_endpoint(*model_resources(Task), timeout=NOW_DEPENDENT_TIMEOUT)
+@cached_endpoint(*nested.resources(Task), timeout=NOW_DEPENDENT_TIMEOUT)
 def overdue_tasks():
     """Open tasks whose due date has passed."""
     # status IN (open) + due_date order: the partial index ix_tasks_open_due serves it.
@@ -91,7 +92,7 @@ def overdue_tasks():
 
 @bp.get("/upcoming")
 @requires(READ, TASK)
-@cached_endpoint(*model_resources(Task), timeout=NOW_DEPENDENT_TIMEOUT)
+@cached_endpoint(*nested.resources(Task), timeout=NOW_DEPENDENT_TIMEOUT)
 def upcoming_tasks():
     """Open tasks due within the next three days."""
     now = utcnow()
@@ -143,4 +144,4 @@ def delete_task(task_id):
     data = column_values(task)
     db.session.delete(task)
     db.session.commit()
-    return item(data)
+    return item(data, model=Task)
