@@ -36,10 +36,12 @@ log = logging.getLogger(__name__)
 EPOCH_CLAIM = "te"
 FAMILY_CLAIM = "fam"
 # request.environ keys: the refresh token being spent (its successors keep its family and
-# epoch), the epoch read before a login's password check, and this request's new families.
+# epoch), the epoch read before a login's password check, this request's new families, and
+# the users whose epoch copy this request has seeded.
 ROTATING = "crm.rotating_refresh"
 LOGIN_EPOCH = "crm.login_epoch"
 FAMILIES = "crm.token_families"
+SEEDED = "crm.token_epoch_seeded"
 
 _lock = threading.Lock()
 _pending = {}  # epoch key -> epoch: copies to Redis that failed, retried before the next read
@@ -396,6 +398,10 @@ def session_claims(identity):
     if not has_request_context():
         return {EPOCH_CLAIM: stored_epoch(user_id), FAMILY_CLAIM: uuid.uuid4().hex}
     environ = request.environ
+    seeded = environ.setdefault(SEEDED, set())
+    if user_id not in seeded:
+        seeded.add(user_id)
+        _seed_copy(user_id)
     rotating = environ.get(ROTATING)
     if rotating is not None and _user_id(rotating.get("sub")) == user_id:
         return {EPOCH_CLAIM: token_epoch(rotating), FAMILY_CLAIM: rotating.get(FAMILY_CLAIM) or uuid.uuid4().hex}
@@ -408,6 +414,19 @@ def epoch_at_login(user_id):
     """The user's epoch as this request's login read it before checking the password, else as stored now."""
     noted = request.environ.get(LOGIN_EPOCH) if has_request_context() else None
     return noted[1] if noted is not None and noted[0] == user_id else stored_epoch(user_id)
+
+
+def _seed_copy(user_id):
+    """Give Redis a copy of the user's epoch when it has none, so the new tokens' first requests read no database."""
+    client = redis_client()
+    if client is None:
+        return
+    try:
+        flush_pending_epochs(client)
+        # As stored now (not as a login noted it): a raise by a concurrent change wins anyway.
+        client.set(epoch_key(user_id), stored_epoch(user_id), ex=_copy_ttl(), nx=True)
+    except redis.RedisError:
+        pass  # the first check reads the database instead
 
 
 def install_claims(appbuilder, *more):
