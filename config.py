@@ -8,7 +8,10 @@ import os
 from datetime import timedelta
 
 BASE_DIR = os.path.abspath(os.path.dirname(__file__))
+# The literal the seed shipped as its default secret: public, so refused by every config but tests.
 DEFAULT_SECRET = "dev-insecure-secret-change-me-in-production"
+# A checkout's own random secret (`make run`, `flask --app wsgi crm ...` in development).
+DEV_SECRET_FILE = os.path.join(BASE_DIR, "instance", "secret_key")
 
 
 def env_bool(name, default=False):
@@ -42,6 +45,37 @@ def argon2_below_floor(memory_kib, time_cost, parallelism):
     )
 
 
+def checkout_secret(path=None):
+    """The random secret kept in `path` (default instance/secret_key; created once, mode 0600, when missing)."""
+    path = path or DEV_SECRET_FILE
+    try:
+        with open(path, encoding="utf-8") as fh:
+            secret = fh.read().strip()
+    except FileNotFoundError:
+        secret = ""
+    if secret:
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)  # written by an older run.sh with the default umask
+        return secret
+    import secrets
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    # Written to a private temporary file, then linked into place: of processes starting
+    # together (web, worker, consumer) one creates the file and every one reads the same value.
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(secrets.token_urlsafe(48) + "\n")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process won; its value is the checkout's
+    finally:
+        os.unlink(tmp)
+    with open(path, encoding="utf-8") as fh:
+        return fh.read().strip()
+
+
 def _sqlite_default():
     return "sqlite:///" + os.path.join(BASE_DIR, "instance", "crm.db")
 
@@ -60,7 +94,8 @@ class Config:
 
     APP_NAME = "Sales CRM"
     APP_THEME = ""
-    SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET)
+    # Set by `secret_key()` when the app is made: no config but TestConfig has a default.
+    SECRET_KEY = None
     SQLALCHEMY_DATABASE_URI = normalise_db_url(os.environ.get("DATABASE_URL", _sqlite_default()))
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     # No pool_pre_ping (a SELECT 1 round trip per request): app/dbpool.py checks a pooled
@@ -95,6 +130,9 @@ class Config:
         "en": {"flag": "gb", "name": "English"},
     }
     WTF_CSRF_ENABLED = True
+    # Proxies in front of gunicorn whose X-Forwarded-For / -Proto are believed (0: none, so
+    # the client address is the socket's). Render's load balancer is one hop: 1.
+    TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
     # JWT (FAB creates the JWTManager; identities are strings).
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 60))
@@ -127,6 +165,12 @@ class Config:
     # Every /api request, per user (per IP without a valid token): app/budget.py.
     API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "600 per minute")
     JWT_BLOCKLIST_PREFIX = os.environ.get("JWT_BLOCKLIST_PREFIX", "crm:jwt:revoked:")
+    # Seconds Redis keeps its copy of a user's token epoch (the database holds the truth);
+    # bounds how long a copy that missed a bump (Redis failing just then) can be believed.
+    TOKEN_EPOCH_CACHE_SECONDS = env_int("TOKEN_EPOCH_CACHE_SECONDS", 300)
+    # Seconds a process believes a remembered permission answer without asking again, so a
+    # permission removed in another process (no shared Redis cache) applies within this.
+    PERMISSION_MEMO_SECONDS = env_int("PERMISSION_MEMO_SECONDS", 30)
 
     # HTTP: CORS origins for /api (comma-separated), request size, security headers.
     CORS_ORIGINS = os.environ.get("CORS_ORIGINS", "")
@@ -178,11 +222,27 @@ class Config:
 
     DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "demo-pass-2026")
 
+    @classmethod
+    def secret_key(cls):
+        """Return the secret to sign sessions and tokens with; raise if there is none or it is the public literal."""
+        secret = os.environ.get("SECRET_KEY", "")
+        if not secret or secret == DEFAULT_SECRET:
+            raise RuntimeError("SECRET_KEY must be set to a random value")
+        return secret
+
 
 class DevelopmentConfig(Config):
     """`make run`: SQLite under instance/, in-process events and cache, demo data."""
 
     DEBUG = False
+
+    @classmethod
+    def secret_key(cls):
+        """SECRET_KEY from the environment, else the checkout's random one (instance/secret_key)."""
+        secret = os.environ.get("SECRET_KEY") or checkout_secret()
+        if secret == DEFAULT_SECRET:
+            raise RuntimeError("SECRET_KEY is the public default; unset it to use instance/secret_key")
+        return secret
 
 
 class TestConfig(Config):
@@ -190,11 +250,18 @@ class TestConfig(Config):
 
     TESTING = True
     WTF_CSRF_ENABLED = False
+    # The only config with a fixed secret: pytest's throwaway databases.
+    SECRET_KEY = "test-only-secret-never-used-by-a-deployment"
     SQLALCHEMY_DATABASE_URI = normalise_db_url(
         os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     )
     RATELIMIT_ENABLED = False
     CACHE_TYPE = "NullCache"
+
+    @classmethod
+    def secret_key(cls):
+        """The test secret (a subclass may set its own)."""
+        return cls.SECRET_KEY
 
 
 class ProductionConfig(Config):
@@ -217,6 +284,11 @@ class ProductionConfig(Config):
         if weak:
             raise RuntimeError(weak)
         return secret
+
+    @classmethod
+    def secret_key(cls):
+        """The production secret, once the whole configuration passed `validate`."""
+        return cls.validate()
 
 
 CONFIGS = {

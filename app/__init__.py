@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.jsonio import OrjsonProvider
-from config import ProductionConfig, config_for_env
+from config import config_for_env
 
 
 def create_app(config_class=None):
@@ -17,16 +17,21 @@ def create_app(config_class=None):
     app = Flask(__name__, instance_relative_config=True)
     app.json = OrjsonProvider(app)
     app.config.from_object(config_class)
-    if issubclass(config_class, ProductionConfig):
-        app.config["SECRET_KEY"] = config_class.validate()
-    # One proxy hop (gunicorn behind a load balancer) so audit rows get the client IP.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
+    # Only the test config has a default; the others read or create theirs, or refuse to start.
+    app.config["SECRET_KEY"] = config_class.secret_key()
+    # X-Forwarded-For / -Proto are anyone's to send: believed only from the configured
+    # number of proxies in front (0 by default), or a client picks the IP that audit rows
+    # and rate limits see.
+    hops = int(app.config.get("TRUSTED_PROXY_COUNT") or 0)
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from app import audit, caching, dbpool, delivery, events, i18n, pagination
+    from app import audit, caching, dbpool, delivery, events, i18n, pagination, tokens
     from app.extensions import cache, db, limiter, migrate
 
     audit.install(Session)
+    tokens.install_listeners(Session)
     caching.install(Session)
     events.install(Session)
     delivery.install(Session)

@@ -8,7 +8,7 @@ AuditLog row with before/after values and the outbox events of design.md §5.
 import sqlalchemy as sa
 from flask_appbuilder.security.sqla.models import User
 
-from app import events
+from app import events, passwords
 from app.context import client_ip, current_user_id
 from app.serialize import column_values, json_value
 from models.audit import AuditAction, AuditLog
@@ -114,6 +114,10 @@ def _after_flush(session, flush_context):
             record(session, AuditAction.CREATE, resource, obj.id, {"after": _snapshot(obj)})
             _change_events(session, obj, AuditAction.CREATE, {}, {})
     for obj in list(session.dirty):
+        if isinstance(obj, User) and passwords.changed(obj):
+            # Who and when only: the hash is never written anywhere but the user row.
+            own = current_user_id() == obj.id
+            record(session, AuditAction.PASSWORD_CHANGED if own else AuditAction.PASSWORD_RESET, "user", obj.id)
         resource = resource_type(obj)
         if not resource or not session.is_modified(obj, include_collections=False):
             continue

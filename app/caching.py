@@ -324,12 +324,20 @@ _memo = {}
 _MEMO_MAX = 4096
 
 
+def memo_seconds():
+    """How long a memoised permission answer is believed (PERMISSION_MEMO_SECONDS)."""
+    return float(current_app.config.get("PERMISSION_MEMO_SECONDS", 30))
+
+
 def memo(resources, key, compute):
-    """Return compute() memoised in this process until a commit writes `resources`.
+    """Return compute() memoised in this process until a commit writes `resources`, for PERMISSION_MEMO_SECONDS at most.
 
     For small, hot, rarely written answers (permission checks): the value lives in process
-    memory, and only the generations (one cache round trip) are read per call. With no
-    shared cache backend, or when it is down, this is compute() every time.
+    memory, and only the generations (one cache round trip) are read per call. A commit
+    in this process, or in any process sharing the Redis cache, changes the generations at
+    once; the in-process cache of the embedded default is not shared, so another process's
+    change is seen when the memo's lifetime ends. With no cache backend, or when it is
+    down, this is compute() every time.
     """
     names = resource_names(resources)
     backend = _backend()
@@ -341,12 +349,13 @@ def memo(resources, key, compute):
         return compute()
     full_key = (names, key)
     found = _memo.get(full_key)
-    if found is not None and found[0] == gens:
+    now = time.monotonic()
+    if found is not None and found[0] == gens and found[2] > now:
         return found[1]
     value = compute()
     if len(_memo) >= _MEMO_MAX:
         _memo.clear()
-    _memo[full_key] = (gens, value)
+    _memo[full_key] = (gens, value, now + memo_seconds())
     return value
 
 

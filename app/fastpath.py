@@ -9,10 +9,11 @@ Access tokens carry two extra claims (FAB's JWTManager `additional_claims_loader
 
 A GET on a `cached_endpoint` view with a bearer token is then answered by `serve` (a
 before_request of the /api blueprint): the token's signature and expiry are verified,
-and ONE MGET reads the blocklist entry of its jti, both epoch counters, the generations
-of FAB's permission tables and of the answer's tables, and the answer itself. The answer
-is served only if the token is not revoked, its epoch is current (so its roles and active
-flag are still true), the answer's generations are current, and FAB's permission matrix
+and ONE MGET reads the blocklist entries of its jti and family and the copy of its user's
+token epoch (app/tokens.py), both auth-epoch counters, the generations of FAB's permission
+tables and of the answer's tables, and the answer itself. The answer is served only if the
+token is not revoked and not older than its user's token epoch, its auth epoch is current
+(so its roles and active flag are still true), the answer's generations are current, and FAB's permission matrix
 (`sm._has_view_access` for the role set, memoised per permission-table generation) grants
 the view's permission. Anything else — no Redis, Redis down, a stale epoch, a miss — falls
 through to the normal path, which loads the user from the database and refuses, computes
@@ -26,6 +27,7 @@ Flask's request handling.
 import hashlib
 import logging
 import threading
+import time
 from types import SimpleNamespace
 
 import redis
@@ -132,8 +134,8 @@ def token_claims(identity):
 
 
 def install(appbuilder):
-    """Add the claims to every token FAB's JWTManager issues."""
-    appbuilder.sm.jwt_manager.additional_claims_loader(token_claims)
+    """Add the claims to every token FAB's JWTManager issues (with app/tokens.py's own)."""
+    tokens.install_claims(appbuilder, token_claims)
 
 
 # ---------------------------------------------------------------- principals
@@ -364,11 +366,12 @@ def _scope(user_id, roles, group_roles, names, by_roles, per_user=False):
 
 
 def _allowed(auth_gens, roles, group_roles, permission, view_name):
-    """FAB's own check for a role set, memoised until the permission tables change."""
+    """FAB's own check for a role set, memoised until the permission tables change (PERMISSION_MEMO_SECONDS at most)."""
     key = (auth_gens, tuple(roles), tuple(group_roles), permission, view_name)
     found = _memo.get(key)
-    if found is not None:
-        return found
+    now = time.monotonic()
+    if found is not None and found[1] > now:
+        return found[0]
     role_refs, group_refs = _role_refs(roles), _role_refs(group_roles)
     allowed = (
         role_refs is not None
@@ -377,7 +380,7 @@ def _allowed(auth_gens, roles, group_roles, permission, view_name):
     )
     if len(_memo) >= _MEMO_MAX:
         _memo.clear()
-    _memo[key] = allowed
+    _memo[key] = (allowed, now + caching.memo_seconds())
     return allowed
 
 
@@ -449,23 +452,26 @@ def _answer(pair, environ, claims, spec, permission, query_key):
     scope = _scope(sub, roles, group_roles, names, spec["by_roles"], spec.get("per_user", False))
     entry_key = fast_key(names, scope, query_key)
     prefix = backend.key_prefix
-    keys = [tokens.blocklist_key(jti), *epoch_keys(sub)]
+    # The token's blocklist, family and token-epoch entries (app/tokens.py), then its auth epoch.
+    keys = [*tokens.revocation_keys(claims), *epoch_keys(sub)]
     keys += [prefix + caching.GEN_PREFIX + n for n in caching.AUTH_TABLES]
     keys += [prefix + caching.GEN_PREFIX + n for n in names]
     keys.append(prefix + entry_key)
     try:
         _flush_pending(client)
+        tokens.flush_pending_epochs(client)
         caching.flush_pending_invalidations(backend)
         values = budget.mget(client, keys, environ)
     except Exception:  # Redis down: the normal path (database) answers
         return None
     environ[TRIED] = True
     budget.settle(environ=environ)  # paid in that read: 429 if the caller is over its budget
-    if values[0] is not None or not _epoch_current(values[1:3], epoch):
-        log.debug("Fast path: token revoked or its auth epoch is stale")
+    # Revoked, or no copy of the token epoch yet: the normal path refuses or reads the database.
+    if tokens.judge(claims, values[0:3]) is not False or not _epoch_current(values[3:5], epoch):
+        log.debug("Fast path: token revoked, its token epoch unknown or its auth epoch stale")
         return None
     n_auth = len(caching.AUTH_TABLES)
-    gens = [backend.serializer.loads(v) if v is not None else None for v in values[3 : 3 + n_auth + len(names)]]
+    gens = [backend.serializer.loads(v) if v is not None else None for v in values[5 : 5 + n_auth + len(names)]]
     if any(v is None for v in gens):
         return None
     auth_gens = ",".join(str(v) for v in gens[:n_auth])

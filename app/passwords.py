@@ -9,12 +9,14 @@ so existing users log in and are upgraded on that login (app/security.py).
 import secrets
 from functools import lru_cache
 
+import sqlalchemy as sa
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from werkzeug.security import check_password_hash
 
 ARGON2_PREFIX = "$argon2"
+_REHASHED = "crm_rehashed_password"  # InstanceState.info: the hash `rehash` wrote
 LEGACY_PREFIXES = ("scrypt:", "pbkdf2:")  # werkzeug's formats, verified until rehashed
 
 
@@ -64,6 +66,24 @@ def needs_rehash(stored):
         return hasher().check_needs_rehash(stored)
     except InvalidHashError:
         return True
+
+
+def rehash(user, password):
+    """Store the same `password` of `user` under the current settings (not a password change: tokens and audit ignore it)."""
+    user.password = hash_password(password)
+    sa.inspect(user).info[_REHASHED] = user.password
+
+
+def changed(user):
+    """True when `user`'s pending or just-flushed changes set a new password (a `rehash` is not one)."""
+    state = sa.inspect(user)
+    history = state.attrs.password.history
+    if not history.added or not history.added[0]:
+        return False
+    new = history.added[0]
+    if history.deleted and history.deleted[0] == new:
+        return False
+    return new != state.info.get(_REHASHED)
 
 
 @lru_cache(maxsize=8)

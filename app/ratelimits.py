@@ -2,7 +2,8 @@
 
 Limits are read from the config at request time, so they can be tuned by environment:
 LOGIN_RATE_LIMIT_IP / LOGIN_RATE_LIMIT_ACCOUNT, REGISTER_RATE_LIMIT_IP /
-REGISTER_RATE_LIMIT_ACCOUNT. The per-caller budget of every /api request (API_RATE_LIMIT)
+REGISTER_RATE_LIMIT_ACCOUNT. One per-account counter serves every way of trying a password:
+/api/auth/login, FAB's /api/v1/security/login, FAB's form login and its own-password form. The per-caller budget of every /api request (API_RATE_LIMIT)
 is app/budget.py's: it is paid in the request's one Redis read.
 """
 
@@ -18,19 +19,30 @@ def config_limit(name):
 
 
 def ip_key():
-    """Key a limit by the client IP (ProxyFix has resolved X-Forwarded-For)."""
+    """Key a limit by the client IP (the socket's, or TRUSTED_PROXY_COUNT hops back in X-Forwarded-For)."""
     return "ip:" + (get_remote_address() or "unknown")
 
 
-def account_key():
-    """Key a limit by the account named in the JSON body (email or FAB's username)."""
-    body = request.get_json(silent=True) if request.is_json else None
-    name = ""
-    if isinstance(body, dict):
-        name = body.get("email") or body.get("username") or ""
+def _account(name):
     if not isinstance(name, str) or not name.strip():
         return "account:-"
     return "account:" + name.strip().lower()[:254]
+
+
+def account_key():
+    """Key a limit by the account named in the body: JSON `email` or `username`, or the form login's `username`."""
+    body = request.get_json(silent=True) if request.is_json else request.form
+    name = ""
+    if hasattr(body, "get"):  # a JSON object or the form; not a JSON list or string
+        name = body.get("email") or body.get("username") or ""
+    return _account(name)
+
+
+def signed_in_account_key():
+    """Key a limit by the signed-in user's account (the own-password form)."""
+    from flask_login import current_user
+
+    return _account(getattr(current_user, "email", None) if current_user.is_authenticated else None)
 
 
 def login_limits(view):
@@ -57,6 +69,32 @@ def own_limits(view):
 def fab_api_login(*args, **kwargs):
     """FAB's POST /api/v1/security/login, behind the same login limits as /api/auth/login."""
     return current_app.extensions["crm_fab_login"](*args, **kwargs)
+
+
+def _not_form_login():
+    return request.endpoint != "AuthDBView.login"
+
+
+# Made once: flask-limiter keeps a blueprint's limits in a set, so every app made in one
+# process (tests) registers this same limit instead of stacking copies that all count.
+_FORM_LOGIN_ACCOUNT = limiter.shared_limit(
+    config_limit("LOGIN_RATE_LIMIT_ACCOUNT"), "login-account", key_func=account_key, methods=["POST"], exempt_when=_not_form_login
+)
+_MY_PASSWORD_ACCOUNT = limiter.shared_limit(
+    config_limit("LOGIN_RATE_LIMIT_ACCOUNT"), "login-account", key_func=signed_in_account_key, methods=["POST"]
+)
+
+
+def limit_password_forms(app):
+    """Put FAB's form login and own-password form under the per-account login limit the API logins count on.
+
+    FAB's AUTH_RATE_LIMIT counts the form login per client IP only: guesses spread over
+    many addresses, or typed into the own-password form of a stolen session, met no limit.
+    """
+    for name, limit in (("AuthDBView", _FORM_LOGIN_ACCOUNT), ("ResetMyPasswordView", _MY_PASSWORD_ACCOUNT)):
+        blueprint = app.blueprints.get(name)
+        if blueprint is not None:
+            limit(blueprint)
 
 
 def install(app):

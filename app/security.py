@@ -9,21 +9,32 @@ import logging
 import secrets
 
 import sqlalchemy as sa
-from flask import g
+from flask import current_app, g, session
 from flask_appbuilder.const import LOGMSG_WAR_SEC_LOGIN_FAILED
+from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget
+from flask_appbuilder.forms import DynamicForm
 from flask_appbuilder.security.sqla.apis.user.api import UserApi as FabUserApi
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.utils import is_null_password
+from flask_appbuilder.security.views import ResetMyPasswordView as FabResetMyPasswordView
 from flask_appbuilder.security.views import UserDBModelView as FabUserDBModelView
+from flask_appbuilder.validators import PasswordComplexityValidator
+from flask_babel import lazy_gettext
+from flask_babel import lazy_gettext as _
+from flask_login import user_logged_in
 from sqlalchemy.orm import joinedload
+from wtforms import PasswordField
+from wtforms.validators import DataRequired, EqualTo, ValidationError
 
-from app import audit, caching, events, fastpath, passwords
+from app import audit, caching, events, fastpath, passwords, ratelimits, tokens
 from models.audit import AuditAction
 
 log = logging.getLogger(__name__)
 
 # FAB's tables that decide a permission check; any commit writing one resets the memo.
 AUTH_TABLES = caching.AUTH_TABLES
+# Browser sessions: the user's token epoch (app/tokens.py) when the session signed in.
+SESSION_EPOCH = "crm_te"
 
 
 # Same class names as FAB's: endpoints and permission names (app/roles.py) derive from them.
@@ -49,11 +60,76 @@ class UserApi(FabUserApi):
         item.password = passwords.hash_password(item.password)
 
 
+class MyPasswordForm(DynamicForm):
+    """FAB's own-password form, asking for the current password first."""
+
+    current_password = PasswordField(_("Current password"), validators=[DataRequired()], widget=BS3PasswordFieldWidget())
+    # FAB's two fields as FAB defines them (its labels come with FAB's translations).
+    password = PasswordField(
+        lazy_gettext("Password"),
+        description=lazy_gettext("Please use a good password policy, this application does not check this for you"),
+        validators=[DataRequired(), PasswordComplexityValidator()],
+        widget=BS3PasswordFieldWidget(),
+    )
+    conf_password = PasswordField(
+        lazy_gettext("Confirm Password"),
+        description=lazy_gettext("Please rewrite the password to confirm"),
+        validators=[EqualTo("password", message=lazy_gettext("Passwords must match"))],
+        widget=BS3PasswordFieldWidget(),
+    )
+
+    def validate_current_password(self, field):
+        """The signed-in user's password as it is now, checked like a login."""
+        user = current_app.appbuilder.sm.get_user_by_id(g.user.id)
+        if user is None or not passwords.verify_password(user.password, field.data):
+            raise ValidationError(_("The current password is not correct"))
+
+
+class ResetMyPasswordView(FabResetMyPasswordView):
+    """FAB's /resetmypassword/form: a new password only for whoever knows the current one.
+
+    A stolen session alone cannot take over the account; guesses count against the
+    account's login limit (app/ratelimits.py).
+    """
+
+    form = MyPasswordForm
+
+    def form_post(self, form):
+        """FAB's change; this browser session stays signed in, the user's other sessions and tokens end."""
+        super().form_post(form)
+        session[SESSION_EPOCH] = tokens.stored_epoch(g.user.id)
+
+
+def _remember_session_epoch(_app, user, **_extra):
+    """flask-login's user_logged_in: the new browser session carries the user's epoch."""
+    session[SESSION_EPOCH] = tokens.epoch_at_login(user.id)
+
+
 class CrmSecurityManager(SecurityManager):
     """FAB's SQLA security manager plus LOGIN / LOGIN_FAILED auditing and Argon2id passwords."""
 
     userdbmodelview = UserDBModelView
     user_api = UserApi
+    resetmypasswordview = ResetMyPasswordView
+
+    def create_login_manager(self, app):
+        """FAB's login manager, whose browser sessions end with a password change or deactivation like tokens do."""
+        manager = super().create_login_manager(app)
+        manager.user_loader(self.load_session_user)
+        user_logged_in.connect(_remember_session_epoch)  # once, whatever the app: the same for each
+        return manager
+
+    def load_session_user(self, pk):
+        """FAB's session user lookup; None (signed out) for a session older than the user's token epoch."""
+        user = self.load_user(pk)
+        if user is not None and session.get(SESSION_EPOCH, 0) < tokens.stored_epoch(user.id):
+            return None
+        return user
+
+    def register_views(self):
+        """FAB's security views, then the per-account login limit on its form login and own-password form."""
+        super().register_views()
+        ratelimits.limit_password_forms(current_app)
 
     def create_limiter(self, app):
         """The app's one limiter (app/extensions.py) for FAB's form-login limit, not a second one.
@@ -140,6 +216,8 @@ class CrmSecurityManager(SecurityManager):
             if first_user:
                 self.noop_user_update(first_user)  # FAB: same writes as a real attempt
             return None
+        # Read before the check: tokens of a login whose password changes meanwhile are refused.
+        tokens.note_login_epoch(user.id)
         if not passwords.verify_password(user.password, password):
             self.update_user_auth_stat(user, False)
             log.info(LOGMSG_WAR_SEC_LOGIN_FAILED, username)
@@ -147,7 +225,7 @@ class CrmSecurityManager(SecurityManager):
         if passwords.needs_rehash(user.password):
             # Legacy scrypt/pbkdf2 or older Argon2 settings: upgrade now that we hold the
             # clear password; committed with the login counters by update_user_auth_stat.
-            user.password = passwords.hash_password(password)
+            passwords.rehash(user, password)
         self.update_user_auth_stat(user, True)
         return user
 

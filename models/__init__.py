@@ -12,6 +12,7 @@ from models.meeting import Meeting, MeetingStatus, MeetingType
 from models.notification import Notification, NotificationType
 from models.outbox import OutboxEvent, ProcessedEvent
 from models.task import OPEN_STATUSES, Task, TaskPriority, TaskStatus
+from models.token_epoch import TokenEpoch
 
 __all__ = [
     "Model",
@@ -39,4 +40,5 @@ __all__ = [
     "Task",
     "TaskPriority",
     "TaskStatus",
+    "TokenEpoch",
 ]

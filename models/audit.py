@@ -17,6 +17,8 @@ class AuditAction(StrEnum):
     APPROVE = "APPROVE"
     REJECT = "REJECT"
     RECALL = "RECALL"
+    PASSWORD_CHANGED = "PASSWORD_CHANGED"  # by the user themself
+    PASSWORD_RESET = "PASSWORD_RESET"  # by someone else (an Admin, `flask fab reset-password`)
 
 
 class AuditLog(Model):

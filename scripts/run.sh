@@ -6,12 +6,8 @@ BIN=${BIN:-.venv/bin}
 PORT=${PORT:-8080}
 mkdir -p instance
 export CRM_ENV=${CRM_ENV:-development}
-# A per-checkout random secret, so sessions survive restarts without a default secret.
-if [ -z "${SECRET_KEY:-}" ]; then
-  [ -s instance/secret_key ] || "$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(48))' > instance/secret_key
-  SECRET_KEY=$(cat instance/secret_key)
-  export SECRET_KEY
-fi
+# No SECRET_KEY: the development config uses (and first creates, mode 0600) instance/secret_key,
+# a random secret of this checkout, so sessions survive restarts and CLI commands share it.
 "$BIN/flask" --app wsgi crm init
 "$BIN/flask" --app wsgi crm seed-demo --if-empty
 echo

@@ -13,11 +13,8 @@ export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 export KAFKA_ENABLED=1
 export KAFKA_BROKERS=${KAFKA_BROKERS:-127.0.0.1:${KAFKA_PORT}}
 mkdir -p instance
-if [ -z "${SECRET_KEY:-}" ]; then
-  [ -s instance/secret_key ] || "$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(48))' > instance/secret_key
-  SECRET_KEY=$(cat instance/secret_key)
-  export SECRET_KEY
-fi
+# No SECRET_KEY: the development config uses (and first creates, mode 0600) instance/secret_key,
+# a random secret of this checkout, so sessions survive restarts and CLI commands share it.
 
 # The database of DATABASE_URL, created when missing.
 "$BIN/python" - <<'PY'

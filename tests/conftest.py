@@ -57,6 +57,9 @@ def config_class(database_url, redis_url):
             "REDIS_URL": redis_url,
             "RATELIMIT_STORAGE_URI": redis_url,
             "CACHE_KEY_PREFIX": f"crm_test_{RUN_ID}:",
+            # Behind one proxy, as on Render: tests name the client in X-Forwarded-For
+            # (`from_ip`). The default, no proxy believed, has tests of its own (test_proxy.py).
+            "TRUSTED_PROXY_COUNT": 1,
         },
     )
 
@@ -99,18 +102,10 @@ def app(config_class):
 LIMIT_WINDOW = 5  # seconds: rate-limit windows of `limited_app`, long enough for a loaded 2-core machine
 
 
-@pytest.fixture(scope="module")
-def limited_app(app, config_class, tokens):
-    """The same database and Redis, with rate limiting on and short windows (TestConfig has it off).
-
-    `tokens` is built first: the limiter is one shared object, so logins made while it is on
-    would count against these short limits. Each module's app counts under its own key prefix.
-    """
-    from app import create_app
-    from app.extensions import limiter
-
+def rate_limited_config(config_class, **overrides):
+    """`config_class` with rate limiting on, short windows and counters under a key prefix of its own."""
     w = LIMIT_WINDOW
-    cfg = type(
+    return type(
         "RateLimitedConfig",
         (config_class,),
         {
@@ -122,9 +117,22 @@ def limited_app(app, config_class, tokens):
             "REGISTER_RATE_LIMIT_ACCOUNT": f"3 per {w} second",
             "AUTH_RATE_LIMIT": f"3 per {w} second",
             "API_RATE_LIMIT": f"5 per {w} second",
+            **overrides,
         },
     )
-    limited = create_app(cfg)
+
+
+@pytest.fixture(scope="module")
+def limited_app(app, config_class, tokens):
+    """The same database and Redis, with rate limiting on and short windows (TestConfig has it off).
+
+    `tokens` is built first: the limiter is one shared object, so logins made while it is on
+    would count against these short limits. Each module's app counts under its own key prefix.
+    """
+    from app import create_app
+    from app.extensions import limiter
+
+    limited = create_app(rate_limited_config(config_class))
     limited.test_client_class = IsolatedClient
     yield limited
     # The limiter is one shared extension object: switch it off again for the other tests.
@@ -257,6 +265,18 @@ def every_db(request):
     if request.param == "postgresql":
         return request.getfixturevalue("app"), request.getfixturevalue("users")
     return request.getfixturevalue("sqlite_app"), request.getfixturevalue("sqlite_users")
+
+
+@pytest.fixture()
+def new_user(app):
+    """new_user("Sales") -> a user of that role for this test alone (password PASSWORD): its tokens and limits are its own."""
+    from app.cli import create_user
+
+    def make(role="Sales"):
+        user = create_user(f"{role.lower()}-{uuid.uuid4().hex[:10]}@example.com", f"{role} Tester", role, PASSWORD)
+        return SimpleNamespace(id=user.id, email=user.email)
+
+    return make
 
 
 @pytest.fixture(scope="session")

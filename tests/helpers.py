@@ -49,3 +49,39 @@ class StatementLog:
             if found and found.group(1) == table:
                 out.append(sql)
         return out
+
+
+def used_before_expiry(app, user_id, use, seconds=2, attempts=5):
+    """(token, its expiry, use's result) for a token living `seconds` that `use(token)` used up before it expired.
+
+    JWT expiries are whole seconds, so a token may live up to a second less than asked, and
+    a busy machine can take that long to answer: a use that ended after the expiry says
+    nothing about the token (its assertions may have met the expiry), so a new one is tried.
+    """
+    import time
+    from datetime import timedelta
+
+    import jwt
+    from flask_jwt_extended import create_access_token
+
+    for _ in range(attempts):
+        with app.test_request_context():
+            token = create_access_token(identity=str(user_id), expires_delta=timedelta(seconds=seconds))
+        expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+        try:
+            result = use(token)
+        except AssertionError:
+            if time.time() < expires:
+                raise
+            continue
+        if time.time() < expires:
+            return token, expires, result
+    raise AssertionError(f"no use of a {seconds} s token ended before its expiry in {attempts} tries")
+
+
+def wait_until_expired(expires):
+    """Sleep until the epoch second `expires` has passed (a condition, not a guessed duration)."""
+    import time
+
+    while time.time() < expires + 0.01:
+        time.sleep(max(0.01, expires + 0.01 - time.time()))

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from app import caching
 from tests.conftest import PASSWORD
 from tests.conftest import swap_cache_backend
+from tests.helpers import used_before_expiry, wait_until_expired
 
 LIST = "/api/customers?limit=100"
 
@@ -167,19 +168,19 @@ def test_revoked_token_is_refused_even_when_cached(client, bearer, make, redis_c
 
 def test_token_expiry_bites_on_the_fast_path(app, client, users, make, redis_cache):
     """The fast path remembers verified signatures, never past the token's expiry."""
-    from datetime import timedelta
-
     make.customer("sales")
-    with app.test_request_context():
-        token = create_access_token(identity=str(users["sales"].id), expires_delta=timedelta(seconds=2))
-    headers = {"Authorization": f"Bearer {token}"}
-    for _ in range(3):  # compute, store, then served (and the signature remembered)
+
+    def use(token):
+        headers = {"Authorization": f"Bearer {token}"}
+        for _ in range(3):  # compute, store, then served (and the signature remembered)
+            listed(client.get(LIST, headers=headers))
+        hits = caching.stats()["hits"]
         listed(client.get(LIST, headers=headers))
-    hits = caching.stats()["hits"]
-    listed(client.get(LIST, headers=headers))
-    assert caching.stats()["hits"] == hits + 1
-    time.sleep(2.1)
-    resp = client.get(LIST, headers=headers)
+        assert caching.stats()["hits"] == hits + 1
+
+    token, expires, _ = used_before_expiry(app, users["sales"].id, use, seconds=3)
+    wait_until_expired(expires)
+    resp = client.get(LIST, headers={"Authorization": f"Bearer {token}"})
     assert resp.status_code == 401 and "expired" in resp.json["message"]
 
 
@@ -238,8 +239,6 @@ def test_uncached_reads_take_the_user_from_a_current_token(app, db, client, make
 
 def test_uncached_reads_check_permission_and_revocation_from_the_token(app, client, make, users, redis_cache):
     """Answer cache off: the token's claims give user and permission (no FAB table read); refusals still bite."""
-    from datetime import timedelta
-
     from app.roles import CUSTOMER
 
     sm = app.appbuilder.sm
@@ -257,10 +256,8 @@ def test_uncached_reads_check_permission_and_revocation_from_the_token(app, clie
         assert client.post("/api/auth/logout", headers=headers).status_code == 200
         resp = client.get(LIST, headers=headers)
         assert resp.status_code == 401 and "revoked" in resp.json["message"]
-        with app.test_request_context():
-            short = create_access_token(identity=str(users["compliance"].id), expires_delta=timedelta(seconds=1))
-        listed(client.get(LIST, headers={"Authorization": f"Bearer {short}"}))
-        time.sleep(1.1)
+        short, expires, _ = used_before_expiry(app, users["compliance"].id, lambda t: listed(client.get(LIST, headers={"Authorization": f"Bearer {t}"})))
+        wait_until_expired(expires)
         resp = client.get(LIST, headers={"Authorization": f"Bearer {short}"})
         assert resp.status_code == 401 and "expired" in resp.json["message"]
         # A refresh token carries no role claims and is not an access token: refused.

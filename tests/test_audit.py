@@ -147,3 +147,53 @@ def test_unknown_user_login_failure_is_audited(client, db):
     last = db.session.query(AuditLog).order_by(AuditLog.timestamp.desc()).first()
     assert last.action == AuditAction.LOGIN_FAILED and last.user_id is None
     assert last.changes == {"username": "nobody@example.com"}
+
+
+# ---- issue 18 item 9: password changes are audited, never with the hash -----------------
+
+
+def _user_rows(db, user_id):
+    db.session.expire_all()
+    return db.session.query(AuditLog).filter(AuditLog.resource_type == "user", AuditLog.resource_id == str(user_id)).order_by(AuditLog.timestamp).all()
+
+
+def test_password_changes_are_audited_without_the_hash(app, db, new_user, browser_login, users):
+    """Own change: PASSWORD_CHANGED by the user; an Admin's or the CLI's reset: PASSWORD_RESET by them; a login's rehash: nothing."""
+    from flask_appbuilder.cli import reset_password
+
+    user = new_user()
+    session = app.test_client()
+    assert session.post("/login/", data={"username": user.email, "password": PASSWORD}).status_code == 302
+    own = session.post("/resetmypassword/form", data={"current_password": PASSWORD, "password": "own-new-pass-1", "conf_password": "own-new-pass-1"})
+    assert own.status_code == 302
+    admin = browser_login("admin").post(f"/resetpassword/form?pk={user.id}", data={"password": "admin-set-pass-2", "conf_password": "admin-set-pass-2"})
+    assert admin.status_code == 302
+    result = app.test_cli_runner().invoke(reset_password, ["--username", user.email, "--password", "cli-set-pass-3"])
+    assert result.exit_code == 0, result.output
+    rows = [r for r in _user_rows(db, user.id) if r.action in (AuditAction.PASSWORD_CHANGED, AuditAction.PASSWORD_RESET)]
+    assert [(r.action, r.user_id) for r in rows] == [
+        (AuditAction.PASSWORD_CHANGED, user.id),
+        (AuditAction.PASSWORD_RESET, users["admin"].id),
+        (AuditAction.PASSWORD_RESET, None),  # the CLI acts as the system
+    ]
+    assert rows[0].ip_address and rows[2].ip_address is None
+    stored = app.appbuilder.sm.get_user_by_id(user.id).password
+    for row in _user_rows(db, user.id):  # no row of this user, of any action, holds a hash
+        text = repr(row.changes)
+        assert "password" not in text and "$argon2" not in text and stored not in text, (row.action, text)
+
+
+def test_a_login_that_rehashes_an_old_hash_is_not_a_password_change(app, db, client, new_user):
+    """The upgrade of a legacy hash at login writes a new hash of the same password: no PASSWORD_* row."""
+    from werkzeug.security import generate_password_hash
+
+    user = new_user()
+    sm = app.appbuilder.sm
+    row = sm.get_user_by_id(user.id)
+    row.password = generate_password_hash(PASSWORD, method="scrypt")
+    sm.update_user(row)  # itself a reset (by the system), as any write of a new hash is
+    before = len(_user_rows(db, user.id))
+    assert client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD}).status_code == 200
+    db.session.expire_all()
+    assert sm.get_user_by_id(user.id).password.startswith("$argon2")
+    assert [r.action for r in _user_rows(db, user.id)[before:]] == [AuditAction.LOGIN]

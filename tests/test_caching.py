@@ -435,3 +435,40 @@ def test_query_key_names_the_locale(app):
     with app.test_request_context("/customers/list/?page=1&_l_=ja"):
         session["locale"] = "en"
         assert '"ja"' in caching.request_query_key()
+
+
+def test_a_removed_permission_applies_in_every_process_within_the_memo_lifetime(app, config_class):
+    """Two app instances on one database, each with its own in-process cache (the embedded default, no Redis):
+    a permission removed through one is refused by the other from PERMISSION_MEMO_SECONDS after its memo was filled."""
+    import time
+
+    from flask_jwt_extended import create_access_token
+
+    from app import create_app
+    from app.roles import CUSTOMER, READ
+
+    lifetime = 1
+    embedded = type(
+        "EmbeddedProcess",
+        (config_class,),
+        {"REDIS_URL": "", "RATELIMIT_STORAGE_URI": "memory://", "CACHE_TYPE": "SimpleCache", "PERMISSION_MEMO_SECONDS": lifetime},
+    )
+    worker, other = create_app(embedded), create_app(embedded)
+    sm = app.appbuilder.sm
+    role = sm.add_role(f"MemoProbe-{uuid.uuid4().hex[:6]}")
+    sm.add_permission_role(role, sm.find_permission_view_menu(READ, CUSTOMER))
+    email = f"memo-{uuid.uuid4().hex[:8]}@example.com"
+    user = sm.add_user(email, "Memo", "Probe", email, role, password="memo-probe-pass")
+    with worker.test_request_context():
+        headers = {"Authorization": f"Bearer {create_access_token(identity=str(user.id))}"}
+    client = worker.test_client()
+    assert client.get("/api/customers?limit=1", headers=headers).status_code == 200
+    assert client.get("/api/customers?limit=1", headers=headers).status_code == 200  # from the memo
+    filled = time.monotonic()  # the memo entry was made before this
+    with other.app_context():
+        osm = other.appbuilder.sm
+        osm.del_permission_role(osm.find_role(role.name), osm.find_permission_view_menu(READ, CUSTOMER))
+    while time.monotonic() < filled + lifetime:  # wait for the bound to pass, not a guessed sleep
+        time.sleep(filled + lifetime - time.monotonic())
+    resp = client.get("/api/customers?limit=1", headers=headers)
+    assert resp.status_code == 403, "the other process's change reached this one within PERMISSION_MEMO_SECONDS"

@@ -81,3 +81,108 @@ def test_argon2_settings_come_from_the_environment():
     result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True)
     assert result.stdout.split() == ["8192", "2", "2"]
     assert result.returncode != 0 and "PASSWORD_ARGON2_MEMORY_KIB=8192" in result.stderr
+
+
+# ---- issue 18 item 3: no config but the test config starts with a default secret ----------
+
+
+def _development(config_class, **extra):
+    """DevelopmentConfig on this run's database and Redis (what `make run` or a CLI command in a checkout builds)."""
+    from config import DevelopmentConfig
+
+    keep = ("SQLALCHEMY_DATABASE_URI", "REDIS_URL", "RATELIMIT_STORAGE_URI", "CACHE_KEY_PREFIX", "TRUSTED_PROXY_COUNT")
+    values = {name: getattr(config_class, name) for name in keep if hasattr(config_class, name)}
+    return type("DevRun", (DevelopmentConfig,), {**values, "RATELIMIT_ENABLED": False, "CACHE_TYPE": "NullCache", **extra})
+
+
+@pytest.fixture()
+def checkout_secret_file(tmp_path, monkeypatch):
+    """instance/secret_key of a throwaway checkout, and no SECRET_KEY in the environment."""
+    import config
+
+    path = tmp_path / "instance" / "secret_key"
+    monkeypatch.setattr(config, "DEV_SECRET_FILE", str(path), raising=False)
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    return path
+
+
+def test_a_jwt_signed_with_the_old_default_secret_is_refused_by_a_development_app(app, config_class, users, checkout_secret_file):
+    """The seed's literal secret signed an Admin token that a development start accepted; now it signs nothing."""
+    import time
+    import uuid
+
+    import jwt
+
+    from app import create_app
+
+    dev = create_app(_development(config_class))
+    assert dev.config["SECRET_KEY"] != DEFAULT_SECRET
+    now = int(time.time())
+    claims = {"sub": str(users["admin"].id), "type": "access", "fresh": True, "jti": str(uuid.uuid4()), "iat": now, "nbf": now, "exp": now + 600}
+    forged = {"Authorization": f"Bearer {jwt.encode(claims, DEFAULT_SECRET, algorithm='HS256')}"}
+    client = dev.test_client()
+    assert client.get("/api/auth/me", headers=forged).status_code == 401
+    # flask-jwt-extended answers a bad signature with 422 on FAB's API: refused all the same.
+    assert client.get("/api/v1/customer/", headers=forged).status_code in (401, 422)
+    assert client.get("/api/audit", headers=forged).status_code == 401
+
+
+def test_development_keeps_a_random_secret_per_checkout(config_class, checkout_secret_file, monkeypatch):
+    """Without SECRET_KEY a development start writes instance/secret_key (0600) once and every later start reads it."""
+    from app import create_app
+
+    first = create_app(_development(config_class)).config["SECRET_KEY"]
+    assert len(first) >= 32 and first != DEFAULT_SECRET
+    assert checkout_secret_file.read_text().strip() == first
+    assert checkout_secret_file.stat().st_mode & 0o777 == 0o600
+    assert create_app(_development(config_class)).config["SECRET_KEY"] == first  # restarts keep sessions and tokens
+    checkout_secret_file.chmod(0o644)  # written by an older run.sh
+    assert create_app(_development(config_class)).config["SECRET_KEY"] == first
+    assert checkout_secret_file.stat().st_mode & 0o777 == 0o600
+    monkeypatch.setenv("SECRET_KEY", "from-the-environment-" + "y" * 20)
+    assert create_app(_development(config_class)).config["SECRET_KEY"] == "from-the-environment-" + "y" * 20
+    monkeypatch.setenv("SECRET_KEY", DEFAULT_SECRET)
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        create_app(_development(config_class))
+
+
+def test_processes_starting_together_share_one_checkout_secret(tmp_path):
+    """web, worker and consumer started at once (make up) all read the one secret the first of them wrote."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = tmp_path / "instance" / "secret_key"
+    code = f"import config; print(config.checkout_secret({str(path)!r}))"
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=root, env=env, stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    secrets = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert len(secrets) == 1 and secrets == {path.read_text().strip()}
+    assert sorted(os.listdir(path.parent)) == ["secret_key"]  # no temporary file left behind
+
+
+def test_only_the_test_config_has_a_default_secret(monkeypatch):
+    """Config and Production refuse to start without SECRET_KEY; TestConfig has its own literal, not the seed's."""
+    from config import Config, TestConfig
+
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        Config.secret_key()
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        ProductionConfig.secret_key()
+    assert TestConfig.secret_key() and TestConfig.secret_key() != DEFAULT_SECRET
+
+
+def test_every_procfile_process_runs_the_production_config():
+    """The Procfile's web, worker and consumer start with CRM_ENV=production (production's checks, no default secret)."""
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "Procfile"), encoding="utf-8") as fh:
+        lines = [line.strip() for line in fh if line.strip() and not line.startswith("#")]
+    kinds = {line.split(":", 1)[0] for line in lines}
+    assert {"web", "worker", "consumer"} <= kinds
+    for line in lines:
+        command = line.split(":", 1)[1].split()
+        assert command[0] == "CRM_ENV=production", line

@@ -220,3 +220,71 @@ def test_verify_password_refuses_junk(app):
         assert passwords.verify_password(stored, PW) is False
         assert passwords.needs_rehash(stored) is True
     assert passwords.verify_password(passwords.hash_password(PW), None) is False
+
+
+# ---- issue 18 item 8: changing one's own password asks for the current one --------------
+
+
+def _signed_in(app, email, password):
+    session = app.test_client()
+    assert session.post("/login/", data={"username": email, "password": password}).status_code == 302
+    return session
+
+
+def test_changing_ones_own_password_asks_for_the_current_one(app, db, new_user):
+    """/resetmypassword/form changes nothing without the right current password (a stolen session is not enough)."""
+    from tests.conftest import PASSWORD
+
+    user = new_user()
+    session = _signed_in(app, user.email, PASSWORD)
+    page = session.get("/resetmypassword/form").get_data(as_text=True)
+    assert 'name="current_password"' in page and page.index("current_password") < page.index('name="password"')
+    before = stored_hash(app, db, user.email)
+    for current in (None, "", "wrong-current-pass"):
+        data = {"password": "taken-over-pass-1", "conf_password": "taken-over-pass-1"}
+        if current is not None:
+            data["current_password"] = current
+        resp = session.post("/resetmypassword/form", data=data)
+        assert resp.status_code == 200, current  # the form again, with the field's error
+        assert stored_hash(app, db, user.email) == before
+    assert "現在のパスワードが正しくありません" in resp.get_data(as_text=True)
+    resp = session.post("/resetmypassword/form", data={"current_password": PASSWORD, "password": "my-new-pass-22", "conf_password": "my-new-pass-22"})
+    assert resp.status_code == 302
+    assert login_api(app.test_client(), user.email, "my-new-pass-22") and not login_api(app.test_client(), user.email, PASSWORD)
+
+
+def test_guessing_the_current_password_meets_the_accounts_login_limit(limited_app, new_user):
+    """Wrong current passwords count against the account's login limit: a stolen session cannot brute-force it."""
+    from tests.conftest import PASSWORD, from_ip
+
+    user = new_user()
+    session = limited_app.test_client()
+    assert session.post("/login/", data={"username": user.email, "password": PASSWORD}, headers=from_ip()).status_code == 302
+    statuses = []
+    for i in range(6):
+        data = {"current_password": f"guess-{i}", "password": "taken-over-pass-1", "conf_password": "taken-over-pass-1"}
+        statuses.append(session.post("/resetmypassword/form", data=data, headers=from_ip()).status_code)
+        if statuses[-1] == 429:
+            break
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {200}, statuses
+    right = {"current_password": PASSWORD, "password": "taken-over-pass-1", "conf_password": "taken-over-pass-1"}
+    assert session.post("/resetmypassword/form", data=right, headers=from_ip()).status_code == 429
+
+
+def test_a_password_change_signs_out_the_users_other_browser_sessions(app, db, new_user, browser_login):
+    """Browser sessions end like tokens: an Admin's reset signs the user out; the user's own change keeps only the session that made it."""
+    from tests.conftest import PASSWORD
+
+    user = new_user()
+    laptop, phone = _signed_in(app, user.email, PASSWORD), _signed_in(app, user.email, PASSWORD)
+    for session in (laptop, phone):
+        assert session.get("/customerview/list/").status_code == 200
+    resp = laptop.post("/resetmypassword/form", data={"current_password": PASSWORD, "password": "my-new-pass-33", "conf_password": "my-new-pass-33"})
+    assert resp.status_code == 302
+    assert laptop.get("/customerview/list/").status_code == 200, "the session that changed the password stays"
+    signed_out = phone.get("/customerview/list/")
+    assert signed_out.status_code == 302 and "/login" in signed_out.headers["Location"]
+    admin = browser_login("admin").post(f"/resetpassword/form?pk={user.id}", data={"password": "admin-set-pass-4", "conf_password": "admin-set-pass-4"})
+    assert admin.status_code == 302
+    assert "/login" in laptop.get("/customerview/list/").headers.get("Location", "")
+    assert _signed_in(app, user.email, "admin-set-pass-4").get("/customerview/list/").status_code == 200

@@ -145,23 +145,28 @@ def login():
 
 @bp.post("/refresh")
 def refresh():
-    """Exchange a refresh token for a new access token."""
+    """Spend a refresh token for a new access token and a new refresh token (each refresh token works once)."""
     try:
-        verify_jwt_in_request(refresh=True)
+        claims = tokens.spend_refresh_token()
     except (JWTExtendedException, PyJWTError) as exc:
         raise ApiError(401, "a valid refresh token is required", details={"reason": type(exc).__name__}) from None
-    identity = get_jwt()["sub"]
-    token = create_access_token(identity=identity, fresh=False)
-    profile = profile_of(identity)
-    return jsonify(success=True, data={"token": token, "user": profile}, token=token, user=profile)
+    token, refresh_token = tokens.refreshed_tokens(claims)
+    profile = profile_of(claims["sub"])
+    return jsonify(
+        success=True,
+        data={"token": token, "refreshToken": refresh_token, "user": profile},
+        token=token,
+        refreshToken=refresh_token,
+        user=profile,
+    )
 
 
 @bp.post("/logout")
 @authenticated
 def logout():
-    """Revoke the access token presented (and a refresh token sent in the body)."""
+    """End the session: the access token presented and every token of its login (refresh tokens included)."""
     claims = get_jwt()
-    tokens.revoke(claims)
+    tokens.end_session(claims)
     body = json_body()
     refresh_token = body.get("refreshToken")
     if isinstance(refresh_token, str) and refresh_token:
@@ -169,8 +174,9 @@ def logout():
             decoded = decode_token(refresh_token)
         except (JWTExtendedException, PyJWTError):
             decoded = None
+        # A refresh token of another login of the same user ends that login too.
         if decoded and decoded.get("sub") == claims["sub"]:
-            tokens.revoke(decoded)
+            tokens.end_session(decoded)
     audit.record(db.session, AuditAction.LOGOUT, "user", g.user.id, None, user_id=g.user.id)
     db.session.commit()
     return jsonify(success=True, data={"message": "logged out"}, message="logged out")
