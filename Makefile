@@ -6,7 +6,7 @@ VENV ?= .venv
 PORT ?= 8080
 BIN := $(VENV)/bin
 
-.PHONY: run test venv venv-dev browser up bench wrk clean
+.PHONY: run test venv venv-dev browser assets up bench wrk clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -30,15 +30,25 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || { echo "Could not install chromium (need root and Debian's package index)"; exit 1; }; }
 
-run: venv
+# Front-end libraries (charts, calendar, autocomplete) from npm at the versions of
+# package-lock.json, copied to app/static/vendor/ (not committed, never loaded from a CDN).
+ASSETS := app/static/vendor/.built
+$(ASSETS): package.json package-lock.json scripts/vendor_assets.sh
+	@command -v npm >/dev/null 2>&1 || { echo "npm is needed for the screens' libraries (Debian: apt-get install npm)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	scripts/vendor_assets.sh
+	touch $@
+assets: $(ASSETS)
+
+run: venv assets
 	@PORT=$(PORT) BIN=$(BIN) scripts/run.sh
 
 # The full stack: gunicorn, RQ worker (relay, sweep, reminders), Kafka consumer, tansu;
 # PostgreSQL and Redis from DATABASE_URL / REDIS_URL (defaults: local servers, database crm).
-up: venv
+up: venv assets
 	@PORT=$(PORT) BIN=$(BIN) scripts/up.sh
 
-test: venv-dev browser
+test: venv-dev browser assets
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # `make bench`: load BENCH_CUSTOMERS customers (+10x tasks, 2x meetings, 1x requests) into
@@ -57,4 +67,4 @@ bench: venv wrk
 	$(BIN)/python -m bench.run --customers $(BENCH_CUSTOMERS) --duration $(BENCH_DURATION) $(if $(filter 1,$(BENCH_LOAD)),--load,) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) instance/crm.db .pytest_cache
+	rm -rf $(VENV) instance/crm.db .pytest_cache node_modules app/static/vendor
