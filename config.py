@@ -94,7 +94,13 @@ class Config:
         "ja": {"flag": "jp", "name": "日本語"},
         "en": {"flag": "gb", "name": "English"},
     }
+    # Flask-WTF's CSRFProtect checks every screen POST (app/extensions.py); the session cookie
+    # is not sent with cross-site subrequests or POSTs, and never to scripts.
     WTF_CSRF_ENABLED = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
 
     # JWT (FAB creates the JWTManager; identities are strings).
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 60))
@@ -184,7 +190,6 @@ class TestConfig(Config):
     """pytest: a private PostgreSQL database per run, set by tests/conftest.py."""
 
     TESTING = True
-    WTF_CSRF_ENABLED = False
     SQLALCHEMY_DATABASE_URI = normalise_db_url(
         os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     )

@@ -19,6 +19,7 @@ from sqlalchemy.orm import joinedload
 
 from app import audit, caching, events, fastpath, passwords
 from models.audit import AuditAction
+from views.auth import AuthDBView
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class CrmSecurityManager(SecurityManager):
 
     userdbmodelview = UserDBModelView
     user_api = UserApi
+    authdbview = AuthDBView  # logout is a POST with the CSRF token
 
     def create_limiter(self, app):
         """The app's one limiter (app/extensions.py) for FAB's form-login limit, not a second one.
