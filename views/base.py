@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from app import caching
 from app.extensions import db
 from app.roles import API_METHOD_PERMISSIONS, VIEW_METHOD_PERMISSIONS
-from app.scope import SCOPE_FILTERS
+from app.scope import ASSIGN, FILTER, SCOPE_FILTERS, choice_filters
 from app.services.errors import DomainError
 
 
@@ -117,12 +117,35 @@ class ServiceHooks:
             type(self).prepare(item, g.user, False)
 
 
+def relation_choice_filters(datamodel, columns, purpose, declared=None):
+    """FAB's `*_query_rel_fields` for every relation among `columns`, through app/scope.py's choice rule.
+
+    A filter a view declares for a relation is added to the rule, never put in its place.
+    """
+    declared = declared or {}
+    out = {col: choice_filters(purpose) + list(declared.get(col, [])) for col in columns if datamodel.is_relation(col)}
+    return {**declared, **out}
+
+
 class ScopedModelView(ServiceHooks, ModelView):
-    """A screen limited to the caller's scope, with the shared permission names."""
+    """A screen limited to the caller's scope, with the shared permission names.
+
+    Every related-field select of its add, edit and search forms (the list page's filter
+    widgets too) offers only what the caller may pick (app/scope.py's `choice_clause`).
+    """
 
     base_filters = SCOPE_FILTERS
     method_permission_name = VIEW_METHOD_PERMISSIONS
     page_size = 25
+
+    def _init_forms(self):
+        dm = self.datamodel
+        self.add_form_query_rel_fields = relation_choice_filters(dm, self.add_columns, ASSIGN, self.add_form_query_rel_fields)
+        self.edit_form_query_rel_fields = relation_choice_filters(dm, self.edit_columns, ASSIGN, self.edit_form_query_rel_fields)
+        self.search_form_query_rel_fields = relation_choice_filters(
+            dm, self.search_columns, FILTER, self.search_form_query_rel_fields
+        )
+        super()._init_forms()
 
 
 class ScopedModelApi(ServiceHooks, ModelRestApi):
@@ -134,6 +157,28 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
     page_size = 20
     #: Columns the service fills when absent (e.g. the owner defaults to the caller).
     optional_add_columns = ()
+
+    def _init_properties(self):
+        super()._init_properties()
+        # The related values `_info` lists for add and edit go through the same choice rule as the screens.
+        dm = self.datamodel
+        self.add_query_rel_fields = relation_choice_filters(dm, self.add_columns, ASSIGN, self.add_query_rel_fields)
+        self.edit_query_rel_fields = relation_choice_filters(dm, self.edit_columns, ASSIGN, self.edit_query_rel_fields)
+
+    def _get_field_info(self, field, filter_rel_field, page=None, page_size=None):
+        """FAB's field details for `_info`, without translating an absent label or description.
+
+        FAB passes "" to gettext when a column has no description, and gettext answers ""
+        with the catalogue's header (Project-Id-Version, ...).
+        """
+        info = super()._get_field_info(field, filter_rel_field, page=page, page_size=page_size)
+        for key, texts in (("label", self.label_columns), ("description", self.description_columns)):
+            info[key] = str(texts[field.name]) if texts.get(field.name) else ""
+        return info
+
+    def _description_columns_json(self, cols=None):
+        """FAB's description map, leaving out columns whose description is empty (see _get_field_info)."""
+        return {key: str(value) for key, value in self.description_columns.items() if key in (cols or []) and value}
 
     def _init_model_schemas(self):
         super()._init_model_schemas()
