@@ -19,7 +19,7 @@ from sqlalchemy.orm import joinedload
 
 from app import audit, caching, events, fastpath, passwords
 from models.audit import AuditAction
-from views.auth import AuthDBView
+from views.auth import AuthDBView, SecurityApi
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class CrmSecurityManager(SecurityManager):
     userdbmodelview = UserDBModelView
     user_api = UserApi
     authdbview = AuthDBView  # logout is a POST with the CSRF token
+    security_api = SecurityApi  # a missing `provider` is a 400, not a 500
 
     def create_limiter(self, app):
         """The app's one limiter (app/extensions.py) for FAB's form-login limit, not a second one.

@@ -7,6 +7,7 @@ the shared permissions, the service hooks and the error answers are written once
 from zoneinfo import ZoneInfo
 
 import json
+from decimal import Decimal
 from functools import wraps
 
 import jsonschema
@@ -29,14 +30,17 @@ from flask_appbuilder.const import (
 )
 from flask_appbuilder.security.decorators import permission_name, protect
 from flask_appbuilder.api import safe
+from marshmallow import ValidationError
 from marshmallow import fields as ma_fields
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from werkzeug.exceptions import BadRequest
 
 from app import caching
 from app.extensions import db
 from app.roles import API_METHOD_PERMISSIONS, VIEW_METHOD_PERMISSIONS
 from app.scope import ASSIGN, FILTER, SCOPE_FILTERS, choice_filters
 from app.services.errors import DomainError
+from views.relations import CrmSchemaConverter
 
 
 def local_time(value):
@@ -91,6 +95,16 @@ def fast_rison(schema):
         return wrapper
 
     return decorator
+
+
+# page * page_size must fit PostgreSQL's bigint OFFSET (page_size is at most FAB_API_MAX_PAGE_SIZE).
+MAX_PAGE = 10**12
+
+
+def no_nul(value):
+    """Refuse a NUL character: PostgreSQL text cannot hold one (the insert failed with a 500)."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValidationError("must not contain a NUL character")
 
 
 class ServiceHooks:
@@ -155,6 +169,7 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
     method_permission_name = API_METHOD_PERMISSIONS
     allow_browser_login = False
     page_size = 20
+    model2schemaconverter = CrmSchemaConverter
     #: Columns the service fills when absent (e.g. the owner defaults to the caller).
     optional_add_columns = ()
 
@@ -189,6 +204,8 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
                 if self.datamodel.is_enum(name) and self.datamodel.is_nullable(name):
                     field.allow_none = True
             for field in schema.fields.values():
+                if isinstance(field, ma_fields.String):
+                    field.validators.append(no_nul)
                 # Keep every decimal place sent: the service refuses sub-yen-cent amounts
                 # instead of marshmallow silently rounding them.
                 if isinstance(field, ma_fields.Decimal):
@@ -197,6 +214,26 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
             field = self.add_model_schema.fields.get(name)
             if field is not None:
                 field.required = False
+
+    def _sanitize_page_args(self, page, page_size):
+        """FAB's page arguments, refusing a page the database cannot take as OFFSET (FAB answered 500)."""
+        if page is not None and not 0 <= page <= MAX_PAGE:
+            raise BadRequest(description=f"page must be between 0 and {MAX_PAGE}")
+        return super()._sanitize_page_args(page, page_size)
+
+    def add_apispec_components(self, api_spec):
+        """FAB's schema components, with numeric bounds written as numbers.
+
+        apispec renders a Range on a Decimal field through the field itself, so `amount`'s
+        bound was a Decimal, sent as the string "0": an invalid OpenAPI document.
+        """
+        super().add_apispec_components(api_spec)
+        for name in (self.list_model_schema_name, self.add_model_schema_name, self.edit_model_schema_name, self.show_model_schema_name):
+            for prop in (api_spec.components.schemas.get(name) or {}).get("properties", {}).values():
+                for key in ("minimum", "maximum"):
+                    if isinstance(prop.get(key), (str, Decimal)):
+                        number = Decimal(prop[key])
+                        prop[key] = int(number) if number == number.to_integral_value() else float(number)
 
     def response_422(self, message=None, **kwargs):
         """Invalid input is a 400 naming the field (FAB says 422)."""
