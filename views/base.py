@@ -179,6 +179,9 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
         dm = self.datamodel
         self.add_query_rel_fields = relation_choice_filters(dm, self.add_columns, ASSIGN, self.add_query_rel_fields)
         self.edit_query_rel_fields = relation_choice_filters(dm, self.edit_columns, ASSIGN, self.edit_query_rel_fields)
+        # `_info` pages the related values: without an order, LIMIT/OFFSET pages may repeat or skip rows.
+        relations = [c for c in {*self.add_columns, *self.edit_columns} if dm.is_relation(c)]
+        self.order_rel_fields = {**{c: ("id", "asc") for c in relations}, **(self.order_rel_fields or {})}
 
     def _get_field_info(self, field, filter_rel_field, page=None, page_size=None):
         """FAB's field details for `_info`, without translating an absent label or description.

@@ -25,18 +25,20 @@ class IdRelated(Related):
             return super()._deserialize(value, attr, data, **kwargs)
         key = self.related_keys[0]
         model = self.related_model.__name__.lower()
+        # The services name the field by its id (assignedSalesId, customerId): both spellings in the message.
+        alias = "".join(p if i == 0 else p.title() for i, p in enumerate((self.name or "").split("_"))) + "Id"
         if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise ValidationError(f"must be the id of a {model}, not {type(value).__name__}")
+            raise ValidationError(f"must be the id of a {model} ({alias}), not {type(value).__name__}")
         if key.columns[0].type.python_type is int:
             text = str(value).strip()
             if not text.lstrip("-").isdigit() or not INT_MIN <= int(text) <= INT_MAX:
-                raise ValidationError(f"must be the integer id of a {model}")
+                raise ValidationError(f"must be the integer id of a {model} ({alias})")
             value = int(text)
         elif not is_uuid(value):
-            raise ValidationError(f"no {model} with this id")
+            raise ValidationError(f"no {model} with this id ({alias})")
         row = self.session.get(self.related_model, value if isinstance(value, int) else str(value))
         if row is None:
-            raise ValidationError(f"no {model} with this id")
+            raise ValidationError(f"no {model} with this id ({alias})")
         return row
 
 
