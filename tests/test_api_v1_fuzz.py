@@ -120,6 +120,13 @@ def test_a_nul_character_is_a_400_naming_the_field(client, auth, make, db):
     assert db.session.get(Meeting, meeting.id).location is None
 
 
+def test_a_huge_amount_is_a_400_naming_the_field(client, auth, make):
+    customer = make.customer("sales", investment_profile="moderate")
+    body = {"customer": customer.id, "product_name": "巨額", "amount": 8.58e26}
+    resp = client.post("/api/v1/approval/", json=body, headers=auth("sales"))
+    assert resp.status_code == 400 and "amount" in str(resp.json["message"])
+
+
 def test_token_login_without_provider_is_a_400(client, users):
     from tests.conftest import PASSWORD
 
