@@ -129,7 +129,13 @@ class Config:
         "ja": {"flag": "jp", "name": "日本語"},
         "en": {"flag": "gb", "name": "English"},
     }
+    # Flask-WTF's CSRFProtect checks every screen POST (app/extensions.py); the session cookie
+    # is not sent with cross-site subrequests or POSTs, and never to scripts.
     WTF_CSRF_ENABLED = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
     # Proxies in front of gunicorn whose X-Forwarded-For / -Proto are believed (0: none, so
     # the client address is the socket's). Render's load balancer is one hop: 1.
     TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
@@ -249,7 +255,6 @@ class TestConfig(Config):
     """pytest: a private PostgreSQL database per run, set by tests/conftest.py."""
 
     TESTING = True
-    WTF_CSRF_ENABLED = False
     # The only config with a fixed secret: pytest's throwaway databases.
     SECRET_KEY = "test-only-secret-never-used-by-a-deployment"
     SQLALCHEMY_DATABASE_URI = normalise_db_url(

@@ -28,7 +28,7 @@ def create_app(config_class=None):
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from app import audit, caching, dbpool, delivery, events, i18n, pagination, tokens
-    from app.extensions import cache, db, limiter, migrate
+    from app.extensions import cache, csrf, db, limiter, migrate
 
     audit.install(Session)
     tokens.install_listeners(Session)
@@ -49,6 +49,9 @@ def create_app(config_class=None):
         cache.init_app(app)
         i18n.init_app(app)
         limiter.init_app(app)
+        # Before FAB's views: FAB exempts each BaseApi blueprint it creates once the extension exists,
+        # and ModelView.delete refuses a GET only when it does.
+        csrf.init_app(app)
         appbuilder.init_app(app, db.session)
 
         from views import register_views

@@ -3,17 +3,26 @@
 Admin, Manager and Compliance see every live row; a Sales user sees the rows they own
 (the model's `__scope_owner_columns__`: assigned to or created by them); notifications
 are always the caller's own. Rows outside scope are simply not found (404, not 403).
+
+Related-field choices (the selects of add, edit and search forms, `_info` of /api/v1)
+follow the same rule (`choice_clause`): a Sales user is offered their own customers and
+only themself as a user; soft-deleted customers are never offered.
 """
 
 import sqlalchemy as sa
 from flask import g, has_request_context
 from flask_appbuilder.models.filters import BaseFilter
+from flask_appbuilder.security.sqla.models import Role, User
 
 from models.customer import Customer
 from models.notification import Notification
 
 ADMIN, MANAGER, SALES, COMPLIANCE = "Admin", "Manager", "Sales", "Compliance"
 SEES_ALL = frozenset({ADMIN, MANAGER, COMPLIANCE})
+#: Roles whose holders own customers, meetings and tasks: the users offered as an owner.
+OWNER_ROLES = (SALES, MANAGER)
+#: What a related-field choice list is for: setting a record's relation, or filtering a list.
+ASSIGN, FILTER = "assign", "filter"
 
 
 def role_names(user):
@@ -62,9 +71,44 @@ def scope_clause(model, user, uid=None):
 
 def scoped(query, model, user):
     """Apply the scope rule to a legacy Query or a 2.0 Select over `model`."""
-    return query.filter(scope_clause(model, user)) if hasattr(query, "filter") else query.where(
-        scope_clause(model, user)
-    )
+    return _where(query, scope_clause(model, user))
+
+
+def _where(query, clause):
+    return query.filter(clause) if hasattr(query, "filter") else query.where(clause)
+
+
+def owner_choice_clause(user):
+    """The users `user` may make the owner of a record (assignee, sales rep, task owner).
+
+    A Sales user: only themself. Anyone else: themself and the active users holding Sales
+    or Manager (an inactive user or a Compliance officer owns no customers or tasks).
+    """
+    uid = getattr(user, "id", None)
+    if uid is None:
+        return sa.false()
+    if not sees_all(user):
+        return User.id == uid
+    return sa.or_(User.id == uid, sa.and_(User.active.is_(True), User.roles.any(Role.name.in_(OWNER_ROLES))))
+
+
+def filter_user_choice_clause(user):
+    """The users `user` may filter a list by: a Sales user themself; the others every user (history included)."""
+    uid = getattr(user, "id", None)
+    if uid is None:
+        return sa.false()
+    return sa.true() if sees_all(user) else User.id == uid
+
+
+def choice_clause(model, user, purpose=ASSIGN):
+    """What a related-field choice list over `model` may offer `user` (`purpose`: ASSIGN or FILTER).
+
+    Users follow the owner rules above; every other model the row-level scope rule, which
+    leaves out soft-deleted customers.
+    """
+    if model is User:
+        return owner_choice_clause(user) if purpose == ASSIGN else filter_user_choice_clause(user)
+    return scope_clause(model, user)
 
 
 def in_scope(obj, user):
@@ -98,5 +142,20 @@ class ScopeFilter(BaseFilter):
         return scoped(query, self.model, request_user())
 
 
+class ChoiceFilter(BaseFilter):
+    """FAB filter for a related field's choices: `choice_clause` for the request's user at query time."""
+
+    name = "Choices in scope"
+
+    def apply(self, query, value):
+        """Limit the related rows of `query` to what the current user may pick (`value`: ASSIGN or FILTER)."""
+        return _where(query, choice_clause(self.model, request_user(), value))
+
+
 # How views and APIs declare it: base_filters = SCOPE_FILTERS
 SCOPE_FILTERS = [["id", ScopeFilter, lambda: None]]
+
+
+def choice_filters(purpose):
+    """The `*_query_rel_fields` entry of one relation: its choices through `choice_clause`."""
+    return [["id", ChoiceFilter, purpose]]

@@ -28,6 +28,7 @@ from wtforms.validators import DataRequired, EqualTo, ValidationError
 
 from app import audit, caching, events, fastpath, passwords, ratelimits, tokens
 from models.audit import AuditAction
+from views.auth import AuthDBView, SecurityApi
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class CrmSecurityManager(SecurityManager):
     userdbmodelview = UserDBModelView
     user_api = UserApi
     resetmypasswordview = ResetMyPasswordView
+    authdbview = AuthDBView  # logout is a POST with the CSRF token
+    security_api = SecurityApi  # a missing `provider` is a 400, not a 500
 
     def create_login_manager(self, app):
         """FAB's login manager, whose browser sessions end with a password change or deactivation like tokens do."""

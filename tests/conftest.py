@@ -7,6 +7,7 @@ so runs never see each other's rows.
 
 import contextvars
 import os
+import re
 import uuid
 from types import SimpleNamespace
 from datetime import timedelta
@@ -73,11 +74,59 @@ class IsolatedClient(FlaskClient):
     the first user.
     """
 
-    def open(self, *args, **kwargs):
-        """Run the request in an empty context so Flask pushes a fresh app context."""
+    def open(self, *args, csrf=True, **kwargs):
+        """Run the request in an empty context so Flask pushes a fresh app context.
+
+        A form POST to a screen carries the CSRF token the way a browser's does: read from
+        the `csrf_token` input of a page this client is served (CSRFProtect is on in tests as
+        in production). `csrf=False` sends the form without one.
+        """
         # Buffered, so a streamed body is produced inside that context too.
         kwargs.setdefault("buffered", True)
+        if csrf and _is_screen_form(args, kwargs):
+            data = (kwargs.get("data") or {}).copy()
+            data["csrf_token"] = self.form_token()
+            kwargs["data"] = data
         return contextvars.Context().run(super().open, *args, **kwargs)
+
+    def form_token(self):
+        """The `csrf_token` of a form this client's session is served (the login page or the navbar's logout)."""
+        raw = self._session_csrf()
+        cached = getattr(self, "_form_token", None)
+        if cached and raw and cached[0] == raw:
+            return cached[1]
+        page = self.get("/login/", follow_redirects=True).get_data(as_text=True)
+        match = CSRF_INPUT.search(page)
+        assert match, "no csrf_token input on the login page or the index: " + page[:300]
+        self._form_token = (self._session_csrf(), match.group(1))
+        return match.group(1)
+
+    def _session_csrf(self):
+        """The raw token Flask-WTF keeps in this client's session cookie (None before the first page)."""
+        cookie = self.get_cookie(self.application.config.get("SESSION_COOKIE_NAME", "session"))
+        if cookie is None:
+            return None
+        signer = self.application.session_interface.get_signing_serializer(self.application)
+        try:
+            return signer.loads(cookie.value).get("csrf_token")
+        except Exception:
+            return None
+
+
+CSRF_INPUT = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def _is_screen_form(args, kwargs):
+    """True for a form-encoded POST/PUT/PATCH/DELETE to a screen (not /api, not JSON, not raw bytes)."""
+    if kwargs.get("method", "GET").upper() not in ("POST", "PUT", "PATCH", "DELETE"):
+        return False
+    path = args[0] if args else kwargs.get("path", "/")
+    if not isinstance(path, str) or path.startswith("/api/") or "json" in kwargs:
+        return False
+    data = kwargs.get("data")
+    if data is not None and not isinstance(data, dict):
+        return False
+    return "csrf_token" not in (data or {})
 
 
 @pytest.fixture(scope="session")

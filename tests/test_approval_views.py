@@ -173,16 +173,12 @@ def test_menus_follow_roles(browser_login):
 def test_screen_posts_check_csrf_when_enabled(app, browser_login, make, db):
     req = make.approval("sales")
     manager = browser_login("manager")
-    app.config["WTF_CSRF_ENABLED"] = True
-    try:
-        resp = manager.post(DECIDE, data={"ids": [req.id], "decision": "approve"})
-        assert resp.status_code == 400
-        page = manager.get(INBOX).get_data(as_text=True)
-        token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-        resp = manager.post(DECIDE, data={"ids": [req.id], "decision": "approve", "csrf_token": token})
-        assert resp.status_code == 302
-    finally:
-        app.config["WTF_CSRF_ENABLED"] = False
+    resp = manager.post(DECIDE, data={"ids": [req.id], "decision": "approve"}, csrf=False)
+    assert resp.status_code == 400
+    page = manager.get(INBOX).get_data(as_text=True)
+    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    resp = manager.post(DECIDE, data={"ids": [req.id], "decision": "approve", "csrf_token": token})
+    assert resp.status_code == 302
     assert _status(db, req.id) == ApprovalStatus.APPROVED
 
 

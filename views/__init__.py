@@ -7,11 +7,13 @@ def register_views(appbuilder):
     """Add every screen, menu and API to `appbuilder`."""
     from views.approvals import ApprovalRequestApi, ApprovalRequestView, MyRequestsView, PendingDecisionView
     from views.audit import AuditLogView
+    from views.auth import LogoutView
     from views.customers import CustomerApi, CustomerView
     from views.meetings import MeetingApi, MeetingView
     from views.notifications import NotificationView
     from views.tasks import TaskApi, TaskView
 
+    appbuilder.add_view_no_menu(LogoutView)
     appbuilder.add_view(CustomerView, "Customers", label=_("Customers"), icon="fa-building", category="Sales", category_label=_("Sales"))
     appbuilder.add_view(MeetingView, "Meetings", label=_("Meetings"), icon="fa-handshake-o", category="Sales")
     appbuilder.add_view(TaskView, "Tasks", label=_("Tasks"), icon="fa-check-square-o", category="Sales")

@@ -7,6 +7,7 @@ the shared permissions, the service hooks and the error answers are written once
 from zoneinfo import ZoneInfo
 
 import json
+from decimal import Decimal
 from functools import wraps
 
 import jsonschema
@@ -29,14 +30,17 @@ from flask_appbuilder.const import (
 )
 from flask_appbuilder.security.decorators import permission_name, protect
 from flask_appbuilder.api import safe
+from marshmallow import ValidationError
 from marshmallow import fields as ma_fields
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from werkzeug.exceptions import BadRequest
 
 from app import caching
 from app.extensions import db
 from app.roles import API_METHOD_PERMISSIONS, VIEW_METHOD_PERMISSIONS
-from app.scope import SCOPE_FILTERS
+from app.scope import ASSIGN, FILTER, SCOPE_FILTERS, choice_filters
 from app.services.errors import DomainError
+from views.relations import CrmSchemaConverter
 
 
 def local_time(value):
@@ -93,6 +97,16 @@ def fast_rison(schema):
     return decorator
 
 
+# page * page_size must fit PostgreSQL's bigint OFFSET (page_size is at most FAB_API_MAX_PAGE_SIZE).
+MAX_PAGE = 10**12
+
+
+def no_nul(value):
+    """Refuse a NUL character: PostgreSQL text cannot hold one (the insert failed with a 500)."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValidationError("must not contain a NUL character")
+
+
 class ServiceHooks:
     """Call the domain service before a row is added or updated, from any entry point."""
 
@@ -117,12 +131,35 @@ class ServiceHooks:
             type(self).prepare(item, g.user, False)
 
 
+def relation_choice_filters(datamodel, columns, purpose, declared=None):
+    """FAB's `*_query_rel_fields` for every relation among `columns`, through app/scope.py's choice rule.
+
+    A filter a view declares for a relation is added to the rule, never put in its place.
+    """
+    declared = declared or {}
+    out = {col: choice_filters(purpose) + list(declared.get(col, [])) for col in columns if datamodel.is_relation(col)}
+    return {**declared, **out}
+
+
 class ScopedModelView(ServiceHooks, ModelView):
-    """A screen limited to the caller's scope, with the shared permission names."""
+    """A screen limited to the caller's scope, with the shared permission names.
+
+    Every related-field select of its add, edit and search forms (the list page's filter
+    widgets too) offers only what the caller may pick (app/scope.py's `choice_clause`).
+    """
 
     base_filters = SCOPE_FILTERS
     method_permission_name = VIEW_METHOD_PERMISSIONS
     page_size = 25
+
+    def _init_forms(self):
+        dm = self.datamodel
+        self.add_form_query_rel_fields = relation_choice_filters(dm, self.add_columns, ASSIGN, self.add_form_query_rel_fields)
+        self.edit_form_query_rel_fields = relation_choice_filters(dm, self.edit_columns, ASSIGN, self.edit_form_query_rel_fields)
+        self.search_form_query_rel_fields = relation_choice_filters(
+            dm, self.search_columns, FILTER, self.search_form_query_rel_fields
+        )
+        super()._init_forms()
 
 
 class ScopedModelApi(ServiceHooks, ModelRestApi):
@@ -132,8 +169,34 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
     method_permission_name = API_METHOD_PERMISSIONS
     allow_browser_login = False
     page_size = 20
+    model2schemaconverter = CrmSchemaConverter
     #: Columns the service fills when absent (e.g. the owner defaults to the caller).
     optional_add_columns = ()
+
+    def _init_properties(self):
+        super()._init_properties()
+        # The related values `_info` lists for add and edit go through the same choice rule as the screens.
+        dm = self.datamodel
+        self.add_query_rel_fields = relation_choice_filters(dm, self.add_columns, ASSIGN, self.add_query_rel_fields)
+        self.edit_query_rel_fields = relation_choice_filters(dm, self.edit_columns, ASSIGN, self.edit_query_rel_fields)
+        # `_info` pages the related values: without an order, LIMIT/OFFSET pages may repeat or skip rows.
+        relations = [c for c in {*self.add_columns, *self.edit_columns} if dm.is_relation(c)]
+        self.order_rel_fields = {**{c: ("id", "asc") for c in relations}, **(self.order_rel_fields or {})}
+
+    def _get_field_info(self, field, filter_rel_field, page=None, page_size=None):
+        """FAB's field details for `_info`, without translating an absent label or description.
+
+        FAB passes "" to gettext when a column has no description, and gettext answers ""
+        with the catalogue's header (Project-Id-Version, ...).
+        """
+        info = super()._get_field_info(field, filter_rel_field, page=page, page_size=page_size)
+        for key, texts in (("label", self.label_columns), ("description", self.description_columns)):
+            info[key] = str(texts[field.name]) if texts.get(field.name) else ""
+        return info
+
+    def _description_columns_json(self, cols=None):
+        """FAB's description map, leaving out columns whose description is empty (see _get_field_info)."""
+        return {key: str(value) for key, value in self.description_columns.items() if key in (cols or []) and value}
 
     def _init_model_schemas(self):
         super()._init_model_schemas()
@@ -144,6 +207,8 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
                 if self.datamodel.is_enum(name) and self.datamodel.is_nullable(name):
                     field.allow_none = True
             for field in schema.fields.values():
+                if isinstance(field, ma_fields.String):
+                    field.validators.append(no_nul)
                 # Keep every decimal place sent: the service refuses sub-yen-cent amounts
                 # instead of marshmallow silently rounding them.
                 if isinstance(field, ma_fields.Decimal):
@@ -152,6 +217,26 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
             field = self.add_model_schema.fields.get(name)
             if field is not None:
                 field.required = False
+
+    def _sanitize_page_args(self, page, page_size):
+        """FAB's page arguments, refusing a page the database cannot take as OFFSET (FAB answered 500)."""
+        if page is not None and not 0 <= page <= MAX_PAGE:
+            raise BadRequest(description=f"page must be between 0 and {MAX_PAGE}")
+        return super()._sanitize_page_args(page, page_size)
+
+    def add_apispec_components(self, api_spec):
+        """FAB's schema components, with numeric bounds written as numbers.
+
+        apispec renders a Range on a Decimal field through the field itself, so `amount`'s
+        bound was a Decimal, sent as the string "0": an invalid OpenAPI document.
+        """
+        super().add_apispec_components(api_spec)
+        for name in (self.list_model_schema_name, self.add_model_schema_name, self.edit_model_schema_name, self.show_model_schema_name):
+            for prop in (api_spec.components.schemas.get(name) or {}).get("properties", {}).values():
+                for key in ("minimum", "maximum"):
+                    if isinstance(prop.get(key), (str, Decimal)):
+                        number = Decimal(prop[key])
+                        prop[key] = int(number) if number == number.to_integral_value() else float(number)
 
     def response_422(self, message=None, **kwargs):
         """Invalid input is a 400 naming the field (FAB says 422)."""

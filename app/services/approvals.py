@@ -72,7 +72,8 @@ def _validate_business_fields(request):
         raise ValidationFailed("amount must be a number", field="amount") from None
     if not amount.is_finite() or amount <= 0:
         raise ValidationFailed("amount must be greater than 0", field="amount")
-    if amount != amount.quantize(Decimal("0.01")) or amount >= Decimal("1e16"):
+    # The size first: quantize raises InvalidOperation past the context's 28 digits.
+    if amount >= Decimal("1e16") or amount != amount.quantize(Decimal("0.01")):
         raise ValidationFailed("amount must have at most 2 decimals and 16 digits", field="amount")
     request.amount = amount
     if request.product_risk is not None and not 1 <= int(request.product_risk) <= 10:

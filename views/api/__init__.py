@@ -13,7 +13,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from app import budget, fastpath, http, ratelimits, tokens
-from app.extensions import db, limiter
+from app.extensions import csrf, db, limiter
 from app.services.errors import DomainError
 from views.api import approvals, audit, auth, customers, health, meetings, notifications, openapi, reports, tasks
 from views.api.common import error_response
@@ -26,8 +26,12 @@ RESOURCES = (auth, customers, meetings, tasks, approvals, notifications, reports
 def create_blueprint():
     """A fresh /api blueprint holding every resource module's blueprint."""
     bp = Blueprint("crm_api", __name__, url_prefix="/api")
+    # Bearer tokens only (no cookie a cross-site form could ride on): exempt from CSRF. Flask-WTF
+    # looks a nested blueprint up by its own object, so each child is exempted, not only the parent.
+    csrf.exempt(bp)
     for module in RESOURCES:
         bp.register_blueprint(module.bp)
+        csrf.exempt(module.bp)
     bp.register_error_handler(Exception, handle_error)
     bp.before_request(limit_body_size)
     # The per-caller budget, paid in the request's one Redis read (app/budget.py); login and
