@@ -107,6 +107,8 @@ class Config:
     FAB_CREATE_DB = False
     FAB_UPDATE_PERMS = env_bool("FAB_UPDATE_PERMS", False)
     FAB_SECURITY_MANAGER_CLASS = "app.security.CrmSecurityManager"
+    # Every screen renders in app/templates/crm/base.html (FAB's layout plus the CRM's assets).
+    FAB_BASE_TEMPLATE = "crm/base.html"
     FAB_API_SWAGGER_UI = True
     FAB_ADD_SECURITY_API = False
     FAB_API_MAX_PAGE_SIZE = 100

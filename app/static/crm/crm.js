@@ -1,0 +1,2 @@
+/* Behaviour shared by every screen (loaded after jQuery and Bootstrap). */
+"use strict";
