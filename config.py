@@ -219,6 +219,8 @@ class Config:
     REMINDER_SCAN_SECONDS = env_int("REMINDER_SCAN_SECONDS", 60)
     # Fault injection (tests only): seconds the relay sleeps between delivery and marking.
     RELAY_FAULT_PAUSE_BEFORE_MARK = float(os.environ.get("RELAY_FAULT_PAUSE_BEFORE_MARK") or 0)
+    # Fault injection (tests only): seconds the consumer sleeps between committing a batch's effects and storing its offsets.
+    CONSUMER_FAULT_PAUSE_BEFORE_OFFSETS = float(os.environ.get("CONSUMER_FAULT_PAUSE_BEFORE_OFFSETS") or 0)
     EVENTS_LOG_INTERVAL = env_int("EVENTS_LOG_INTERVAL", 30)  # seconds between repeated outage logs
     # Email for notifications (sent by an RQ job) when SMTP_HOST is set.
     SMTP_HOST = os.environ.get("SMTP_HOST", "")

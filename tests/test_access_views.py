@@ -174,3 +174,56 @@ def test_marking_read_on_the_screen_sets_read_at_like_the_api(browser_login, use
     fresh.is_read = False
     prepare_notification(fresh, users["sales"], creating=False)
     assert fresh.read_at is None
+
+
+# Each list screen, by what it lists: both reps' records match the filter, the scope decides.
+LIST_SCREENS = {
+    "customer": ("/customerview/list/?_flt_0_name={tag}", "name"),
+    "meeting": ("/meetingview/list/?_flt_0_title={tag}", "title"),
+    "task": ("/taskview/list/?_flt_0_title={tag}", "title"),
+    "approval": ("/approvalrequestview/list/?_flt_0_product_name={tag}", "product_name"),
+}
+
+
+def _marked(make, resource, owner, text):
+    customer = make.customer(owner, name=text if resource == "customer" else f"株式会社{text}", investment_profile="moderate", risk_tolerance=5)
+    if resource == "customer":
+        return customer
+    if resource == "meeting":
+        return make.meeting(owner, customer=customer, title=text)
+    if resource == "task":
+        return make.task(owner, customer=customer, title=text)
+    return make.approval(owner, customer=customer, product_name=text)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("resource", list(LIST_SCREENS))
+def test_list_screens_list_what_the_scope_allows(browser_login, make, role, resource):
+    """A list screen shows a Sales user their own rows only, every other role both reps' rows."""
+    import uuid
+
+    tag = f"一覧{uuid.uuid4().hex[:8]}"
+    own, other = f"{tag}自分", f"{tag}他人"
+    _marked(make, resource, "sales", own)
+    _marked(make, resource, "sales2", other)
+    path, _field = LIST_SCREENS[resource]
+    resp = browser_login(role).get(path.format(tag=tag))
+    assert resp.status_code == 200
+    html = resp.get_data(as_text=True)
+    assert own in html
+    assert (other in html) is (role != "sales"), (role, resource)
+
+
+def test_approval_pages_list_the_callers_own_requests_and_inbox(browser_login, make):
+    """My Requests lists the caller's requests only; the Manager's inbox lists both reps' pending ones, a rep's none."""
+    import uuid
+
+    tag = uuid.uuid4().hex[:8]
+    own = make.approval("sales", product_name=f"自分の申請{tag}")
+    other = make.approval("sales2", product_name=f"他人の申請{tag}")
+    mine = browser_login("sales").get("/approvals/mine/").get_data(as_text=True)
+    assert own.product_name in mine and other.product_name not in mine
+    inbox = browser_login("manager").get("/approvals/pending/").get_data(as_text=True)
+    assert own.product_name in inbox and other.product_name in inbox
+    rep_inbox = browser_login("sales2").get("/approvals/pending/").get_data(as_text=True)
+    assert own.product_name not in rep_inbox and other.product_name not in rep_inbox

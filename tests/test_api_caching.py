@@ -6,6 +6,7 @@ cached, Redis down answers 200 from the database, ETag/304, no COUNT(*) per page
 keyset pages that walk every row once.
 """
 
+import json
 import logging
 import re
 import time
@@ -687,3 +688,93 @@ def test_a_fault_in_the_middleware_falls_back_to_flask(app, client, bearer, make
         resp = client.get(LIST, headers=headers)
     assert resp.status_code == 200 and resp.get_data() == expected and dispatched == ["/api/customers"]
     assert "Fast path middleware failed" in caplog.text
+
+
+# ---------------------------------------------------------------- every cached answer, per caller
+
+# Every `cached_endpoint` of /api, plus a detail read. Each caller's answer with the cache
+# on (a miss, then hits from the fast path and its middleware) must equal what the database
+# answers that caller with the cache off: a key missing a scope, a user or a role set hands
+# one caller's answer to another.
+CACHED_READS = [
+    "/api/customers?limit=100",
+    "/api/meetings?limit=100",
+    "/api/meetings/upcoming?limit=100",
+    "/api/tasks?limit=100",
+    "/api/tasks/overdue?limit=100",
+    "/api/tasks/upcoming?limit=100",
+    "/api/approvals?limit=100",
+    "/api/approvals/pending?limit=100",
+    "/api/notifications?limit=100",
+    "/api/notifications/unread-count",
+    "/api/reports/dashboard",
+    "/api/reports/sales-metrics",
+    "/api/reports/task-trends",
+    "/api/reports/approval-stats",
+    "/api/audit?limit=100",
+    "/api/audit/stats",
+    "/api/customers/{own}",
+]
+CALLERS = ("sales", "sales2", "manager", "compliance")
+
+
+@pytest.fixture()
+def two_books(app, db, users, make):
+    """For each rep: a customer, an upcoming meeting, an overdue and an upcoming task, a request; a notification per caller.
+
+    Sales holds one customer (and request) more than sales2, so even their figures (dashboard, reports) differ.
+    """
+    from datetime import timedelta
+
+    from models import Notification, NotificationType
+    from models.base import utcnow
+
+    marks = {}
+    for rep, extra in (("sales", 2), ("sales2", 1)):
+        tag = f"{rep}-{uuid.uuid4().hex[:6]}"
+        customers = [make.customer(rep, name=f"株式会社{tag}-{i}", investment_profile="moderate", risk_tolerance=5) for i in range(extra)]
+        make.meeting(rep, customer=customers[0], title=f"商談{tag}", scheduled_at=utcnow() + timedelta(hours=3))
+        make.task(rep, customer=customers[0], title=f"期限切れ{tag}", due_date=utcnow() - timedelta(days=1))
+        make.task(rep, customer=customers[0], title=f"今週{tag}", due_date=utcnow() + timedelta(days=1))
+        for i, customer in enumerate(customers):
+            make.approval(rep, customer=customer, product_name=f"ファンド{tag}-{i}", amount=20_000_000)
+        marks[rep] = tag
+    for key in CALLERS:
+        marks.setdefault(key, f"{key}-{uuid.uuid4().hex[:6]}")
+        db.session.add(Notification(user_id=users[key].id, type=NotificationType.SYSTEM, title=f"お知らせ{marks[key]}"))
+    db.session.commit()
+    marks["own"] = db.session.execute(
+        sa.text("SELECT id FROM customers WHERE name = :n"), {"n": f"株式会社{marks['sales']}-0"}
+    ).scalar_one()
+    return marks
+
+
+def _answers(client, bearer, path):
+    """{caller: (status, body)} of one GET per caller, in CALLERS order (sales first: it stores first)."""
+    out = {}
+    for key in CALLERS:
+        resp = client.get(path, headers=bearer(key))
+        out[key] = (resp.status_code, resp.get_json())
+    return out
+
+
+@pytest.mark.parametrize("template", CACHED_READS)
+def test_every_cached_answer_is_the_callers_own(app, client, bearer, two_books, redis_cache, monkeypatch, template):
+    """Two reps, a Manager and Compliance: with the cache on, each gets what the database answers them, round after round."""
+    path = template.format(**two_books)
+    with monkeypatch.context() as off:
+        off.setitem(app.config, "CACHE_ANSWERS", False)
+        expected = _answers(client, bearer, path)
+    # The reference itself tells the callers apart where their rows differ.
+    text = {k: json.dumps(body, ensure_ascii=False) for k, (_status, body) in expected.items()}
+    if "notifications" in path:
+        assert all(two_books[k] in text[k] for k in CALLERS) or "unread" in path
+        assert two_books["manager"] not in text["compliance"] and two_books["sales"] not in text["sales2"]
+    elif not path.startswith("/api/audit") and "/pending" not in path:
+        assert expected["sales"] != expected["sales2"], path
+    hits = caching.stats()["hits"]
+    for _ in range(3):  # round 1 stores, rounds 2 and 3 are hits (Flask's before_request, then the middleware)
+        assert _answers(client, bearer, path) == expected, path
+    cacheable = all(status == 200 for status, _body in expected.values())
+    if "{own}" not in template:
+        assert caching.stats()["hits"] >= hits + (2 * len(CALLERS) if cacheable else 2 * 2), path

@@ -164,7 +164,9 @@ def test_relay_and_consumer_killed(app, db, users, stack):
     from app.extensions import db as _db
 
     n = 150
-    consumer = stack.start("consume", "--group", "crm-kill")
+    # The first consumer pauses between each batch's effects and its offsets: killed in that
+    # window, its last batch is redelivered to the next one (at least once, effects once).
+    consumer = stack.start("consume", "--group", "crm-kill", env={"CONSUMER_FAULT_PAUSE_BEFORE_OFFSETS": "3"})
     since = utcnow()
     # Write N events while no worker runs (the kicks queue up), then start the relay and kill it mid-batch.
     ids = _create_customers(app, users, n, updates=2)
@@ -177,7 +179,8 @@ def test_relay_and_consumer_killed(app, db, users, stack):
     stack.start("worker")
     stack.start("worker")
     # Kill the consumer while it works through the stream (effects committed, offsets not yet).
-    wait_for(lambda: stack.logs("consume").count("Event received:") >= n, 90, 0.05, "the consumer to be mid-stream")
+    wait_for(lambda: stack.logs("consume").count("Event received:") >= n and stack.logs("consume").rstrip().endswith("before storing offsets"),
+             90, 0.02, "the consumer to pause mid-stream, effects committed and offsets not stored")
     stack.kill(consumer)
     received_before = stack.logs("consume").count("Event received:")
     stack.start("consume", "--group", "crm-kill")
@@ -218,6 +221,7 @@ def test_relay_and_consumer_killed(app, db, users, stack):
     assert figures["republished_after_relay_kill"] >= delivered_unmarked
     assert set(topic_ids) == outbox_ids and figures["lost"] == 0 and pending == 0
     assert sum(tasks.values()) == n and max(tasks.values()) == 1
+    assert figures["redelivered_after_consumer_kill"] > 0  # the kill hit between effects and offsets
 
 
 def test_broker_down_and_redis_restart_under_load(app, db, users, stack):

@@ -214,3 +214,63 @@ def test_info_descriptions_are_empty_not_the_catalogue_header(client, auth):
                     assert field["label"] and "Content-Type" not in field["label"]
         listing = client.get(f"/api/v1/{resource}/?q=(page_size:1)", headers=auth("manager")).json
         assert "Content-Type" not in str(listing.get("description_columns", {}))
+
+
+# ---------------------------------------------------------------- creator and assignee apart
+
+OWNED = {
+    # model name: (/api path, /api/v1 path, screen route, title field)
+    "task": ("/api/tasks", "/api/v1/task/", "/taskview", "title"),
+    "meeting": ("/api/meetings", "/api/v1/meeting/", "/meetingview", "title"),
+}
+
+
+def _created_for_another(db, users, kind, creator, assignee):
+    """A task or meeting created by `creator` and assigned to `assignee` (the factories make the two the same user)."""
+    from datetime import timedelta
+
+    from app.context import acting_as
+    from models import Meeting
+
+    title = f"代理登録{uuid.uuid4().hex[:8]}"
+    customer = Customer(name=f"株式会社{title}", assigned_sales_id=users[assignee].id, created_by_id=users[creator].id)
+    db.session.add(customer)
+    db.session.flush()
+    if kind == "task":
+        row = Task(title=title, user_id=users[assignee].id, created_by_id=users[creator].id, customer_id=customer.id,
+                   due_date=utcnow() + timedelta(days=1))
+    else:
+        row = Meeting(title=title, sales_id=users[assignee].id, created_by_id=users[creator].id, customer_id=customer.id,
+                      scheduled_at=utcnow() + timedelta(days=1))
+    with acting_as(users[creator]):
+        db.session.add(row)
+        db.session.commit()
+    return row.id, title, customer.id
+
+
+@pytest.mark.parametrize("kind", list(OWNED))
+def test_creator_and_assignee_both_see_a_record_and_nobody_else(client, auth, browser_login, users, db, new_user, redis_cache, kind):
+    """Created by one rep for another: both see it from every entry point (cache on), a third rep from none."""
+    from tests.conftest import PASSWORD
+
+    api, v1, screen, field = OWNED[kind]
+    record_id, title, customer_id = _created_for_another(db, users, kind, "sales", "sales2")
+    third = new_user("Sales")
+    login = client.post("/api/auth/login", json={"email": third.email, "password": PASSWORD})
+    assert login.status_code == 200, login.get_data(as_text=True)
+    headers = {"sales": auth("sales"), "sales2": auth("sales2"), "third": {"Authorization": f"Bearer {login.json['token']}"}}
+    for key, sees in (("sales", True), ("sales2", True), ("third", False)):
+        for _ in range(2):  # the second read is a cache hit
+            listed = client.get(f"{api}?limit=100&customerId={customer_id}", headers=headers[key])
+            assert listed.status_code == 200, listed.get_data(as_text=True)
+            assert (title in json.dumps(listed.json, ensure_ascii=False)) is sees, (key, api)
+            assert client.get(f"{api}/{record_id}", headers=headers[key]).status_code == (200 if sees else 404), key
+        v1_list = client.get(v1 + "?q=(page_size:100,filters:!((col:title,opr:eq,value:'" + title + "')))", headers=headers[key])
+        assert v1_list.status_code == 200, v1_list.get_data(as_text=True)
+        assert v1_list.json["count"] == (1 if sees else 0), (key, v1)
+        assert client.get(f"{v1}{record_id}", headers=headers[key]).status_code == (200 if sees else 404), key
+    for key in ("sales", "sales2"):
+        page = browser_login(key)
+        html = page.get(f"{screen}/list/?_flt_0_{field}={title}").get_data(as_text=True)
+        assert title in html, (key, screen)
+        assert page.get(f"{screen}/show/{record_id}").status_code == 200

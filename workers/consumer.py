@@ -122,8 +122,11 @@ def _apply_batch(engine, items):
     return poison
 
 
-def handle_batch(engine, producer, consumer, msgs, interval=30, stopping=lambda: False):
-    """Process polled messages: effects committed first, then dead letters, then the offsets stored."""
+def handle_batch(engine, producer, consumer, msgs, interval=30, stopping=lambda: False, pause=0.0):
+    """Process polled messages: effects committed first, then dead letters, then the offsets stored.
+
+    `pause`: fault injection for the tests, seconds between the effects and the offsets.
+    """
     items, poison = [], []
     for msg in msgs:
         if msg.error():
@@ -147,6 +150,9 @@ def handle_batch(engine, producer, consumer, msgs, interval=30, stopping=lambda:
                 poison.append((msg, poison_exc))
     for msg, exc in poison:
         dead_letter(producer, msg, exc, interval)
+    if pause:
+        log.warning("Consumer fault injection: %d applied, pausing %.1fs before storing offsets", len(items), pause)
+        time.sleep(pause)
     # Only now: every effect (or its dead letter) is durable.
     for msg in msgs:
         if not msg.error():
@@ -175,6 +181,7 @@ def run(app, group=None, stop=None):
     consumer.subscribe(kafka.event_topics(config))
     log.info("Consumer %s listening on %s", group, ", ".join(kafka.event_topics(config)))
     batch_size = int(config.get("KAFKA_CONSUMER_BATCH", 100))
+    pause = float(config.get("CONSUMER_FAULT_PAUSE_BEFORE_OFFSETS") or 0)
     try:
         with app.app_context():
             while not stopping["now"] and not (stop and stop()):
@@ -185,7 +192,7 @@ def run(app, group=None, stop=None):
                     continue
                 msgs = [first, *consumer.consume(num_messages=batch_size - 1, timeout=0)] if batch_size > 1 else [first]
                 try:
-                    handle_batch(db.engine, producer, consumer, msgs, interval, lambda: stopping["now"])
+                    handle_batch(db.engine, producer, consumer, msgs, interval, lambda: stopping["now"], pause)
                 except Stopping:
                     break  # offsets not stored: the messages are redelivered to the next consumer
     finally:
