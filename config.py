@@ -150,12 +150,14 @@ class Config:
     REDIS_URL = os.environ.get("REDIS_URL", "")
     # CACHE_TYPE=NullCache turns every cache off; CACHE_ANSWERS=0 only the answers and list
     # totals (the benchmark's uncached runs: every request as the first after a write).
-    CACHE_TYPE = os.environ.get("CACHE_TYPE") or ("RedisCache" if REDIS_URL else "SimpleCache")
+    # One client for the cache, the API budget, token revocations and RQ (app/extensions.py);
+    # short socket timeouts: a hung Redis must cost little, then the callers fail open.
+    REDIS_SOCKET_TIMEOUT = float(os.environ.get("REDIS_SOCKET_TIMEOUT") or 1)
+    REDIS_CONNECT_TIMEOUT = float(os.environ.get("REDIS_CONNECT_TIMEOUT") or 0.5)
+    CACHE_TYPE = os.environ.get("CACHE_TYPE") or ("app.extensions.shared_redis_cache" if REDIS_URL else "SimpleCache")
     CACHE_ANSWERS = env_bool("CACHE_ANSWERS", True)
     CACHE_REDIS_URL = REDIS_URL
     CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 300)
-    # Short socket timeouts: a hung Redis must cost milliseconds, then app/caching.py fails open.
-    CACHE_OPTIONS = {"socket_connect_timeout": 0.25, "socket_timeout": 0.5} if REDIS_URL else {}
     CACHE_RETRY_SECONDS = env_int("CACHE_RETRY_SECONDS", 5)  # skip the cache this long after an error
     CACHE_ERROR_LOG_SECONDS = 60  # log a cache outage at most once per this interval
     RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"

@@ -23,13 +23,15 @@ import time
 
 import redis
 from flask import current_app, has_request_context, request
+from flask_jwt_extended import decode_token
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
-from app import tokens
+from app.extensions import redis_client
 from app.ratelimits import ip_key
+from app.throttle import log_throttled
 
 log = logging.getLogger("crm.budget")
 
@@ -95,14 +97,20 @@ def limit():
 
 def caller():
     """`user:<id>` for a request with a valid bearer token, else `ip:<client address>` (the login limits' key)."""
-    from app.fastpath import verified_claims
-
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         claims = verified_claims(header[7:].strip())
         if claims is not None and claims.get("sub") is not None:
             return user_caller(claims)
     return ip_key()
+
+
+def verified_claims(token):
+    """The claims of a valid, unexpired token (flask-jwt-extended's own decode), or None."""
+    try:
+        return decode_token(token)
+    except Exception:  # invalid, expired, malformed: no user to charge
+        return None
 
 
 def user_caller(claims):
@@ -144,7 +152,8 @@ def mget(client, keys, environ=None):
         count, ttl, values = _script(client)(keys=[counter_key(charge), *keys], args=[charge.limit.get_expiry()])
     except redis.RedisError as exc:
         charge.redis_failed = True  # counted in memory by `settle`; the caller has its own fallback
-        tokens.log_outage(log, "API budget counters unavailable (Redis: %s): counting per process until it is back", exc)
+        log_throttled(log, "api-budget", current_app.config["EVENTS_LOG_INTERVAL"],
+                      "API budget counters unavailable (Redis: %s): counting per process until it is back", exc, level=logging.ERROR)
         raise
     charge.record(count, ttl)
     return [*values, *[None] * (len(keys) - len(values))]
@@ -172,7 +181,7 @@ def settle(enforce=True, environ=None):
     if charge is None:
         return
     if charge.count is None:
-        client = None if charge.redis_failed else tokens.redis_client()
+        client = None if charge.redis_failed else redis_client()
         if client is not None:
             try:
                 mget(client, [], environ)
@@ -184,12 +193,12 @@ def settle(enforce=True, environ=None):
         raise OverBudget(charge.limit, max(1, int(charge.reset_at - time.time() + 0.999)))
 
 
-def start():
+def start(deferred=False):
     """before_request of /api: the request owes one unit of its caller's budget.
 
-    A GET on a cacheable view with a valid bearer token pays it in the fast path's or the
-    token check's read (its `authenticated` decorator then enforces it); any other request,
-    one with a bad token included, pays now.
+    `deferred`: the request is a GET on a cacheable view, which with a valid bearer token
+    pays in the token check's read (tokens.is_revoked; its `authenticated` decorator then
+    enforces it); any other request, one with a bad token included, pays now.
     Login and register are left to their own stricter limits, as flask-limiter's route limits
     replaced the blueprint's.
     """
@@ -204,10 +213,8 @@ def start():
     view = current_app.view_functions.get(request.endpoint)
     if item is None or getattr(view, "crm_own_limits", False):  # login, register: stricter limits of their own
         return
-    from app import caching
-
     charge = request.environ[STATE] = Charge(item)
-    if caching.cacheable_read() is None or not charge.caller.startswith("user:"):
+    if not deferred or not charge.caller.startswith("user:"):
         settle()
 
 

@@ -30,6 +30,7 @@ from flask_appbuilder.security.sqla.models import User
 from sqlalchemy.orm import MANYTOONE
 from werkzeug.http import parse_etags
 
+from app import tokens
 from app.extensions import cache
 
 log = logging.getLogger("crm.cache")
@@ -273,10 +274,10 @@ def flush_pending_invalidations(backend):
         raise
 
 
-def answer_key(names, scope, generations, query_key):
-    """Return the cache key of one answer."""
+def answer_key(names, scope, query_key):
+    """Return the cache key of one answer; its entry is (generations, value), current while the generations are."""
     digest = hashlib.sha1(query_key.encode("utf-8")).hexdigest()[:20]
-    return f"{ANSWER_PREFIX}{'+'.join(names)}:{scope}:{generations}:{digest}"
+    return f"{ANSWER_PREFIX}{'+'.join(names)}:{scope}:{digest}"
 
 
 # ---------------------------------------------------------------- reading
@@ -301,20 +302,21 @@ def cached_value(resources, scope, query_key, compute, timeout=None):
     backend = answer_backend()
     if backend is None:
         return compute()
+    key = answer_key(names, scope, query_key)
     try:
-        key = answer_key(names, scope, _call(lambda: _generations(backend, names)), query_key)
-        hit = _call(lambda: backend.get(key))
+        gens = _call(lambda: _generations(backend, names))
+        entry = _call(lambda: backend.get(key))
     except CacheDown:
         return compute()
-    if hit is not None:
+    if entry is not None and entry[0] == gens:
         _count("hits")
         log.debug("Cache HIT: %s", key)
-        return hit
+        return entry[1]
     _count("misses")
     log.debug("Cache MISS: %s", key)
     value = compute()
     try:
-        _call(lambda: backend.set(key, value, timeout=timeout))
+        _call(lambda: backend.set(key, (gens, value), timeout=timeout))
     except CacheDown:
         pass
     return value
@@ -436,13 +438,6 @@ def cached_response(resources, compute, scope=None, query=None, timeout=None):
         body, etag = cached_json(resources, scope, query, compute, timeout=timeout)
     except _NotCacheable as exc:
         return exc.response
-    if has_request_context() and "crm.fast_entry" in request.environ:
-        from app import fastpath
-
-        names = resource_names(resources)
-        gens = request.environ.get("crm.cache_generations", {}).get(names)
-        if gens is not None:
-            fastpath.store(names, scope, gens, body, etag, timeout=timeout)
     return etag_response(body, etag)
 
 
@@ -566,9 +561,7 @@ def _after_commit(session):
     if touched:
         invalidate(*touched)
     if (users or everyone) and has_app_context():
-        from app import fastpath
-
-        fastpath.bump(users or (), everyone=everyone)
+        tokens.bump(users or (), everyone=everyone)
 
 
 def _after_rollback(session):

@@ -6,6 +6,7 @@ from flask.cli import with_appcontext
 from flask_migrate import upgrade
 
 from app.roles import ROLES, sync_roles
+from app.services.users import create_user
 
 
 @click.group("crm")
@@ -20,34 +21,6 @@ def init_command():
     upgrade()
     sync_roles(current_app.appbuilder)
     click.echo("Database migrated and roles synced.")
-
-
-def create_user(email, name, role, password):
-    """Create a user with one role; return it (raises ValueError if it cannot)."""
-    from app.emails import normalise_email
-    from app.services.errors import ValidationFailed
-
-    sm = current_app.appbuilder.sm
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
-    try:
-        email = normalise_email(email)
-    except ValidationFailed as exc:
-        raise ValueError(f"--email: {exc.message}") from None
-    if sm.find_user(email=email):
-        raise ValueError(f"a user with email {email} already exists")
-    first, _, last = name.strip().partition(" ")
-    user = sm.add_user(
-        username=email,
-        first_name=first or name,
-        last_name=last or "-",
-        email=email,
-        role=sm.find_role(role),
-        password=password,
-    )
-    if not user:
-        raise ValueError("the user could not be created (see the log)")
-    return user
 
 
 @crm_cli.command("create-user")
@@ -98,64 +71,6 @@ def recount_command():
         click.echo("This database counts rows directly (no counters to rebuild).")
     else:
         click.echo(f"Dashboard counters rebuilt: {keys} keys.")
-
-
-@crm_cli.command("consume")
-@click.option("--group", default=None, help="Kafka consumer group (default KAFKA_CONSUMER_GROUP).")
-@with_appcontext
-def consume_command(group):
-    """Consume the event topics and run the reactions (Kafka mode)."""
-    from workers import consumer
-
-    if not current_app.config.get("KAFKA_ENABLED"):
-        raise click.ClickException("KAFKA_ENABLED is off: events are drained in-process, nothing to consume")
-    consumer.run(current_app._get_current_object(), group)
-
-
-@crm_cli.command("worker")
-@click.option("--burst", is_flag=True, help="Stop when the queue is empty (tests, one-off runs).")
-@click.option("--fork/--no-fork", default=False, show_default=True,
-              help="Run each job in a forked work-horse (RQ's default) instead of in this process.")
-@with_appcontext
-def worker_command(burst, fork):
-    """Run an RQ worker with its scheduler (relay, sweep, reminders, mail) on RQ_QUEUE."""
-    from rq import SimpleWorker, Worker
-
-    from app import kafka
-    from app.delivery import queue, redis_connection
-    from workers import runtime, schedules
-
-    app = current_app._get_current_object()
-    config = app.config
-    if not config.get("REDIS_URL"):
-        raise click.ClickException("REDIS_URL is not set")
-    runtime.set_app(app)
-    if config.get("KAFKA_ENABLED"):
-        try:
-            kafka.ensure_topics(config, timeout=30)
-        except Exception as exc:  # noqa: BLE001 - the relay retries; topics are created on the next start
-            click.echo(f"Could not create topics yet: {exc}", err=True)
-    import time
-
-    import redis
-
-    schedules.start_watchdog(config)
-    # Without fork the relay keeps its Kafka producer and DB pool between jobs (the producer
-    # is still built lazily, in the process that uses it); --fork isolates each job instead.
-    worker_class = Worker if fork else SimpleWorker
-    backoff = 1
-    while True:
-        try:
-            conn = redis_connection(config=config)
-            schedules.bootstrap(config)
-            worker_class([queue(config, conn)], connection=conn).work(with_scheduler=True, burst=burst)
-            return
-        except redis.ConnectionError as exc:
-            # RQ gives up when Redis vanishes mid-job; wait for it instead of dying (the outbox
-            # keeps the events, the sweep publishes them once Redis is back).
-            click.echo(f"Redis unavailable ({exc}); worker restarting in {backoff}s", err=True)
-            time.sleep(backoff)
-            backoff = min(backoff * 2, 30)
 
 
 @crm_cli.command("health")

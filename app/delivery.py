@@ -16,6 +16,7 @@ import time
 import sqlalchemy as sa
 from flask import current_app, has_app_context
 
+from app.extensions import redis_client
 from app.throttle import log_throttled, reset
 from models.base import utcnow
 from models.outbox import OutboxEvent
@@ -30,20 +31,12 @@ _redis_down_until = [0.0]
 # --- Redis and RQ -------------------------------------------------------------------
 
 
-def redis_connection(url=None, config=None):
-    """Return a Redis client for REDIS_URL (redis:// or rediss://) with short timeouts."""
-    import redis
-
-    config = config or current_app.config
-    return redis.Redis.from_url(url or config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=3)
-
-
 def queue(config=None, connection=None):
     """Return the RQ queue the relay, schedules and mail jobs use."""
     from rq import Queue
 
     config = config or current_app.config
-    return Queue(config.get("RQ_QUEUE", "crm"), connection=connection or redis_connection(config=config))
+    return Queue(config.get("RQ_QUEUE", "crm"), connection=connection or redis_client())
 
 
 def _enqueue_safely(config, fn):
@@ -53,7 +46,7 @@ def _enqueue_safely(config, fn):
     if time.monotonic() < _redis_down_until[0]:
         return False
     try:
-        fn(redis_connection(config=config))
+        fn(redis_client())
         reset("redis-down")
         return True
     except redis.RedisError as exc:
@@ -86,7 +79,7 @@ def kick_relay(config=None):
 
 def enqueue_emails(config, emails):
     """Queue one email job per message (after commit); without Redis, send them inline."""
-    from workers.mail import send_email
+    from app.mail import send_email
 
     if not config.get("REDIS_URL"):
         for mail in emails:

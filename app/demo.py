@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from flask import current_app
 
-from app.cli import create_user
+from app.services.users import create_user
 from app.context import acting_as
 from app.extensions import db
 from app.services import approvals

@@ -14,3 +14,32 @@ cache = Cache()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 # Every screen POST carries the form's token; bearer-token APIs are exempt (views/api, FAB's BaseApi).
 csrf = CSRFProtect()
+
+
+def redis_client(app=None):
+    """The app's one Redis client (cache, rate-limit budget, token revocations, RQ), or None without REDIS_URL.
+
+    Made once per app and process, with the timeouts of config.py; redis-py's connection
+    pool makes it safe to share between threads.
+    """
+    from flask import current_app
+
+    app = app or current_app
+    client = app.extensions.get("crm_redis")
+    if client is None and app.config.get("REDIS_URL"):
+        import redis
+
+        cfg = app.config
+        client = redis.Redis.from_url(
+            cfg["REDIS_URL"], socket_timeout=cfg["REDIS_SOCKET_TIMEOUT"], socket_connect_timeout=cfg["REDIS_CONNECT_TIMEOUT"]
+        )
+        app.extensions["crm_redis"] = client
+    return client
+
+
+def shared_redis_cache(app, config, args, kwargs):
+    """flask-caching's RedisCache on the app's one Redis client (CACHE_TYPE with REDIS_URL)."""
+    from flask_caching.backends.rediscache import RedisCache
+
+    kwargs.update(host=redis_client(app), key_prefix=config.get("CACHE_KEY_PREFIX"))
+    return RedisCache(*args, **kwargs)

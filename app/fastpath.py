@@ -24,118 +24,20 @@ WSGI app) answers the next hit of that path and query with the same checks, befo
 Flask's request handling.
 """
 
-import hashlib
 import logging
-import threading
 import time
 from types import SimpleNamespace
 
-import redis
 from flask import current_app, g, request
-from flask_jwt_extended import decode_token, get_unverified_jwt_headers
+from flask_jwt_extended import get_unverified_jwt_headers
 
 from app import budget, caching, tokens
+from app.extensions import redis_client
 
 log = logging.getLogger("crm.cache")
 
-FAST_PREFIX = "fast:"
 _memo = {}
 _MEMO_MAX = 4096
-_pending = {"everyone": False, "users": set()}
-_lock = threading.Lock()
-
-
-def _epoch_prefix():
-    """Epoch keys are per database (user ids are), so two deployments on one Redis never mix."""
-    app = current_app
-    prefix = app.extensions.get("crm_epoch_prefix")
-    if prefix is None:
-        db_uri = str(app.config.get("SQLALCHEMY_DATABASE_URI", ""))
-        prefix = f"{app.config.get('AUTH_EPOCH_PREFIX', 'crm:authepoch:')}{hashlib.sha1(db_uri.encode()).hexdigest()[:10]}:"
-        app.extensions["crm_epoch_prefix"] = prefix
-    return prefix
-
-
-def epoch_keys(user_id):
-    """The Redis keys of the everyone-epoch and of `user_id`'s epoch."""
-    prefix = _epoch_prefix()
-    return [prefix + "all", f"{prefix}u{user_id}"]
-
-
-def current_epoch(user_id):
-    """Return the auth epoch of `user_id` ("<everyone>|<user>"), creating missing counters; None without Redis."""
-    client = tokens.redis_client()
-    if client is None:
-        return None
-    keys = epoch_keys(user_id)
-    try:
-        _flush_pending(client)
-        values = client.mget(keys)
-        if any(v is None for v in values):
-            for key, value in zip(keys, values):
-                if value is None:
-                    # A fresh value, never 0: a lost counter must not revive old tokens.
-                    client.set(key, caching.new_token(), nx=True)
-            values = client.mget(keys)
-    except redis.RedisError:
-        return None
-    return "|".join(v.decode() for v in values)
-
-
-def bump(user_ids=(), everyone=False):
-    """Replace the epoch of `user_ids` (or everyone's): their tokens leave the fast path."""
-    if not user_ids and not everyone:
-        return
-    with _lock:
-        _pending["users"].update(user_ids)
-        _pending["everyone"] = _pending["everyone"] or everyone
-    client = tokens.redis_client()
-    if client is None:
-        return
-    try:
-        _flush_pending(client)
-    except Exception as exc:  # after a commit: never fail the writer
-        # Kept pending: applied before this process serves or issues anything from Redis again.
-        log.warning("Auth epoch bump failed, pending: %s", exc)
-
-
-def _flush_pending(client):
-    with _lock:
-        users, everyone = set(_pending["users"]), _pending["everyone"]
-    if not users and not everyone:
-        return
-    prefix = _epoch_prefix()
-    values = {f"{prefix}u{uid}": caching.new_token() for uid in users}
-    if everyone:
-        values[prefix + "all"] = caching.new_token()
-    client.mset(values)
-    with _lock:
-        _pending["users"] -= users
-        if everyone:
-            _pending["everyone"] = False
-
-
-def token_claims(identity):
-    """Additional JWT claims: the user's role names and current auth epoch."""
-    try:
-        user_id = int(getattr(identity, "id", identity))
-    except (TypeError, ValueError):
-        return {}
-    # The epoch first: a role change after this read bumps it, so the roles read below
-    # can never be newer than the epoch the token carries.
-    epoch = current_epoch(user_id)
-    user = current_app.appbuilder.sm.get_user_by_id(user_id)
-    if user is None or epoch is None:
-        return {}
-    # Direct roles decide the scope (app/scope.py); FAB's permission check also counts the
-    # roles of the user's groups.
-    group_roles = sorted({r.name for group in user.groups for r in group.roles})
-    return {"roles": sorted(r.name for r in user.roles), "groupRoles": group_roles, "ae": epoch}
-
-
-def install(appbuilder):
-    """Add the claims to every token FAB's JWTManager issues (with app/tokens.py's own)."""
-    tokens.install_claims(appbuilder, token_claims)
 
 
 # ---------------------------------------------------------------- principals
@@ -205,7 +107,7 @@ def mget_with_epoch(client, keys, claims):
     user_id = _epoch_reader(claims)
     if user_id is None:
         return budget.mget(client, keys)
-    _flush_pending(client)
+    tokens.flush_auth_epochs(client)
     backend = caching._backend()
     names, gen_keys = caching.resource_names(caching.AUTH_TABLES), []
     if backend is not None and _same_redis(backend, client):
@@ -214,7 +116,7 @@ def mget_with_epoch(client, keys, claims):
             gen_keys = [backend.key_prefix + caching.GEN_PREFIX + n for n in names]
         except Exception:  # not read here: `caching.memo` reads them itself (and knows outages)
             gen_keys = []
-    values = budget.mget(client, [*keys, *epoch_keys(user_id), *gen_keys])
+    values = budget.mget(client, [*keys, *tokens.epoch_keys(user_id), *gen_keys])
     n = len(keys)
     g.crm_epoch_read = (user_id, values[n : n + 2])
     gens = values[n + 2 :]
@@ -244,12 +146,12 @@ def principal_for(claims):
     if read is not None and read[0] == user_id:
         values = read[1]  # read with the blocklist entry (app/tokens.py)
     else:
-        client = tokens.redis_client()
+        client = redis_client()
         if client is None:
             return None
         try:
-            _flush_pending(client)
-            values = client.mget(epoch_keys(user_id))
+            tokens.flush_auth_epochs(client)
+            values = client.mget(tokens.epoch_keys(user_id))
         except Exception:  # Redis down: the database answers
             return None
     if not _epoch_current(values, epoch):
@@ -291,7 +193,7 @@ def authenticate_read():
     if found is None:
         return None
     token, claims = found
-    if tokens.is_revoked(claims):
+    if tokens.is_revoked(claims, mget_with_epoch):
         return None
     principal = principal_for(claims)
     if principal is None:
@@ -322,12 +224,6 @@ def permitted(permission, view_name):
 # ---------------------------------------------------------------- serving
 
 
-def fast_key(names, scope, query_key):
-    """The key of the fast entry (generations, body, etag) of one answer."""
-    digest = hashlib.sha1(query_key.encode("utf-8")).hexdigest()[:20]
-    return f"{FAST_PREFIX}{'+'.join(names)}:{scope}:{digest}"
-
-
 def _same_server(a, b):
     ka, kb = a.connection_pool.connection_kwargs, b.connection_pool.connection_kwargs
     return all(ka.get(k) == kb.get(k) for k in ("host", "port", "db", "path"))
@@ -348,7 +244,7 @@ def _same_redis(backend, client):
 def _clients():
     """(cache backend, raw client) when the cache and the blocklist share one Redis, else None."""
     backend = caching.answer_backend()
-    client = tokens.redis_client() if backend is not None else None
+    client = redis_client() if backend is not None else None
     if client is None or not _same_redis(backend, client):
         return None
     return backend, client
@@ -384,14 +280,6 @@ def _allowed(auth_gens, roles, group_roles, permission, view_name):
     return allowed
 
 
-def verified_claims(token):
-    """The claims of a valid, unexpired token, or None (signatures memoised: app/tokens.py)."""
-    try:
-        return decode_token(token)
-    except Exception:
-        return None
-
-
 def bearer_claims(header=None):
     """(token, claims) of the request's bearer access token when valid, unexpired and carrying role claims, else None.
 
@@ -404,7 +292,7 @@ def bearer_claims(header=None):
     if not header.startswith("Bearer "):
         return None
     token = header[7:].strip()
-    claims = verified_claims(token)
+    claims = budget.verified_claims(token)
     if claims is None or claims.get("type") != "access" or not claims.get("jti") or _role_claims(claims) is None:
         return None
     return token, claims
@@ -446,19 +334,18 @@ def _answer(pair, environ, claims, spec, permission, query_key):
     if caching.stats_down():
         return None
     backend, client = pair
-    jti = claims["jti"]
     roles, group_roles, epoch, sub = _role_claims(claims)
     names = spec["resources"]
     scope = _scope(sub, roles, group_roles, names, spec["by_roles"], spec.get("per_user", False))
-    entry_key = fast_key(names, scope, query_key)
+    entry_key = caching.answer_key(names, scope, query_key)
     prefix = backend.key_prefix
     # The token's blocklist, family and token-epoch entries (app/tokens.py), then its auth epoch.
-    keys = [*tokens.revocation_keys(claims), *epoch_keys(sub)]
+    keys = [*tokens.revocation_keys(claims), *tokens.epoch_keys(sub)]
     keys += [prefix + caching.GEN_PREFIX + n for n in caching.AUTH_TABLES]
     keys += [prefix + caching.GEN_PREFIX + n for n in names]
     keys.append(prefix + entry_key)
     try:
-        _flush_pending(client)
+        tokens.flush_auth_epochs(client)
         tokens.flush_pending_epochs(client)
         caching.flush_pending_invalidations(backend)
         values = budget.mget(client, keys, environ)
@@ -476,8 +363,6 @@ def _answer(pair, environ, claims, spec, permission, query_key):
         return None
     auth_gens = ",".join(str(v) for v in gens[:n_auth])
     answer_gens = ",".join(str(v) for v in gens[n_auth:])
-    # The normal path may store the entry for this request (its token and epoch are good).
-    environ["crm.fast_entry"] = (entry_key, answer_gens)
     entry = backend.serializer.loads(values[-1]) if values[-1] is not None else None
     if not entry or entry[0] != answer_gens:
         log.debug("Fast path MISS: %s", entry_key)
@@ -485,7 +370,8 @@ def _answer(pair, environ, claims, spec, permission, query_key):
     if permission is not None and not _allowed(auth_gens, roles, group_roles, *permission):
         return None
     caching.count_hit(entry_key, fast=True)
-    return caching.etag_response(entry[1], entry[2], environ=environ)
+    body, etag = entry[1]
+    return caching.etag_response(body, etag, environ=environ)
 
 
 class Middleware:
@@ -552,19 +438,3 @@ class Middleware:
             return None
         budget.finish(response, environ)
         return self.app.extensions["crm_security_headers"](response)
-
-
-def store(names, scope, generations, body, etag, timeout=None):
-    """After the normal path answered a fast-path-eligible request, keep its entry for the next one."""
-    pending = request.environ.get("crm.fast_entry")
-    if pending is None:
-        return
-    entry_key, seen_gens = pending
-    # Only under the key the fast path looked up, and only for the generations it saw.
-    if entry_key != fast_key(names, scope, caching.request_query_key()) or generations != seen_gens:
-        return
-    backend = caching._backend()
-    try:
-        backend.set(entry_key, (generations, body, etag), timeout=timeout)
-    except Exception:  # a cache failure never fails the request
-        pass

@@ -29,6 +29,9 @@ from flask import current_app, has_app_context, has_request_context, jsonify, re
 from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import RevokedTokenError
 
+from app import budget
+from app.extensions import redis_client
+from app.throttle import log_throttled
 from app.services.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -45,16 +48,6 @@ SEEDED = "crm.token_epoch_seeded"
 
 _lock = threading.Lock()
 _pending = {}  # epoch key -> epoch: copies to Redis that failed, retried before the next read
-
-
-def redis_client(app=None):
-    """Return the app's shared Redis client (None when REDIS_URL is not set)."""
-    app = app or current_app
-    client = app.extensions.get("crm_redis")
-    if client is None and app.config.get("REDIS_URL"):
-        client = redis.Redis.from_url(app.config["REDIS_URL"], socket_timeout=2, socket_connect_timeout=2)
-        app.extensions["crm_redis"] = client
-    return client
 
 
 def _prefixes():
@@ -222,6 +215,106 @@ def _epoch_of(client, claims):
     return epoch
 
 
+# ---------------------------------------------------------------- auth epochs
+# Access tokens also carry their user's role names (`roles`, `groupRoles`) and "auth epoch"
+# (`ae`: "<everyone>|<user>"), a value replaced after every commit that changes the user's
+# roles or active flag, deletes the user, or writes the permission tables (app/caching.py's
+# after-commit hook calls `bump`). While the epoch is current the roles in the token are
+# still true, so a read can be authorised without loading the user row.
+
+_auth_pending = {"everyone": False, "users": set()}
+_auth_lock = threading.Lock()
+
+
+def _epoch_prefix():
+    """Epoch keys are per database (user ids are), so two deployments on one Redis never mix."""
+    app = current_app
+    prefix = app.extensions.get("crm_epoch_prefix")
+    if prefix is None:
+        db_uri = str(app.config.get("SQLALCHEMY_DATABASE_URI", ""))
+        prefix = f"{app.config.get('AUTH_EPOCH_PREFIX', 'crm:authepoch:')}{hashlib.sha1(db_uri.encode()).hexdigest()[:10]}:"
+        app.extensions["crm_epoch_prefix"] = prefix
+    return prefix
+
+
+def epoch_keys(user_id):
+    """The Redis keys of the everyone-epoch and of `user_id`'s epoch."""
+    prefix = _epoch_prefix()
+    return [prefix + "all", f"{prefix}u{user_id}"]
+
+
+def current_epoch(user_id):
+    """Return the auth epoch of `user_id` ("<everyone>|<user>"), creating missing counters; None without Redis."""
+    client = redis_client()
+    if client is None:
+        return None
+    keys = epoch_keys(user_id)
+    try:
+        flush_auth_epochs(client)
+        values = client.mget(keys)
+        if any(v is None for v in values):
+            for key, value in zip(keys, values):
+                if value is None:
+                    # A fresh value, never 0: a lost counter must not revive old tokens.
+                    client.set(key, uuid.uuid4().hex, nx=True)
+            values = client.mget(keys)
+    except redis.RedisError:
+        return None
+    return "|".join(v.decode() for v in values)
+
+
+def bump(user_ids=(), everyone=False):
+    """Replace the epoch of `user_ids` (or everyone's): their tokens leave the fast path."""
+    if not user_ids and not everyone:
+        return
+    with _auth_lock:
+        _auth_pending["users"].update(user_ids)
+        _auth_pending["everyone"] = _auth_pending["everyone"] or everyone
+    client = redis_client()
+    if client is None:
+        return
+    try:
+        flush_auth_epochs(client)
+    except Exception as exc:  # after a commit: never fail the writer
+        # Kept pending: applied before this process serves or issues anything from Redis again.
+        log.warning("Auth epoch bump failed, pending: %s", exc)
+
+
+def flush_auth_epochs(client):
+    """Write the auth-epoch bumps that have not reached Redis yet."""
+    with _auth_lock:
+        users, everyone = set(_auth_pending["users"]), _auth_pending["everyone"]
+    if not users and not everyone:
+        return
+    prefix = _epoch_prefix()
+    values = {f"{prefix}u{uid}": uuid.uuid4().hex for uid in users}
+    if everyone:
+        values[prefix + "all"] = uuid.uuid4().hex
+    client.mset(values)
+    with _auth_lock:
+        _auth_pending["users"] -= users
+        if everyone:
+            _auth_pending["everyone"] = False
+
+
+def role_claims(identity):
+    """Additional JWT claims: the user's role names and current auth epoch."""
+    try:
+        user_id = int(getattr(identity, "id", identity))
+    except (TypeError, ValueError):
+        return {}
+    # The epoch first: a role change after this read bumps it, so the roles read below
+    # can never be newer than the epoch the token carries.
+    epoch = current_epoch(user_id)
+    user = current_app.appbuilder.sm.get_user_by_id(user_id)
+    if user is None or epoch is None:
+        return {}
+    # Direct roles decide the scope (app/scope.py); FAB's permission check also counts the
+    # roles of the user's groups.
+    group_roles = sorted({r.name for group in user.groups for r in group.roles})
+    return {"roles": sorted(r.name for r in user.roles), "groupRoles": group_roles, "ae": epoch}
+
+
 # ---------------------------------------------------------------- checking
 
 
@@ -241,8 +334,13 @@ def judge(claims, values):
     return int(values[2]) > token_epoch(claims)
 
 
-def is_revoked(jwt_payload):
-    """True when the token is blocklisted, its family revoked, or it predates its user's token epoch."""
+def is_revoked(jwt_payload, read=None):
+    """True when the token is blocklisted, its family revoked, or it predates its user's token epoch.
+
+    `read(client, keys, claims)`: how the revocation keys are read (default: `budget.mget`,
+    which charges the request's budget in the same round trip); the /api wiring passes
+    app/fastpath.py's, which also reads what the user lookup needs next.
+    """
     jti = jwt_payload.get("jti")
     if not jti or _user_id(jwt_payload.get("sub")) is None:
         return True
@@ -254,33 +352,21 @@ def is_revoked(jwt_payload):
     if client is None:
         return stored_epoch(_user_id(jwt_payload["sub"])) > token_epoch(jwt_payload)
     try:
-        from app import fastpath
-
         flush_pending_epochs(client)
-        # The same round trip reads the auth epoch the user lookup needs next.
-        verdict = judge(jwt_payload, fastpath.mget_with_epoch(client, revocation_keys(jwt_payload), jwt_payload))
+        # The request's budget is charged in the same round trip (app/budget.py).
+        keys = revocation_keys(jwt_payload)
+        verdict = judge(jwt_payload, read(client, keys, jwt_payload) if read is not None else budget.mget(client, keys))
     except redis.RedisError:
         # Fail open on the blocklist, like the cache: the API keeps serving through a Redis
         # outage and tokens are short-lived (JWT_ACCESS_MINUTES); a logout during the outage
         # answers 503, so no client believes a revocation that was not stored. The epoch
         # is the database's and holds throughout.
-        log_outage(log, "Token blocklist unavailable (Redis down): accepting unexpired tokens until it is back")
+        log_throttled(log, "token-blocklist", current_app.config["EVENTS_LOG_INTERVAL"],
+                      "Token blocklist unavailable (Redis down): accepting unexpired tokens until it is back", level=logging.ERROR)
         return stored_epoch(_user_id(jwt_payload["sub"])) > token_epoch(jwt_payload)
     if verdict is None:
         return _epoch_of(client, jwt_payload) > token_epoch(jwt_payload)
     return verdict
-
-
-_last_outage_logs = {}
-
-
-def log_outage(logger, message, *args):
-    """Log a Redis outage's `message` on `logger` at most once per EVENTS_LOG_INTERVAL seconds (each request meets it)."""
-    now = time.monotonic()
-    last = _last_outage_logs.get(message)
-    if last is None or now - last >= current_app.config.get("EVENTS_LOG_INTERVAL", 30):
-        _last_outage_logs[message] = now
-        logger.error(message, *args)
 
 
 # ---------------------------------------------------------------- revoking
@@ -515,15 +601,18 @@ def remember_signatures(jwt_manager):
     jwt_manager._decode_jwt_from_config = remembered
 
 
-def install(appbuilder):
-    """Hook the checks and claims into FAB's JWTManager (never a second manager); make FAB's refresh rotate."""
+def install(appbuilder, read=None):
+    """Hook the checks and claims into FAB's JWTManager (never a second manager); make FAB's refresh rotate.
+
+    `read`: how `is_revoked` reads its keys (see there).
+    """
     jwt_manager = appbuilder.sm.jwt_manager
     remember_signatures(jwt_manager)
-    install_claims(appbuilder)
+    install_claims(appbuilder, role_claims)
 
     @jwt_manager.token_in_blocklist_loader
     def _check(_jwt_header, jwt_payload):
-        return is_revoked(jwt_payload)
+        return is_revoked(jwt_payload, read)
 
     app = current_app
     if "SecurityApi.refresh" in app.view_functions:

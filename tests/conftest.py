@@ -250,7 +250,7 @@ def _snapshot_user(user):
 
 
 def _make_users(application):
-    from app.cli import create_user
+    from app.services.users import create_user
 
     with application.app_context():
         return {
@@ -274,7 +274,7 @@ def users(app):
 @pytest.fixture(scope="session")
 def dual_decider(app):
     """A user holding both deciding roles, Manager and Compliance (separation-of-duties tests)."""
-    from app.cli import create_user
+    from app.services.users import create_user
 
     with app.app_context():
         from app.extensions import db as _db
@@ -319,7 +319,7 @@ def every_db(request):
 @pytest.fixture()
 def new_user(app):
     """new_user("Sales") -> a user of that role for this test alone (password PASSWORD): its tokens and limits are its own."""
-    from app.cli import create_user
+    from app.services.users import create_user
 
     def make(role="Sales"):
         user = create_user(f"{role.lower()}-{uuid.uuid4().hex[:10]}@example.com", f"{role} Tester", role, PASSWORD)

@@ -62,7 +62,7 @@ def test_pending_never_shows_callers_own_requests_even_when_cached(app, client, 
 
     import uuid
 
-    from app.cli import create_user
+    from app.services.users import create_user
     from app.context import acting_as
     from app.services.approvals import submit
     from models import ApprovalRequest

@@ -70,7 +70,7 @@ def auth_reads(seen):
 
 def fresh_user(app, role="Sales"):
     """A user of this test only (its roles and active flag may be changed freely)."""
-    from app.cli import create_user
+    from app.services.users import create_user
 
     with app.app_context():
         user = create_user(f"fp-{uuid.uuid4().hex[:8]}@example.com", "Fast Path", role, PASSWORD)

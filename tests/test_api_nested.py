@@ -14,7 +14,7 @@ PAGE = 100
 @pytest.fixture()
 def hundred_tasks(app, db, users, make):
     """100 open tasks of a fresh Sales rep over 10 customers of theirs; (rep, token, customer ids)."""
-    from app.cli import create_user
+    from app.services.users import create_user
     from app.context import acting_as
     from models import Customer, Task
 
@@ -150,7 +150,7 @@ def test_cached_lists_follow_renames_and_role_changes(app, client, auth, db, use
     """With the answer cache on, a customer's new name and a user's new role reach the nested records."""
     from flask_appbuilder.security.sqla.models import User
 
-    from app.cli import create_user
+    from app.services.users import create_user
     from app.context import acting_as
     from models import Customer, Task
 

@@ -15,7 +15,7 @@ from models.task import TaskStatus
 @pytest.fixture()
 def fresh_rep(app, db):
     """A new Sales user with a token, so its own figures start from zero."""
-    from app.cli import create_user
+    from app.services.users import create_user
 
     email = f"rep-{uuid.uuid4().hex[:8]}@example.com"
     user = create_user(email, "Report Rep", "Sales", "Password123!")

@@ -113,7 +113,7 @@ def test_completing_a_task_emits_task_completed(client, auth, make, db):
 
 
 def test_user_creation_is_audited_without_password_and_emits_user_created(app, db):
-    from app.cli import create_user
+    from app.services.users import create_user
 
     user = create_user("audited-user@example.com", "監査 次郎", "Sales", "s3cret-pass")
     (row,) = _audit(db, user.id)

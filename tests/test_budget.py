@@ -42,7 +42,7 @@ def answers_on_redis(limited_app, redis_url):
 @pytest.fixture()
 def fresh_user(limited_app):
     """A Sales user of this test only (its own budget window) and its bearer headers."""
-    from app.cli import create_user
+    from app.services.users import create_user
 
     with limited_app.app_context():
         user_id = create_user(f"budget-{uuid.uuid4().hex[:8]}@example.com", "Budget Rep", "Sales", "Password123!").id
@@ -145,12 +145,12 @@ def test_reads_pay_in_their_one_redis_round_trip(limited_app, fresh_user, redis_
 
 def test_redis_down_counts_per_process_and_answers(limited_app, fresh_user, private_redis, caplog):
     """With the budget's Redis gone: 200 from the database, the budget counted in the process (429 after it), logged."""
-    from app import tokens
+    from app.extensions import redis_client
 
     client = limited_app.test_client()
     _user, headers = fresh_user
     with limited_app.app_context():
-        old = tokens.redis_client()
+        old = redis_client()
     limited_app.extensions["crm_redis"] = redis.Redis.from_url(private_redis.url, socket_timeout=0.5, socket_connect_timeout=0.5)
     try:
         assert client.get(LIST, headers=headers).status_code == 200

@@ -21,7 +21,7 @@ EVIL = {"Origin": "http://evil.example", "Referer": "http://evil.example/page.ht
 @pytest.fixture()
 def victim(app, db):
     """A fresh Sales user nothing refers to (no audit row, no lead), so an Admin could delete it."""
-    from app.cli import create_user
+    from app.services.users import create_user
 
     db.session.info["audit_disabled"] = True
     try:

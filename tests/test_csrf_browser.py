@@ -71,7 +71,7 @@ def _login(browser, live_url, user):
 @pytest.fixture()
 def victims(app, db):
     """make() -> the id of a fresh Sales user nothing refers to (an Admin could delete it)."""
-    from app.cli import create_user
+    from app.services.users import create_user
 
     def make_one():
         db.session.info["audit_disabled"] = True

@@ -213,7 +213,7 @@ def test_counters_match_exact_counts_after_random_writes(db, users, anchor, data
 @pytest.fixture()
 def rep(app, db):
     """A new Sales user (committed), whose counter keys no other test touches."""
-    from app.cli import create_user
+    from app.services.users import create_user
 
     user = create_user(f"dash-{uuid.uuid4().hex[:8]}@example.com", "Dash Rep", "Sales", "Password123!")
     _ = [r.name for r in user.roles]

@@ -15,7 +15,7 @@ def _count(db, stmt):
 
 def test_registered_user_becomes_lead_and_gets_first_contact_task(app, db):
     """USER_CREATED → a lead for the user; CUSTOMER_CREATED → 「初回コンタクト」 for its rep."""
-    from app.cli import create_user
+    from app.services.users import create_user
 
     email = f"new-{uuid.uuid4().hex[:8]}@example.com"
     user = create_user(email, "Taro Yamada", "Sales", "pass-12345")

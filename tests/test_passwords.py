@@ -15,7 +15,7 @@ PW = "Password123!"
 
 def new_user(app, password=PW, role="Sales"):
     """Create a user through the app (crm create-user's function); return its email."""
-    from app.cli import create_user
+    from app.services.users import create_user
 
     email = f"pw-{uuid.uuid4().hex[:10]}@example.com"
     create_user(email, "Pass Word", role, password)

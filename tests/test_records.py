@@ -83,7 +83,7 @@ def test_manager_may_reassign_to_a_rep_but_not_to_compliance(client, auth, make,
 
 
 def test_an_inactive_user_cannot_be_handed_records(app, client, auth, make, db):
-    from app.cli import create_user
+    from app.services.users import create_user
 
     leaver = create_user(f"leaver-{uuid.uuid4().hex[:8]}@example.com", "Leaver Rep", "Sales", "pass-12345")
     leaver.active = False

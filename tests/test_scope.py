@@ -28,7 +28,7 @@ ROLES = ["admin", "manager", "compliance", "sales", "sales2"]
 @pytest.fixture()
 def book(make, db, users):
     """Customers of both reps, one soft-deleted, and an inactive Sales user."""
-    from app.cli import create_user
+    from app.services.users import create_user
 
     own = make.customer("sales", name=f"自社{uuid.uuid4().hex[:6]}")
     other = make.customer("sales2", name=f"他社{uuid.uuid4().hex[:6]}")

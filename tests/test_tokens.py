@@ -231,7 +231,9 @@ def test_redis_keeps_a_copy_of_the_epoch_and_the_database_decides_when_it_is_gon
     user = new_user()
     access, _ = api_login(client, user.email)
     app.appbuilder.sm.reset_password(user.id, NEW_PASSWORD)
-    redis_client = tokens.redis_client(app)
+    from app.extensions import redis_client as shared_client
+
+    redis_client = shared_client(app)
     key = tokens.epoch_key(user.id)
     assert int(redis_client.get(key)) == tokens.stored_epoch(user.id) == 1
     assert 0 < redis_client.ttl(key) <= app.config["TOKEN_EPOCH_CACHE_SECONDS"]

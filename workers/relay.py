@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from flask import current_app
 
 from app import kafka
-from app.delivery import RELAY_KICK_KEY, redis_connection
+from app.delivery import RELAY_KICK_KEY
+from app.extensions import redis_client
 from app.throttle import log_throttled, reset
 from models.base import utcnow
 from models.outbox import OutboxEvent
@@ -217,7 +218,7 @@ def relay_job():
     """RQ job enqueued after commit: publish what is pending now."""
     config = current_app.config
     try:
-        conn = redis_connection(config=config)
+        conn = redis_client()
         conn.delete(RELAY_KICK_KEY.format(queue=config.get("RQ_QUEUE", "crm")))
         ensure_repeating(config, conn, "sweep")
     except Exception as exc:  # noqa: BLE001 - Redis trouble must not stop publishing
@@ -230,7 +231,7 @@ def sweep_job(chain):
     """Repeating job: schedule the next sweep first (a killed run keeps the chain), then publish."""
     config = current_app.config
     name = config.get("RQ_QUEUE", "crm")
-    conn = redis_connection(config=config)
+    conn = redis_client()
     failures = int(conn.get(SWEEP_FAILURES_KEY.format(queue=name)) or 0)
     interval = int(config.get("OUTBOX_SWEEP_SECONDS", 10))
     # Back off while the broker is down: interval, 2x, 4x ... up to a minute.

@@ -14,7 +14,8 @@ from flask import current_app
 
 from app import events
 from app.context import acting_as
-from app.delivery import kick_relay, queue, redis_connection
+from app.delivery import kick_relay, queue
+from app.extensions import redis_client
 from models.analytics import Reminder
 from models.base import utcnow
 from models.meeting import Meeting
@@ -62,7 +63,7 @@ def continue_chain(config, conn, kind, chain, delay=None):
 
 def bootstrap(config):
     """Worker start: (re)start every repeating job."""
-    conn = redis_connection(config=config)
+    conn = redis_client()
     for kind in REPEATING:
         ensure_repeating(config, conn, kind, restart=True)
 
@@ -121,7 +122,7 @@ def reminder_job(chain=None):
 
     config = current_app.config
     if chain is not None:
-        if not continue_chain(config, redis_connection(config=config), "reminders", chain):
+        if not continue_chain(config, redis_client(), "reminders", chain):
             return "superseded"
     session = sa.orm.Session(bind=db.engine)
     try:
@@ -133,27 +134,29 @@ def reminder_job(chain=None):
         session.close()
 
 
-def start_watchdog(config):
+def start_watchdog(app):
     """Thread of the worker process: restart a repeating job whose chain vanished (Redis restarted, job lost)."""
     import threading
     import time
 
     from app.throttle import log_throttled
 
+    config = app.config
     interval = max(1, int(config.get("OUTBOX_SWEEP_SECONDS", 10)))
 
     def watch():
         while True:
             time.sleep(interval)
             try:
-                conn = redis_connection(config=config)
-                for kind in REPEATING:
-                    if ensure_repeating(config, conn, kind):
-                        log.warning("Repeating job %s was missing (Redis restarted?); started again", kind)
-                # RQ runs scheduled jobs in one worker holding the scheduler lock; when that
-                # worker is SIGKILLed the lock outlives it for a while. Kicking the relay from
-                # here (deduplicated) keeps the outbox moving meanwhile.
-                kick_relay(config)
+                with app.app_context():
+                    conn = redis_client()
+                    for kind in REPEATING:
+                        if ensure_repeating(config, conn, kind):
+                            log.warning("Repeating job %s was missing (Redis restarted?); started again", kind)
+                    # RQ runs scheduled jobs in one worker holding the scheduler lock; when that
+                    # worker is SIGKILLed the lock outlives it for a while. Kicking the relay from
+                    # here (deduplicated) keeps the outbox moving meanwhile.
+                    kick_relay(config)
             except Exception as exc:  # noqa: BLE001 - Redis down: try again next round
                 log_throttled(log, "watchdog", config.get("EVENTS_LOG_INTERVAL", 30), "Schedule watchdog: %s", exc)
 

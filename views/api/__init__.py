@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, request, session
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from app import budget, fastpath, http, ratelimits, tokens
+from app import budget, caching, fastpath, http, ratelimits, tokens
 from app.extensions import csrf, db, limiter
 from app.services.errors import DomainError
 from views.api import approvals, audit, auth, customers, health, meetings, notifications, openapi, reports, tasks
@@ -36,7 +36,7 @@ def create_blueprint():
     bp.before_request(limit_body_size)
     # The per-caller budget, paid in the request's one Redis read (app/budget.py); login and
     # register carry their own stricter limits (app/ratelimits.py).
-    bp.before_request(budget.start)
+    bp.before_request(lambda: budget.start(deferred=caching.cacheable_read() is not None))
     # Cached GETs with a good token: one Redis round trip, no database (app/fastpath.py).
     bp.before_request(fastpath.serve)
     bp.after_request(budget.finish)
@@ -117,8 +117,7 @@ def rate_limited(exc):
 
 def init_api(app, appbuilder):
     """Register /api, /ready, the JWT blocklist, login limits, CORS, security headers and the fast path."""
-    tokens.install(appbuilder)
-    fastpath.install(appbuilder)
+    tokens.install(appbuilder, read=fastpath.mget_with_epoch)
     app.register_blueprint(create_blueprint())
     app.register_blueprint(health.bp)
     ratelimits.install(app)

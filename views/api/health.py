@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify
 
 from app.extensions import db
-from app.tokens import redis_client
+from app.extensions import redis_client
 
 bp = Blueprint("crm_health", __name__)
 
