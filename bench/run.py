@@ -62,6 +62,12 @@ API_PATHS = {  # design.md §6 (views/api)
     "create_customer": ("POST", "/api/customers", "sales1",
                         '{"name":"ベンチ顧客{n}","email":"b{n}@bench.example.jp","investmentProfile":"moderate"}'),
 }
+# FAB's generated /api/v1 reads of the same rows as customers_page1, and the liveness route.
+V1_PATHS = {
+    "health": ("GET", "/health", None, None),
+    "v1_customers": ("GET", "/api/v1/customer/?q=(order_column:updated_at,order_direction:desc,page:0,page_size:20)", "manager", None),
+    "v1_customers_info": ("GET", "/api/v1/customer/_info", "manager", None),
+}
 PATHS = API_PATHS
 ALL_PATHS = {"api": API_PATHS, "fab": FAB_PATHS}
 LOGIN = {"fab": ("/api/v1/security/login", "username", {"provider": "db"}), "api": ("/api/auth/login", "email", {})}
@@ -162,7 +168,7 @@ UNREACHED_LIMITS = dict(
 class Server:
     """gunicorn as in production (sync workers, 2·cores), on a free port."""
 
-    def __init__(self, db_url, redis_url, cached, workers):
+    def __init__(self, db_url, redis_url, cached, workers, root=ROOT, extra_env=None):
         self.port = free_port()
         env = dict(os.environ)
         env.update(
@@ -170,7 +176,6 @@ class Server:
             SECRET_KEY=secrets.token_urlsafe(48),
             DATABASE_URL=db_url,
             REDIS_URL=redis_url,
-            CACHE_TYPE="RedisCache",
             CACHE_ANSWERS="1" if cached else "0",  # uncached: answers and totals computed per request
             **UNREACHED_LIMITS,
             # As the production web process: a commit with events only enqueues the RQ relay
@@ -179,11 +184,12 @@ class Server:
             KAFKA_ENABLED="1",
             FAB_UPDATE_PERMS="0",
         )
+        env.update(extra_env or {})
         self.proc = subprocess.Popen(
-            [os.path.join(ROOT, ".venv", "bin", "gunicorn"), "--workers", str(workers), "--bind",
+            [os.path.join(root, ".venv", "bin", "gunicorn"), "--workers", str(workers), "--bind",
              f"127.0.0.1:{self.port}", "--log-level", "warning", *os.environ.get("BENCH_GUNICORN_ARGS", "").split(),
              "bench.app:app"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(ROOT, "bench", "results", "gunicorn.log"), "a"),
+            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(ROOT, "bench", "results", "gunicorn.log"), "a"),
             start_new_session=True,
         )
         self.base = f"http://127.0.0.1:{self.port}"

@@ -123,7 +123,8 @@ def init_api(app, appbuilder):
     ratelimits.install(app)
     http.install(app)
     # Repeat cache hits answered before Flask's dispatch (app/fastpath.py).
-    app.wsgi_app = fastpath.Middleware(app, app.wsgi_app)
+    if app.config["CACHE_WSGI_HITS"]:
+        app.wsgi_app = fastpath.Middleware(app, app.wsgi_app)
 
     @app.errorhandler(HTTPException)
     def api_http_errors(exc):
