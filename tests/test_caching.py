@@ -402,7 +402,7 @@ def test_estimates_keyed_by_stand_ins_of_values_that_move_every_request(app, db,
 
 
 def test_offset_pages_read_only_their_own_rows_and_match_a_plain_offset(db, make):
-    """Deep pages walk primary keys in the subquery; the rows and their order equal a plain OFFSET."""
+    """Deep pages walk primary keys in a CTE; the rows and their order equal a plain OFFSET."""
     from app.pagination import offset_statement
     from models import Customer, Task
     from models.base import utcnow
@@ -419,7 +419,7 @@ def test_offset_pages_read_only_their_own_rows_and_match_a_plain_offset(db, make
         for offset in range(0, len(plain) + 2, 2):
             stmt = offset_statement(query, order, offset, 2)
             assert [row.id for row in db.session.execute(stmt).scalars()] == plain[offset : offset + 2]
-            assert ("IN (SELECT" in str(stmt)) == bool(offset)
+            assert ("WITH crm_page AS MATERIALIZED" in str(stmt)) == bool(offset)
 
 
 def test_query_key_names_the_locale(app):
@@ -472,3 +472,62 @@ def test_a_removed_permission_applies_in_every_process_within_the_memo_lifetime(
         time.sleep(filled + lifetime - time.monotonic())
     resp = client.get("/api/customers?limit=1", headers=headers)
     assert resp.status_code == 403, "the other process's change reached this one within PERMISSION_MEMO_SECONDS"
+
+
+def test_a_far_page_of_a_never_analysed_table_runs_its_key_walk_once(app, db):
+    """Freshly loaded, autovacuum off, never ANALYZEd: the page's key walk runs once, not once per row in scope."""
+    import json as _json
+
+    from sqlalchemy.orm import declarative_base
+
+    from app.pagination import offset_statement
+
+    name = f"fresh_customers_{uuid.uuid4().hex[:8]}"
+    Base = declarative_base()
+
+    class Fresh(Base):
+        __tablename__ = name
+        id = sa.Column(sa.String(36), primary_key=True)
+        assigned_sales_id = sa.Column(sa.Integer)
+        created_by_id = sa.Column(sa.Integer)
+        deleted_at = sa.Column(sa.DateTime)
+        updated_at = sa.Column(sa.DateTime, nullable=False)
+
+    with db.engine.begin() as conn:
+        Base.metadata.create_all(conn)
+        conn.exec_driver_sql(f"ALTER TABLE {name} SET (autovacuum_enabled = off)")
+        conn.exec_driver_sql(f"CREATE INDEX ON {name} (updated_at DESC, id DESC)")
+        # ~1,100 rows per rep as in the soak, 20 reps.
+        conn.exec_driver_sql(
+            f"INSERT INTO {name} SELECT md5(i::text), mod(i, 20), mod(i, 20), NULL, now() - i * interval '1 minute'"
+            " FROM generate_series(1, 22000) AS i"
+        )
+    try:
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql(f"SELECT last_analyze, last_autoanalyze FROM pg_stat_user_tables WHERE relname = '{name}'").one() == (None, None)
+            scope = sa.or_(Fresh.assigned_sales_id == 7, Fresh.created_by_id == 7)
+            query = sa.select(Fresh).where(Fresh.deleted_at.is_(None), scope)
+            stmt = offset_statement(query, [Fresh.updated_at.desc(), Fresh.id.desc()], 1000, 20, deep=True)
+            sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+            plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + sql).scalar()
+        plan = plan if isinstance(plan, list) else _json.loads(plan)
+
+        def nodes(node):
+            yield node
+            for child in node.get("Plans", ()):
+                yield from nodes(child)
+
+        everything = list(nodes(plan[0]["Plan"]))
+        shape = [(n["Node Type"], n.get("Parent Relationship"), n.get("Subplan Name"), n["Actual Loops"]) for n in everything]
+        # The walk over the rows in scope (the scans that skip the first 1,000) runs once...
+        walks = [n for n in everything if n.get("Relation Name") == name and n["Actual Loops"] == 1]
+        assert walks, shape
+        # ...and every other read of the table fetches at most the page's 20 rows, once each.
+        for node in everything:
+            if node.get("Relation Name") == name and node["Actual Loops"] > 1:
+                assert node["Actual Loops"] <= 20 and node["Actual Rows"] <= 1, shape
+        assert not [n for n in everything if n.get("Parent Relationship") == "SubPlan"], shape
+        assert plan[0]["Execution Time"] < 200  # ms; the per-row re-run took seconds
+    finally:
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE {name}")
