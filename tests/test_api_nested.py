@@ -122,7 +122,7 @@ def test_nested_customer_follows_the_callers_scope(app, client, auth, db, users,
     assert client.get(f"/api/customers/{customer.id}", headers=auth("sales")).status_code == 404
     mine = client.get(f"/api/tasks/{task.id}", headers=auth("sales")).json["data"]
     assert mine["customer"] is None and mine["customerId"] == customer.id
-    listed = [t for t in client.get("/api/tasks?limit=100", headers=auth("sales")).json["data"] if t["id"] == task.id]
+    listed = [t for t in client.get(f"/api/tasks?customerId={customer.id}&limit=100", headers=auth("sales")).json["data"] if t["id"] == task.id]
     assert listed and listed[0]["customer"] is None
     seen = client.get(f"/api/tasks/{task.id}", headers=auth("manager")).json["data"]
     assert seen["customer"] == {"id": customer.id, "name": "移管先商事"}

@@ -21,8 +21,9 @@ def test_row_serializer_equals_column_values_for_every_model(db, make):
     db.session.commit()
     checked = set()
     for model in (Customer, Task, Meeting, ApprovalRequest, Notification, AuditLog):
-        objects = db.session.execute(sa.select(model).limit(50)).scalars().all()
-        rows = db.session.execute(sa.select(*row_columns(model)).limit(50)).all()
+        # The session-wide database holds other tests' rows: one order, so both sides read the same 50.
+        objects = db.session.execute(sa.select(model).order_by(model.id).limit(50)).scalars().all()
+        rows = db.session.execute(sa.select(*row_columns(model)).order_by(model.id).limit(50)).all()
         by_id = {row.id: row for row in rows}
         serialize = row_serializer(model)
         for obj in objects:
