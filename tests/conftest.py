@@ -11,6 +11,7 @@ import re
 import uuid
 from types import SimpleNamespace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
@@ -435,6 +436,44 @@ def browser():
         )
         yield b
         b.close()
+
+
+SCREENSHOT_DIR = Path(os.environ.get("CRM_SCREENSHOTS", Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"))
+
+
+@pytest.fixture()
+def shot(request):
+    """Save a full-page screenshot as a test artefact: shot(page, "name") -> its path (CRM_SCREENSHOTS sets the folder)."""
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+
+    def save(page, name):
+        path = SCREENSHOT_DIR / f"{request.node.module.__name__.rsplit('.', 1)[-1]}-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return save
+
+
+@pytest.fixture()
+def browser_page(browser, live_url, users):
+    """Log a demo user in through the form in a fresh Chromium context: browser_page("sales", width=375) -> page."""
+    contexts = []
+
+    def login(key, width=1280, height=900, locale="ja-JP"):
+        context = browser.new_context(locale=locale, viewport={"width": width, "height": height})
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(f"{live_url}/login/")
+        page.fill("input[name=username]", users[key].email)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("input[type=submit], button[type=submit]")
+        page.wait_for_load_state()
+        assert "/login" not in page.url, f"{key} could not log in"
+        return page
+
+    yield login
+    for context in contexts:
+        context.close()
 
 
 @pytest.fixture()
