@@ -1,16 +1,16 @@
 """Customer screens and generated API."""
 
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.security.decorators import has_access
 from flask_babel import lazy_gettext as _
 from marshmallow import validate
 
-from app.roles import CUSTOMER
+from app.roles import CUSTOMER, VIEW_METHOD_PERMISSIONS
 from app.services.records import prepare_customer
 from models.customer import CompanySize, Customer, InvestmentProfile
-from views.approvals import ApprovalRequestView
+from views import customer_page
 from views.base import ScopedModelApi, ScopedModelView, optional_enum_field, time_formatters
 from views.datamodels import SoftDeleteInterface
-from views.meetings import MeetingView
-from views.tasks import TaskView
 
 LABELS = {
     "name": _("Name"),
@@ -59,12 +59,24 @@ class CustomerView(ScopedModelView):
     order_columns = ["name", "industry", "size", "risk_tolerance", "updated_at"]
     base_order = ("updated_at", "desc")
     formatters_columns = time_formatters("created_at", "updated_at")
-    related_views = [MeetingView, TaskView, ApprovalRequestView]
     add_form_extra_fields = edit_form_extra_fields = {
         "size": optional_enum_field(CompanySize, _("Company size")),
         "investment_profile": optional_enum_field(InvestmentProfile, _("Investment profile")),
     }
-    show_template = "appbuilder/general/model/show_cascade.html"
+    # The page itself is views/customer_page.py; a quick-add form needs the add permission of what it adds.
+    method_permission_name = {**VIEW_METHOD_PERMISSIONS, "quick_add": "read"}
+
+    @expose("/show/<pk>", methods=["GET"])
+    @has_access
+    def show(self, pk):
+        """The customer page: profile, suitability, related records, timeline and quick-add forms."""
+        return customer_page.render(self, pk)
+
+    @expose("/show/<pk>/add/<kind>", methods=["POST"])
+    @has_access
+    def quick_add(self, pk, kind):
+        """Add a meeting, task or approval request for this customer from its page."""
+        return customer_page.add(self, pk, kind)
 
 
 class CustomerApi(ScopedModelApi):

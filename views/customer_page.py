@@ -1,0 +1,224 @@
+"""The customer page (the rep's place to work from): shaping and form parsing only.
+
+The facts come from app/services/customer_overview.py and app/services/timeline.py; the
+quick-add forms write through the same services as the add screens and /api
+(`prepare_meeting`, `prepare_task`, approvals' `submit`), so every rule, audit row and
+event is theirs. CustomerView (views/customers.py) routes here.
+"""
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import abort, current_app, flash, g, make_response, redirect, request, url_for
+from flask_babel import lazy_gettext as _
+
+from app.extensions import db
+from app.roles import ADD, APPROVAL, MEETING, TASK
+from app.services import customer_overview, timeline
+from app.services.approvals import submit
+from app.services.errors import DomainError, NotFound, ValidationFailed
+from app.services.records import prepare_meeting, prepare_task
+from models.approval import ApprovalRequest
+from models.meeting import Meeting, MeetingType
+from models.task import Task, TaskPriority
+from views.base import local_time
+
+ACTION_LABELS = {
+    "CREATE": _("created"),
+    "UPDATE": _("changed"),
+    "DELETE": _("deleted"),
+    "APPROVE": _("approved"),
+    "REJECT": _("rejected"),
+    "RECALL": _("recalled"),
+}
+RESOURCE_LABELS = {
+    "customer": _("Customer"),
+    "meeting": _("Meeting"),
+    "task": _("Task"),
+    "approval_request": _("Approval request"),
+}
+FIELD_LABELS = {
+    "name": _("Name"),
+    "email": _("Email"),
+    "phone": _("Phone"),
+    "address": _("Address"),
+    "industry": _("Industry"),
+    "size": _("Company size"),
+    "investment_profile": _("Investment profile"),
+    "risk_tolerance": _("Risk tolerance (1-10)"),
+    "investment_experience": _("Investment experience"),
+    "assigned_sales_id": _("Sales rep"),
+    "deleted_at": _("Deleted"),
+    "title": _("Title"),
+    "description": _("Description"),
+    "scheduled_at": _("Date"),
+    "location": _("Location"),
+    "next_action": _("Next action"),
+    "next_action_date": _("Next action date"),
+    "type": _("Type"),
+    "status": _("Status"),
+    "sales_id": _("Sales rep"),
+    "user_id": _("Owner"),
+    "due_date": _("Due"),
+    "priority": _("Priority"),
+    "completed_at": _("Completed"),
+    "product_name": _("Product"),
+    "product_risk": _("Product risk (1-10)"),
+    "amount": _("Amount (JPY)"),
+    "comment": _("Comment"),
+    "approver_id": _("Last decided by"),
+    "processed_at": _("Processed"),
+}
+#: What each quick-add form writes, and the permission it needs on that resource.
+FORMS = {"meeting": MEETING, "task": TASK, "request": APPROVAL}
+
+
+def show_value(value):
+    """A before/after value as a reader wants it: times in the display zone, empty as a dash."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and "T" in value:
+        try:
+            return local_time(datetime.fromisoformat(value))
+        except ValueError:
+            return value
+    return str(value)
+
+
+def may_add(kind):
+    """True when the current user holds the add permission the quick-add form `kind` needs."""
+    return current_app.appbuilder.sm.has_access(ADD, FORMS[kind])
+
+
+def render(view, pk, status=200):
+    """The customer page of `pk` for the current user (404 outside their scope)."""
+    user = g.user
+    try:
+        customer = customer_overview.load_customer(pk, user)
+        page = timeline.customer_timeline(customer.id, user, before=request.args.get("before"))
+    except NotFound:
+        abort(404)
+    except ValidationFailed as exc:
+        return make_response({"error": "Bad Request", "message": exc.message, "details": exc.details}, 400)
+    html = view.render_template(
+        "crm/customer_page.html",
+        title=view.show_title,
+        customer=customer,
+        labels=view.label_columns,
+        suitability=customer_overview.suitability_of(customer),
+        related=customer_overview.related_records(customer, user),
+        timeline=page,
+        local_time=local_time,
+        show_value=show_value,
+        action_labels=ACTION_LABELS,
+        resource_labels=RESOURCE_LABELS,
+        field_labels=FIELD_LABELS,
+        is_overdue=customer_overview.is_overdue,
+        may_add={kind: may_add(kind) for kind in FORMS},
+        meeting_types=list(MeetingType),
+        priorities=list(TaskPriority),
+        form=request.form if status != 200 else {},
+    )
+    return make_response(html, status)
+
+
+def local_datetime(name, required=True):
+    """The form's `name` (a datetime-local value, in the display time zone) as an aware time; 400 naming it."""
+    raw = (request.form.get(name) or "").strip()
+    if not raw:
+        if required:
+            raise ValidationFailed(f"{name} is required", field=name)
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name} must be a date and time like 2026-04-01T10:00", field=name) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(current_app.config.get("DISPLAY_TIMEZONE", "Asia/Tokyo")))
+    return value
+
+
+def _enum(enum_cls, name, default):
+    raw = request.form.get(name) or default.value
+    try:
+        return enum_cls(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name} must be one of {', '.join(m.value for m in enum_cls)}", field=name) from None
+
+
+def _int(name, required=False):
+    raw = (request.form.get(name) or "").strip()
+    if not raw:
+        if required:
+            raise ValidationFailed(f"{name} is required", field=name)
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name} must be a whole number", field=name) from None
+
+
+def _build(kind, customer, user):
+    """The new row of the quick-add form `kind`, checked and added to the session by its service."""
+    form = request.form
+    if kind == "meeting":
+        meeting = Meeting(
+            customer_id=customer.id,
+            title=(form.get("title") or "").strip() or None,
+            description=(form.get("description") or "").strip() or None,
+            scheduled_at=local_datetime("scheduled_at"),
+            type=_enum(MeetingType, "type", MeetingType.visit),
+            location=(form.get("location") or "").strip() or None,
+        )
+        prepare_meeting(meeting, user, True)
+        db.session.add(meeting)
+        return meeting
+    if kind == "task":
+        task = Task(
+            customer_id=customer.id,
+            title=(form.get("title") or "").strip(),
+            description=(form.get("description") or "").strip() or None,
+            due_date=local_datetime("due_date", required=False),
+            priority=_enum(TaskPriority, "priority", TaskPriority.MEDIUM),
+        )
+        prepare_task(task, user, True)
+        db.session.add(task)
+        return task
+    amount = (form.get("amount") or "").replace(",", "").replace("¥", "").strip()
+    if not amount:
+        raise ValidationFailed("amount is required", field="amount")
+    req = ApprovalRequest(
+        customer_id=customer.id,
+        product_name=(form.get("product_name") or "").strip(),
+        product_risk=_int("product_risk"),
+        amount=amount,
+        comment=(form.get("comment") or "").strip() or None,
+    )
+    return submit(req, user)
+
+
+ADDED = {"meeting": _("Meeting added"), "task": _("Task added"), "request": _("Approval request submitted")}
+
+
+def add(view, pk, kind):
+    """Handle a quick-add form: write through the service, or show the page again with a 400 naming the field."""
+    if kind not in FORMS:
+        abort(404)
+    user = g.user
+    try:
+        customer = customer_overview.load_customer(pk, user)
+    except NotFound:
+        abort(404)
+    if not may_add(kind):
+        abort(403)
+    try:
+        _build(kind, customer, user)
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        if exc.status == 404:
+            abort(404)
+        flash(f"{exc.field + ': ' if exc.field else ''}{exc.message}", "danger")
+        return render(view, customer.id, status=exc.status)
+    flash(str(ADDED[kind]), "success")
+    return redirect(url_for("CustomerView.show", pk=customer.id))
