@@ -198,6 +198,13 @@ class Config:
     # request for that customer needs Compliance (app/services/suitability.py); 0 turns it off.
     APPROVAL_SUITABILITY_CHANGE_DAYS = env_int("APPROVAL_SUITABILITY_CHANGE_DAYS", 30)
 
+    # --- find: global search and list exports ---
+    # Rows per group in the navbar's dropdown, and on the search results page (also the
+    # dropdown's largest ?limit=): every search is bounded, whatever the table sizes.
+    GLOBAL_SEARCH_SUGGEST_LIMIT = env_int("GLOBAL_SEARCH_SUGGEST_LIMIT", 5)
+    GLOBAL_SEARCH_PAGE_LIMIT = env_int("GLOBAL_SEARCH_PAGE_LIMIT", 50)
+    # --- end find ---
+
     # Events (seed names kept). Disabled: the outbox drains in-process.
     KAFKA_ENABLED = env_bool("KAFKA_ENABLED", False)
     KAFKA_BROKERS = os.environ.get("KAFKA_BROKERS", "")

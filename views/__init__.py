@@ -32,5 +32,11 @@ def register_views(appbuilder):
     appbuilder.add_view(NotificationView, "Notifications", label=_("Notifications"), icon="fa-bell")
     appbuilder.add_view(AuditLogView, "Audit Log", label=_("Audit Log"), icon="fa-history", category="Admin", category_label=_("Admin"))
 
+    # --- find: global search ---
+    from views.search import GlobalSearchView
+
+    appbuilder.add_view_no_menu(GlobalSearchView)
+    # --- end find ---
+
     for api in (CustomerApi, MeetingApi, TaskApi, ApprovalRequestApi):
         appbuilder.add_api(api)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import lazyload
 from app import budget, fastpath, reads
 from app.serialize import column_values, row_columns, row_serializer
 from app.services.errors import DomainError, Forbidden, NotFound, ValidationFailed
+from app.services.search import like_pattern  # noqa: F401  (one LIKE escaper: /api lists and the global search)
 from views.api import nested
 
 DEFAULT_LIMIT = 20
@@ -444,9 +445,3 @@ def save(obj, prepare, creating):
         db.session.add(obj)
     db.session.commit()
     return obj
-
-
-def like_pattern(text):
-    """A LIKE pattern matching `text` anywhere, with LIKE's wildcards escaped."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
