@@ -21,6 +21,11 @@ end
 local counter = 0
 local headers = { ["Content-Type"] = "application/json", ["Accept"] = "application/json" }
 if token then headers["Authorization"] = "Bearer " .. token end
+-- Screens (bench/screens.py): a session cookie and an HTML Accept instead of a bearer token.
+local cookie = os.getenv("BENCH_COOKIE")
+if cookie and cookie ~= "" then headers["Cookie"] = cookie end
+local accept = os.getenv("BENCH_ACCEPT")
+if accept and accept ~= "" then headers["Accept"] = accept end
 
 function init(args)
   math.randomseed(os.time() + (tid or 0) * 7919)

@@ -1,0 +1,221 @@
+"""The browser screens beside the hello route and the /api read of the same rows, in one run.
+
+    python -m bench.screens --customers 10000 [--db-url URL] [--duration 8] [--only customers,api_customers] [--root CHECKOUT]
+
+Uses bench/run.py's server (gunicorn as in production), wrk script and data loader
+(bench/load_data.py; load first with `python -m bench.load_data --customers N`). Screens
+are driven with a session cookie from the form login (as a browser does), /api rows with a
+bearer token. Each row runs uncached (`CACHE_ANSWERS=0`) and cached, a 2 s warm-up first;
+cached rows are compared with a hello cell measured right before them.
+
+ROWS is the table other screens add to (home pages, the customer page): name ->
+(path, user, twin), `twin` the /api row reading the same data (or None), `path` may hold
+`{customer}` (a customer of `user` picked at start).
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+import urllib.parse
+import urllib.request
+from datetime import datetime, timezone
+
+import psycopg
+
+from bench.load_data import DB_URL_TEMPLATE, PASSWORD
+from bench.run import ROOT, Server, check_once, cleanup, login, start_redis, wrk
+
+# name: (path, user, twin). Screens: session cookie; api_*: bearer token (JSON).
+ROWS = {
+    "hello": ("/bench/hello", None, None),
+    "customers": ("/customerview/list/", "manager", "api_customers"),
+    "tasks": ("/taskview/list/", "manager", "api_tasks"),
+    "meetings": ("/meetingview/list/", "manager", "api_meetings"),
+    "approvals": ("/approvalrequestview/list/", "manager", "api_approvals"),
+    "tasks_sales": ("/taskview/list/", "sales1", "api_tasks_sales"),
+    "api_customers": ("/api/customers?page=1&limit=25", "manager", None),
+    "api_tasks": ("/api/tasks?page=1&limit=25", "manager", None),
+    "api_meetings": ("/api/meetings?page=1&limit=25", "manager", None),
+    "api_approvals": ("/api/approvals?page=1&limit=25", "manager", None),
+    "api_tasks_sales": ("/api/tasks?page=1&limit=25", "sales1", None),
+}
+USERS = ("manager", "sales1")
+HTML = "text/html,application/xhtml+xml"
+
+
+def is_screen(name):
+    """True for rows driven with a session cookie (everything but hello and api_*)."""
+    return name != "hello" and not name.startswith("api_")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def _cookies(resp, jar):
+    for header in resp.headers.get_all("Set-Cookie") or []:
+        name, _, rest = header.partition("=")
+        jar[name.strip()] = rest.split(";", 1)[0]
+    return jar
+
+
+def _cookie_header(jar):
+    return "; ".join(f"{k}={v}" for k, v in jar.items())
+
+
+def session_cookie(base, email):
+    """Log in through the form (GET /login/ for the CSRF token, then POST); return the Cookie header."""
+    opener = urllib.request.build_opener(_NoRedirect)
+    jar = {}
+    with opener.open(urllib.request.Request(base + "/login/"), timeout=30) as resp:
+        page = resp.read().decode()
+        _cookies(resp, jar)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page) or re.search(r'value="([^"]+)"[^>]*name="csrf_token"', page)
+    data = urllib.parse.urlencode({"username": email, "password": PASSWORD, "csrf_token": token.group(1) if token else ""}).encode()
+    req = urllib.request.Request(base + "/login/", data=data, headers={"Cookie": _cookie_header(jar)})
+    try:
+        with opener.open(req, timeout=30) as resp:
+            _cookies(resp, jar)
+    except urllib.error.HTTPError as exc:  # the 302 after a good login
+        if exc.code != 302:
+            raise
+        _cookies(exc, jar)
+        if "/login" in (exc.headers.get("Location") or ""):
+            raise RuntimeError(f"form login of {email} failed") from None
+    return _cookie_header(jar)
+
+
+def check_screen(base, path, cookie):
+    """One screen request before the cell: it must answer 200 with HTML (not the login page)."""
+    req = urllib.request.Request(base + path, headers={"Cookie": cookie, "Accept": HTML})
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(req, timeout=60) as resp:
+            body = resp.read()
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"GET {path} answered {exc.code} {exc.headers.get('Location') or ''}") from None
+    return len(body)
+
+
+def customer_of(db_url, email):
+    """The id of a live customer assigned to `email` (for rows whose path names one)."""
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT c.id FROM customers c JOIN ab_user u ON u.id = c.assigned_sales_id"
+            " WHERE u.email = %s AND c.deleted_at IS NULL ORDER BY c.id LIMIT 1",
+            (email,),
+        ).fetchone()
+    return row[0] if row else ""
+
+
+def cell(server, name, creds, duration, connections, threads, customer):
+    """Warm up and run one row with wrk on `server`; returns the wrk result (plus body size for screens)."""
+    path, user, _twin = ROWS[name]
+    path = path.format(customer=customer)
+    extra = {}
+    if is_screen(name):
+        cookie = creds["cookie"][user]
+        size = check_screen(server.base, path, cookie)
+        os.environ.update(BENCH_COOKIE=cookie, BENCH_ACCEPT=HTML)
+        token, extra = None, {"bytes": size}
+    else:
+        token = creds["token"].get(user) if user else None
+        check_once(server.base, "GET", path, token, None)
+    try:
+        wrk(server.base, "GET", path, token, None, 2, connections, threads)
+        res = wrk(server.base, "GET", path, token, None, duration, connections, threads)
+    finally:
+        os.environ.pop("BENCH_COOKIE", None)
+        os.environ.pop("BENCH_ACCEPT", None)
+    return {**res, **extra}
+
+
+def main(argv=None):
+    """Run every row uncached then cached; print a table with the ratio of each screen to its /api twin."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--db-url", default=None)
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1))
+    parser.add_argument("--only", default="", help="comma-separated row names (default: all)")
+    parser.add_argument("--modes", default="uncached,cached")
+    parser.add_argument("--root", default=ROOT, help="the checkout gunicorn serves (default this one; main for a before figure)")
+    args = parser.parse_args(argv)
+    db_url = args.db_url or DB_URL_TEMPLATE.format(customers=args.customers)
+    names = [n for n in args.only.split(",") if n] or list(ROWS)
+    started = datetime.now(timezone.utc)
+    customer = customer_of(db_url, "sales1@bench.example")
+    redis_proc, redis_url = start_redis()
+    results = {}
+    try:
+        for mode in [m for m in args.modes.split(",") if m]:
+            server = Server(db_url, redis_url, mode == "cached", args.workers, root=os.path.abspath(args.root))
+            try:
+                creds = {
+                    "token": {u: login(server.base, "api", f"{u}@bench.example") for u in USERS},
+                    "cookie": {u: session_cookie(server.base, f"{u}@bench.example") for u in USERS},
+                }
+                out = results[mode] = {}
+                for name in names:
+                    if mode == "cached" and name != "hello":
+                        out[f"hello@{name}"] = cell(server, "hello", creds, args.duration, args.connections, args.threads, customer)
+                    try:
+                        out[name] = res = cell(server, name, creds, args.duration, args.connections, args.threads, customer)
+                    except (RuntimeError, OSError) as exc:
+                        out[name] = {"error": str(exc)[:300]}
+                        print(f"{mode:9} {name:18} FAILED: {exc}", flush=True)
+                        continue
+                    print(f"{mode:9} {name:18} p50 {res['p50_ms']:8.1f} ms  p99 {res['p99_ms']:8.1f} ms  {res['rps']:8.1f} req/s"
+                          f"  non-2xx {res['non_2xx']}", flush=True)
+            finally:
+                server.stop()
+    finally:
+        redis_proc.kill()
+        redis_proc.wait()
+        cleanup(db_url, started)
+    doc = {"time": started.isoformat(), "db": db_url.rsplit("/", 1)[1], "root": os.path.basename(os.path.abspath(args.root)), "customers": args.customers,
+           "duration_s": args.duration, "connections": args.connections, "workers": args.workers,
+           "loadavg_after": os.getloadavg(), "results": results}
+    out = os.path.join(ROOT, "bench", "results", f"screens-{started.strftime('%Y%m%dT%H%M%S')}-{args.customers}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as fh:
+        json.dump(doc, fh, indent=1)
+    print(f"\nSaved {out}\n", file=sys.stderr)
+    print(markdown(doc, names))
+    return doc
+
+
+def markdown(doc, names):
+    """The run as a Markdown table: each row's p50/p99 and req/s, and a screen's cost over its /api twin."""
+    res = doc["results"]
+    lines = [
+        f"{doc['db']} ({doc['root']}): {doc['workers']} gunicorn workers, wrk {doc['connections']} connections, {doc['duration_s']} s per cell",
+        "",
+        "| row | path | uncached p50 / p99 ms | uncached req/s | cached p50 / p99 ms | cached req/s | cached / adjacent hello | /api twin req/s ÷ row req/s (uncached) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def lat(x):
+        return "–" if not x or "error" in x else f"{x['p50_ms']:.1f} / {x['p99_ms']:.1f}"
+
+    def rps(x):
+        return "–" if not x or "error" in x else f"{x['rps']:.0f}"
+
+    for name in names:
+        u, c = res.get("uncached", {}).get(name), res.get("cached", {}).get(name)
+        hello = res.get("cached", {}).get(f"hello@{name}")
+        twin = ROWS[name][2]
+        tu = res.get("uncached", {}).get(twin) if twin else None
+        ratio = f"{tu['rps'] / u['rps']:.1f}×" if tu and u and "rps" in u and "rps" in tu and u["rps"] else "–"
+        vs_hello = f"{c['rps'] / hello['rps']:.2f}" if c and hello and "rps" in c and "rps" in hello else "–"
+        lines.append(f"| {name} | `{ROWS[name][0]}` | {lat(u)} | {rps(u)} | {lat(c)} | {rps(c)} | {vs_hello} | {ratio} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
