@@ -197,6 +197,9 @@ class Config:
     # Days after a Sales user changed a customer's suitability fields during which every
     # request for that customer needs Compliance (app/services/suitability.py); 0 turns it off.
     APPROVAL_SUITABILITY_CHANGE_DAYS = env_int("APPROVAL_SUITABILITY_CHANGE_DAYS", 30)
+    # board: a PENDING request this many hours old is highlighted on the approvals board and
+    # its current approvers are reminded once per this many hours (workers/schedules.py).
+    APPROVAL_REMINDER_HOURS = env_int("APPROVAL_REMINDER_HOURS", 24)
 
     # --- find: global search and list exports ---
     # Rows per group in the navbar's dropdown, and on the search results page (also the

@@ -86,7 +86,7 @@ MENU_FOR_RESOURCE = {
     CUSTOMER: ["Customers", "Sales"],
     MEETING: ["Meetings", "Sales"],
     TASK: ["Tasks", "Sales"],
-    APPROVAL: ["Approval Requests", "Approvals"],
+    APPROVAL: ["Approval Requests", "Approvals", "Approvals Board"],  # board: the approvals board
     NOTIFICATION: ["Notifications"],
     AUDIT: ["Audit Log", "Admin"],
 }

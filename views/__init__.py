@@ -12,6 +12,7 @@ def register_views(appbuilder):
     from views.meetings import MeetingApi, MeetingView
     from views.notifications import NotificationView
     from views.tasks import TaskApi, TaskView
+    from views.board import ApprovalBoardView  # board
 
     appbuilder.add_view_no_menu(LogoutView)
     appbuilder.add_view(CustomerView, "Customers", label=_("Customers"), icon="fa-building", category="Sales", category_label=_("Sales"))
@@ -29,6 +30,8 @@ def register_views(appbuilder):
         PendingDecisionView, "Pending My Decision", label=_("Pending My Decision"), icon="fa-inbox", category="Approvals"
     )
     appbuilder.add_view(MyRequestsView, "My Requests", label=_("My Requests"), icon="fa-paper-plane", category="Approvals")
+    # board: the approvals board (its menu opens with read on ApprovalRequest, app/roles.py)
+    appbuilder.add_view(ApprovalBoardView, "Approvals Board", label=_("Approvals Board"), icon="fa-columns", category="Approvals")
     appbuilder.add_view(NotificationView, "Notifications", label=_("Notifications"), icon="fa-bell")
     appbuilder.add_view(AuditLogView, "Audit Log", label=_("Audit Log"), icon="fa-history", category="Admin", category_label=_("Admin"))
 

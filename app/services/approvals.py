@@ -166,6 +166,21 @@ def _first_open_step():
     )
 
 
+def _waiting_ids(roles):
+    """Subquery: ids of the requests whose first undecided step needs one of `roles`."""
+    first = _first_open_step()
+    return (
+        sa.select(ApprovalStep.approval_request_id)
+        .join(first, sa.and_(first.c.request_id == ApprovalStep.approval_request_id, first.c.seq == ApprovalStep.sequence))
+        .where(ApprovalStep.required_role.in_(list(roles)))
+    )
+
+
+def waiting_for_clause(role):
+    """SQL condition: PENDING requests whose current step needs `role` (whoever may decide it)."""
+    return sa.and_(ApprovalRequest.status == ApprovalStatus.PENDING, ApprovalRequest.id.in_(_waiting_ids([role])))
+
+
 def pending_clause(user, uid=None):
     """SQL condition: PENDING requests whose current step needs one of `user`'s roles, not their own,
     and none of whose steps `user` decided already (one person, one step).
@@ -177,12 +192,7 @@ def pending_clause(user, uid=None):
     if not roles or getattr(user, "id", None) is None:
         return sa.false()
     uid = user.id if uid is None else uid
-    first = _first_open_step()
-    waiting = (
-        sa.select(ApprovalStep.approval_request_id)
-        .join(first, sa.and_(first.c.request_id == ApprovalStep.approval_request_id, first.c.seq == ApprovalStep.sequence))
-        .where(ApprovalStep.required_role.in_(roles))
-    )
+    waiting = _waiting_ids(roles)
     decided = sa.select(ApprovalStep.approval_request_id).where(ApprovalStep.decided_by_id == uid)
     return sa.and_(
         ApprovalRequest.status == ApprovalStatus.PENDING,

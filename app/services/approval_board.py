@@ -1,0 +1,146 @@
+"""The approvals board: requests in columns by where they stand, their age, and whom to remind.
+
+Columns: waiting for a Manager, waiting for Compliance, approved, rejected, recalled. Every
+column goes through the one scope rule (a Sales user sees their own requests only) and
+leaves out requests of soft-deleted customers. Deciding stays in app.services.approvals;
+who may decide a request now is its `pending_clause`, used here for reminders too.
+
+A PENDING request at least `APPROVAL_REMINDER_HOURS` old is stale: the board highlights
+it and the scheduler reminds its current approvers once per interval (one reminder per
+request, step and whole interval of its age: at H, 2H, 3H… hours).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from flask_appbuilder.security.sqla.models import Role, User
+from sqlalchemy.orm import selectinload
+
+from app.scope import COMPLIANCE, MANAGER, scope_clause
+from app.services.approvals import DECIDER_ROLES, current_step, pending_clause, waiting_for_clause
+from models.approval import ApprovalRequest, ApprovalStatus
+from models.customer import Customer
+
+#: The board's columns, in order.
+COLUMNS = ("manager", "compliance", "approved", "rejected", "recalled")
+#: Cards shown per column (the count above a column is always the full count).
+CARD_LIMIT = 50
+DEFAULT_REMINDER_HOURS = 24
+_FINAL = {
+    "approved": ApprovalStatus.APPROVED,
+    "rejected": ApprovalStatus.REJECTED,
+    "recalled": ApprovalStatus.RECALLED,
+}
+
+
+@dataclass
+class Column:
+    """One board column: its key, the full count in scope and the first cards."""
+
+    key: str
+    total: int
+    cards: list
+
+
+def reminder_hours(config):
+    """The configured reminder interval in hours (at least 1)."""
+    return max(1, int(config.get("APPROVAL_REMINDER_HOURS", DEFAULT_REMINDER_HOURS)))
+
+
+def column_clause(key):
+    """SQL condition of the board column `key` (one of COLUMNS)."""
+    if key == "manager":
+        return waiting_for_clause(MANAGER)
+    if key == "compliance":
+        return waiting_for_clause(COMPLIANCE)
+    if key in _FINAL:
+        return ApprovalRequest.status == _FINAL[key]
+    raise ValueError(f"unknown board column {key!r}")
+
+
+def visible_clause(user):
+    """Requests `user` may see on the board: the scope rule, customers not soft-deleted."""
+    live = sa.select(Customer.id).where(Customer.deleted_at.is_(None))
+    return sa.and_(scope_clause(ApprovalRequest, user), ApprovalRequest.customer_id.in_(live))
+
+
+def columns(session, user, limit=CARD_LIMIT):
+    """Return the board of `user`: a Column per key, pending oldest first, finished newest first."""
+    board = []
+    visible = visible_clause(user)
+    for key in COLUMNS:
+        where = sa.and_(visible, column_clause(key))
+        total = session.execute(sa.select(sa.func.count()).select_from(ApprovalRequest).where(where)).scalar()
+        if key in _FINAL:
+            order = (ApprovalRequest.processed_at.desc().nulls_last(), ApprovalRequest.id)
+        else:
+            order = (ApprovalRequest.requested_at.asc(), ApprovalRequest.id)
+        cards = []
+        if total:
+            stmt = sa.select(ApprovalRequest).where(where).order_by(*order).limit(limit)
+            stmt = stmt.options(selectinload(ApprovalRequest.steps))
+            cards = session.execute(stmt).unique().scalars().all()
+        board.append(Column(key, total, cards))
+    return board
+
+
+def age(request, now):
+    """How long `request` has existed at `now` (a timedelta, never negative)."""
+    return max(now - request.requested_at, timedelta(0))
+
+
+def is_stale(request, now, hours):
+    """True when `request` is PENDING and at least `hours` old."""
+    return request.status == ApprovalStatus.PENDING and age(request, now) >= timedelta(hours=hours)
+
+
+def interval_start(request, now, hours):
+    """Start of the reminder interval `request` is in at `now` (requested_at + n×hours, n ≥ 1), or None."""
+    n = age(request, now) // timedelta(hours=hours)
+    return request.requested_at + n * timedelta(hours=hours) if n >= 1 else None
+
+
+@dataclass
+class DueReminder:
+    """A stale request, its current step, the interval it is in and the users who may decide it now."""
+
+    request: ApprovalRequest
+    step_sequence: int
+    interval: datetime
+    approver_ids: list
+
+
+def reminders_due(session, now, hours):
+    """Return a DueReminder per stale PENDING request that someone may decide now (oldest first).
+
+    The approvers of a request are exactly the users whose inbox holds it
+    (`pending_clause`: the current step's role, not the requester, not a decider of an
+    earlier step), among the active Managers and Compliance officers.
+    """
+    cutoff = now - timedelta(hours=hours)
+    deciders = session.execute(
+        sa.select(User).where(User.active.is_(True), User.roles.any(Role.name.in_(sorted(DECIDER_ROLES)))).order_by(User.id)
+    ).unique().scalars().all()
+    approvers = {}
+    for user in deciders:
+        ids = session.execute(
+            sa.select(ApprovalRequest.id).where(
+                pending_clause(user), ApprovalRequest.requested_at <= cutoff, visible_clause(user)
+            )
+        ).scalars()
+        for request_id in ids:
+            approvers.setdefault(request_id, []).append(user.id)
+    due = []
+    if not approvers:
+        return due
+    requests = session.execute(
+        sa.select(ApprovalRequest).where(ApprovalRequest.id.in_(list(approvers)))
+        .options(selectinload(ApprovalRequest.steps)).order_by(ApprovalRequest.requested_at, ApprovalRequest.id)
+    ).unique().scalars().all()
+    for request in requests:
+        step = current_step(request)
+        start = interval_start(request, now, hours)
+        if step is not None and start is not None:
+            due.append(DueReminder(request, step.sequence, start, approvers[request.id]))
+    return due
