@@ -109,6 +109,8 @@ class Config:
     FAB_SECURITY_MANAGER_CLASS = "app.security.CrmSecurityManager"
     # Every screen renders in app/templates/crm/base.html (FAB's layout plus the CRM's assets).
     FAB_BASE_TEMPLATE = "crm/base.html"
+    # --- home --- the role home pages (views/home.py) instead of FAB's empty welcome box.
+    FAB_INDEX_VIEW = "views.home.HomeView"
     FAB_API_SWAGGER_UI = True
     FAB_ADD_SECURITY_API = False
     FAB_API_MAX_PAGE_SIZE = 100

@@ -245,3 +245,307 @@ def recount():
     if db.session.get_bind().dialect.name != "postgresql":
         return None
     return db.session.execute(sa.text("SELECT record_counters_recount()")).scalar()
+
+
+# ---------------------------------------------------------------- role home pages
+# The figures behind each role's home page (views/home.py), from the same scope rule as the
+# /api/reports figures above and cached per caller like them (app/caching.py); every list is
+# bounded, so a page costs a few indexed statements at any table size.
+
+HOME_LIST_LIMIT = 20
+HOME_TIMEOUT = 60
+TREND_WEEKS = 8
+#: Tables each role's home figures read: a commit writing one of them makes that cached home stale.
+HOME_TABLES = {
+    "sales": ("tasks", "meetings", "customers", "approval_requests"),
+    "manager": ("tasks", "meetings", "customers", "approval_requests", "approval_steps", "ab_user", "ab_user_role"),
+    "compliance": ("approval_requests", "approval_steps", "customers", "audit_logs", "ab_user"),
+    "admin": ("ab_user", "ab_user_role", "ab_role"),
+}
+HOME_KINDS = (("Admin", "admin"), ("Manager", "manager"), ("Compliance", "compliance"), ("Sales", "sales"))
+AUDIT_LIMIT = 10
+
+
+def home_kind(user):
+    """Which home page `user` gets: "admin", "manager", "compliance", "sales", or None (no CRM role)."""
+    from app.scope import role_names
+
+    names = role_names(user)
+    for role, kind in HOME_KINDS:
+        if role in names:
+            return kind
+    return None
+
+
+def _display_zone():
+    from zoneinfo import ZoneInfo
+
+    from flask import current_app
+
+    return ZoneInfo(current_app.config.get("DISPLAY_TIMEZONE", "Asia/Tokyo"))
+
+
+def home_periods(now):
+    """UTC bounds of the display time zone's today, this week (from Monday) and this month, at `now`."""
+    local = now.astimezone(_display_zone())
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    week = day - timedelta(days=day.weekday())
+    month = day.replace(day=1)
+    utc = lambda t: t.astimezone(timezone.utc)  # noqa: E731
+    return {
+        "today": utc(day),
+        "tomorrow": utc(day + timedelta(days=1)),
+        "week": utc(week),
+        "next_week": utc(week + timedelta(days=7)),
+        "month": utc(month),
+        "local_day": day.date(),
+    }
+
+
+def home_figures(user, now=None):
+    """The home page figures of `user` for their role, cached per caller until a commit writes what they read.
+
+    The key is the caller's own (role_scope per user): "my tasks", "waiting for me". It also
+    names the display day, and entries live HOME_TIMEOUT seconds, since overdue and "today"
+    move with the clock. The admin's pipeline health is read fresh each time (`pipeline_health`):
+    workers and queues change without any commit.
+    """
+    from app.caching import cached_value, role_scope
+
+    kind = home_kind(user)
+    if kind is None:
+        return {"kind": None}
+    now = now or utcnow()
+    periods = home_periods(now)
+    compute = {"sales": sales_home, "manager": manager_home, "compliance": compliance_home, "admin": admin_home}[kind]
+    key = f"home:{kind}:{periods['local_day'].isoformat()}"
+    figures = cached_value(HOME_TABLES[kind], role_scope(user, per_user=True), key,
+                           lambda: {"kind": kind, **compute(user, now, periods)}, timeout=HOME_TIMEOUT)
+    if kind == "admin":
+        from app.services.outbox import pipeline_health
+
+        figures = {**figures, "pipeline": pipeline_health()}
+    return figures
+
+
+def _task_rows(user, *conditions, limit=HOME_LIST_LIMIT):
+    """Open tasks in scope matching `conditions`, earliest due first, as plain dicts."""
+    from models.task import is_open
+
+    stmt = (
+        sa.select(Task.id, Task.title, Task.due_date, Task.status, Task.priority, Task.customer_id, Customer.name)
+        .outerjoin(Customer, Customer.id == Task.customer_id)
+        .where(scope_clause(Task, user), is_open(), *conditions)
+        .order_by(Task.due_date, Task.id)
+        .limit(limit)
+    )
+    keys = ("id", "title", "due", "status", "priority", "customerId", "customerName")
+    return [dict(zip(keys, (r[0], r[1], r[2], str(r[3]), str(r[4]), r[5], r[6]))) for r in reads.rows(stmt)]
+
+
+def _count(model, *conditions):
+    return reads.rows(sa.select(sa.func.count()).select_from(model).where(*conditions))[0][0]
+
+
+def _by_status(user, requester_only=False):
+    """{status: (count, amount)} of the approval requests in scope (the caller's own when `requester_only`)."""
+    where = [scope_clause(ApprovalRequest, user)]
+    if requester_only:
+        where.append(ApprovalRequest.requester_id == getattr(user, "id", None))
+    rows = reads.rows(
+        sa.select(ApprovalRequest.status, sa.func.count(), sa.func.coalesce(sa.func.sum(ApprovalRequest.amount), 0))
+        .where(*where)
+        .group_by(ApprovalRequest.status)
+    )
+    out = {str(s): (0, 0) for s in ApprovalStatus}
+    for status, n, amount in rows:
+        out[str(status)] = (int(n), amount)
+    return out
+
+
+def _pipeline(user, periods, requester_only=True):
+    """Amounts requested (not recalled) and approved since the start of this month, in scope."""
+    where = [scope_clause(ApprovalRequest, user)]
+    if requester_only:
+        where.append(ApprovalRequest.requester_id == getattr(user, "id", None))
+    month = periods["month"]
+    requested, approved, n_requested, n_approved = reads.rows(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(ApprovalRequest.amount).filter(
+                ApprovalRequest.requested_at >= month, ApprovalRequest.status != ApprovalStatus.RECALLED), 0),
+            sa.func.coalesce(sa.func.sum(ApprovalRequest.amount).filter(
+                ApprovalRequest.status == ApprovalStatus.APPROVED, ApprovalRequest.processed_at >= month), 0),
+            sa.func.count().filter(ApprovalRequest.requested_at >= month, ApprovalRequest.status != ApprovalStatus.RECALLED),
+            sa.func.count().filter(ApprovalRequest.status == ApprovalStatus.APPROVED, ApprovalRequest.processed_at >= month),
+        ).where(*where, sa.or_(ApprovalRequest.requested_at >= month, ApprovalRequest.processed_at >= month))
+    )[0]
+    return {"requested": requested, "approved": approved, "requestedCount": int(n_requested), "approvedCount": int(n_approved)}
+
+
+def sales_home(user, now, periods):
+    """A rep's home: overdue and today's tasks, this week's meetings, own requests by state, this month's pipeline."""
+    meetings = reads.rows(
+        sa.select(Meeting.id, Meeting.title, Meeting.scheduled_at, Meeting.location, Meeting.customer_id, Customer.name)
+        .join(Customer, Customer.id == Meeting.customer_id)
+        .where(scope_clause(Meeting, user), Meeting.scheduled_at >= periods["week"], Meeting.scheduled_at < periods["next_week"])
+        .order_by(Meeting.scheduled_at, Meeting.id)
+        .limit(HOME_LIST_LIMIT)
+    )
+    keys = ("id", "title", "at", "location", "customerId", "customerName")
+    return {
+        "overdue": _task_rows(user, Task.due_date < now),
+        "today": _task_rows(user, Task.due_date >= now, Task.due_date < periods["tomorrow"]),
+        "meetings": [dict(zip(keys, r)) for r in meetings],
+        "requests": _by_status(user, requester_only=True),
+        "pipeline": _pipeline(user, periods),
+        "counts": dashboard_figures(user, ("tasks", "meetings")),
+    }
+
+
+def _user_names(ids):
+    """{user id: display name} of `ids`."""
+    from flask_appbuilder.security.sqla.models import User
+
+    if not ids:
+        return {}
+    rows = reads.rows(sa.select(User.id, User.first_name, User.last_name, User.email).where(User.id.in_(sorted(ids))))
+    return {uid: " ".join(p for p in (first, last) if p and p != "-") or email for uid, first, last, email in rows}
+
+
+def _grouped(model, column, user, *figures, where=()):
+    """{owner id: figures} grouped by `column` over `model` rows in `user`'s scope."""
+    stmt = (
+        sa.select(column, *figures)
+        .select_from(model)
+        .where(scope_clause(model, user), column.is_not(None), *where)
+        .group_by(column)
+    )
+    return {r[0]: tuple(r[1:]) for r in reads.rows(stmt)}
+
+
+def _weekly(model, column, user, starts, *where):
+    """Counts of `model` rows in scope whose `column` falls in each week starting at `starts` (one statement)."""
+    bounds = list(zip(starts, starts[1:] + [starts[-1] + timedelta(days=7)]))
+    figures = [sa.func.count().filter(column >= a, column < b) for a, b in bounds]
+    row = reads.rows(sa.select(*figures).select_from(model).where(scope_clause(model, user), column >= starts[0], *where))[0]
+    return [int(n) for n in row]
+
+
+def manager_home(user, now, periods):
+    """A manager's home: per-rep figures, what waits for their decision, overdue by rep, weekly trends."""
+    from flask_appbuilder.security.sqla.models import Role, User
+
+    from app.scope import OWNER_ROLES
+    from app.services.approvals import pending_clause
+    from models.task import is_open
+
+    open_tasks = _grouped(Task, Task.user_id, user, sa.func.count(), sa.func.count().filter(Task.due_date < now), where=[is_open()])
+    customers = _grouped(Customer, Customer.assigned_sales_id, user, sa.func.count())
+    meetings = _grouped(Meeting, Meeting.sales_id, user, sa.func.count(),
+                        where=[Meeting.scheduled_at >= periods["week"], Meeting.scheduled_at < periods["next_week"]])
+    month = periods["month"]
+    requests = _grouped(
+        ApprovalRequest, ApprovalRequest.requester_id, user,
+        sa.func.count().filter(ApprovalRequest.status == ApprovalStatus.PENDING),
+        sa.func.coalesce(sa.func.sum(ApprovalRequest.amount).filter(ApprovalRequest.status == ApprovalStatus.APPROVED), 0),
+        where=[sa.or_(ApprovalRequest.status == ApprovalStatus.PENDING,
+                      sa.and_(ApprovalRequest.status == ApprovalStatus.APPROVED, ApprovalRequest.processed_at >= month))],
+    )
+    # Every active rep, with or without rows yet.
+    reps = {uid for (uid,) in reads.rows(
+        sa.select(User.id).where(User.active.is_(True), User.roles.any(Role.name.in_(OWNER_ROLES))))}
+    reps |= set(open_tasks) | set(customers) | set(meetings) | set(requests)
+    names = _user_names(reps)
+    team = []
+    for uid in reps:
+        n_open, n_overdue = open_tasks.get(uid, (0, 0))
+        pending, approved = requests.get(uid, (0, 0))
+        team.append({
+            "id": uid, "name": names.get(uid, str(uid)), "customers": int(customers.get(uid, (0,))[0]),
+            "openTasks": int(n_open), "overdueTasks": int(n_overdue), "meetingsThisWeek": int(meetings.get(uid, (0,))[0]),
+            "pendingRequests": int(pending), "approvedThisMonth": approved,
+        })
+    team.sort(key=lambda r: (-r["overdueTasks"], r["name"]))
+    waiting, oldest = reads.rows(
+        sa.select(sa.func.count(), sa.func.min(ApprovalRequest.requested_at)).where(pending_clause(user)))[0]
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=timezone.utc)
+    starts = [periods["week"] - timedelta(days=7 * i) for i in range(TREND_WEEKS - 1, -1, -1)]
+    return {
+        "team": team,
+        "waiting": {"count": int(waiting), "oldest": oldest,
+                    "oldestAgeHours": round((now - oldest).total_seconds() / 3600, 1) if oldest else None},
+        "trends": {
+            "weeks": [s.astimezone(_display_zone()).date().isoformat() for s in starts],
+            "tasksCreated": _weekly(Task, Task.created_at, user, starts),
+            "tasksCompleted": _weekly(Task, Task.completed_at, user, starts),
+            "approved": _weekly(ApprovalRequest, ApprovalRequest.processed_at, user, starts,
+                                ApprovalRequest.status == ApprovalStatus.APPROVED),
+            "rejected": _weekly(ApprovalRequest, ApprovalRequest.processed_at, user, starts,
+                                ApprovalRequest.status == ApprovalStatus.REJECTED),
+        },
+        "counts": dashboard_figures(user, SECTIONS),
+    }
+
+
+def compliance_home(user, now, periods):
+    """Compliance's home: the requests waiting for its step with their reasons, reasons broken down, latest audit rows."""
+    from models.audit import AuditLog
+    from app.services.approvals import pending_clause
+
+    where = pending_clause(user)
+    queue = reads.rows(
+        sa.select(ApprovalRequest.id, ApprovalRequest.product_name, ApprovalRequest.amount, ApprovalRequest.product_risk,
+                  ApprovalRequest.requested_at, ApprovalRequest.compliance_reasons, ApprovalRequest.requester_id, Customer.name)
+        .join(Customer, Customer.id == ApprovalRequest.customer_id)
+        .where(where)
+        .order_by(ApprovalRequest.requested_at, ApprovalRequest.id)
+        .limit(HOME_LIST_LIMIT)
+    )
+    reasons = {}
+    # The reasons of the whole queue (one small column), not only of the rows shown.
+    for (found,) in reads.rows(sa.select(ApprovalRequest.compliance_reasons).where(where)):
+        for reason in found or ():
+            reasons[reason] = reasons.get(reason, 0) + 1
+    total = _count(ApprovalRequest, where)
+    audit = reads.rows(
+        sa.select(AuditLog.id, AuditLog.timestamp, AuditLog.action, AuditLog.resource_type, AuditLog.resource_id, AuditLog.user_id)
+        .where(scope_clause(AuditLog, user))
+        .order_by(AuditLog.timestamp.desc(), AuditLog.id.desc())
+        .limit(AUDIT_LIMIT)
+    )
+    names = _user_names({r[6] for r in queue} | {r[5] for r in audit if r[5] is not None})
+    keys = ("id", "product", "amount", "risk", "requestedAt", "reasons", "requesterId", "customerName")
+    return {
+        "queue": [{**dict(zip(keys, r)), "reasons": list(r[5] or ()), "requester": names.get(r[6], "")} for r in queue],
+        "queueTotal": int(total),
+        "reasons": sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])),
+        "audit": [{"id": r[0], "at": r[1], "action": str(r[2]), "resourceType": r[3], "resourceId": r[4],
+                   "user": names.get(r[5], "") if r[5] is not None else ""} for r in audit],
+    }
+
+
+def admin_home(user, now, periods):
+    """The admin's home (cached part): users by role, active and not, the latest accounts."""
+    from flask_appbuilder.security.sqla.models import Role, User, assoc_user_role
+
+    by_role = reads.rows(
+        sa.select(Role.name, sa.func.count(User.id), sa.func.count(User.id).filter(User.active.is_(True)))
+        .select_from(Role)
+        .outerjoin(assoc_user_role, assoc_user_role.c.role_id == Role.id)
+        .outerjoin(User, User.id == assoc_user_role.c.user_id)
+        .group_by(Role.name)
+        .order_by(Role.name)
+    )
+    total, active = reads.rows(sa.select(sa.func.count(), sa.func.count().filter(User.active.is_(True))).select_from(User))[0]
+    latest = reads.rows(
+        sa.select(User.id, User.first_name, User.last_name, User.email, User.active, User.last_login, User.created_on)
+        .order_by(User.id.desc())
+        .limit(10)
+    )
+    keys = ("id", "firstName", "lastName", "email", "active", "lastLogin", "createdOn")
+    return {
+        "users": {"total": int(total), "active": int(active)},
+        "roles": [{"role": r, "users": int(n), "active": int(a)} for r, n, a in by_role],
+        "latestUsers": [dict(zip(keys, r)) for r in latest],
+    }

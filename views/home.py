@@ -1,0 +1,147 @@
+"""The role home pages (FAB_INDEX_VIEW): what each role opens every morning.
+
+Figures come from app/services/dashboard.py (`home_figures`, cached per caller); the one
+action here, completing a task, goes through the task service like PUT /api/tasks/:id/complete.
+"""
+
+import json
+
+from flask import abort, current_app, flash, g, redirect, url_for
+from flask_appbuilder import IndexView
+from flask_appbuilder.baseviews import expose
+from flask_babel import lazy_gettext as _
+
+from app.extensions import db
+from app.roles import EDIT, TASK
+from app.services.dashboard import home_figures
+from app.services.errors import DomainError, NotFound
+from app.services.records import complete_task, get_in_scope, prepare_task
+from models.task import Task
+from views.approvals import REASON_LABELS, STATUS_BADGES, STATUS_LABELS, yen
+from views.base import local_time
+
+TASK_STATUS_LABELS = {"TODO": _("To do"), "IN_PROGRESS": _("In progress")}
+PRIORITY_LABELS = {"LOW": _("Low"), "MEDIUM": _("Medium"), "HIGH": _("High"), "URGENT": _("Urgent")}
+PRIORITY_BADGES = {"LOW": "default", "MEDIUM": "info", "HIGH": "warning", "URGENT": "danger"}
+AUDIT_ACTION_LABELS = {
+    "CREATE": _("Record created"),
+    "UPDATE": _("Record changed"),
+    "DELETE": _("Record deleted"),
+    "LOGIN": _("Logged in"),
+    "LOGOUT": _("Logged out"),
+    "LOGIN_FAILED": _("Login failed"),
+    "APPROVE": _("Approved"),
+    "REJECT": _("Rejected"),
+    "RECALL": _("Recalled"),
+}
+TEMPLATES = {
+    "sales": "crm/home/sales.html",
+    "manager": "crm/home/manager.html",
+    "compliance": "crm/home/compliance.html",
+    "admin": "crm/home/admin.html",
+}
+
+
+def hours_label(hours):
+    """An age in hours as 「N時間」 / 「N日」 style text (days from 48 hours on)."""
+    if hours is None:
+        return "-"
+    if hours >= 48:
+        return str(_("%(n)d days", n=int(hours // 24)))
+    return str(_("%(n)d hours", n=int(hours)))
+
+
+def manager_charts(figures):
+    """The manager's trend charts as JSON for home.js (read from a data- attribute; no inline script)."""
+    trends = figures["trends"]
+    return json.dumps(
+        {
+            "weeks": trends["weeks"],
+            "tasks": {
+                "labels": [str(_("Tasks created")), str(_("Tasks completed"))],
+                "series": [trends["tasksCreated"], trends["tasksCompleted"]],
+            },
+            "approvals": {
+                "labels": [str(_("Approved")), str(_("Rejected"))],
+                "series": [trends["approved"], trends["rejected"]],
+            },
+        },
+        ensure_ascii=False,
+    )
+
+
+def compliance_chart(figures):
+    """The compliance reasons breakdown as JSON for home.js."""
+    return json.dumps(
+        {
+            "labels": [str(REASON_LABELS.get(r, r)) for r, _n in figures["reasons"]],
+            "series": [n for _r, n in figures["reasons"]],
+            "title": str(_("Requests")),
+        },
+        ensure_ascii=False,
+    )
+
+
+class HomeView(IndexView):
+    """「ホーム」: the caller's role home page instead of FAB's empty welcome box."""
+
+    route_base = ""
+    default_view = "index"
+
+    @expose("/")
+    def index(self):
+        """The home page of the caller's role (anonymous callers go to the login form)."""
+        user = g.user if getattr(g, "user", None) is not None and g.user.is_authenticated else None
+        if user is None:
+            return redirect(url_for(f"{self.appbuilder.sm.auth_view.endpoint}.login"))
+        self.update_redirect()
+        figures = home_figures(user)
+        kind = figures["kind"]
+        if kind is None:
+            return self.render_template("appbuilder/index.html", appbuilder=self.appbuilder)
+        helpers = {
+            "figures": figures,
+            "local_time": local_time,
+            "yen": yen,
+            "hours_label": hours_label,
+            "status_labels": {str(k): v for k, v in STATUS_LABELS.items()},
+            "status_badges": {str(k): v for k, v in STATUS_BADGES.items()},
+            "reason_labels": REASON_LABELS,
+            "task_status_labels": TASK_STATUS_LABELS,
+            "priority_labels": PRIORITY_LABELS,
+            "priority_badges": PRIORITY_BADGES,
+            "audit_action_labels": AUDIT_ACTION_LABELS,
+            "can_complete": self.appbuilder.sm.has_access(EDIT, TASK),
+            "display_tz": current_app.config.get("DISPLAY_TIMEZONE", "Asia/Tokyo"),
+        }
+        if kind == "manager":
+            helpers["charts"] = manager_charts(figures)
+        if kind == "compliance":
+            helpers["chart"] = compliance_chart(figures)
+        return self.render_template(TEMPLATES[kind], appbuilder=self.appbuilder, **helpers)
+
+    @expose("/home/tasks/<pk>/complete", methods=["POST"])
+    def complete(self, pk):
+        """Complete one task in the caller's scope (CSRF-checked POST), then back to the home page."""
+        user = g.user if getattr(g, "user", None) is not None and g.user.is_authenticated else None
+        if user is None:
+            return redirect(url_for(f"{self.appbuilder.sm.auth_view.endpoint}.login"))
+        if not self.appbuilder.sm.has_access(EDIT, TASK):
+            flash(str(_("Your role may not complete tasks.")), "danger")
+            abort(403)
+        try:
+            task = get_in_scope(Task, pk, user)
+            if complete_task(task):
+                prepare_task(task, user, creating=False)
+                db.session.commit()
+                flash(str(_("Task completed: %(title)s", title=task.title)), "success")
+            else:
+                flash(str(_("This task was already completed.")), "info")
+        except NotFound:
+            # Another rep's task is simply not found (design.md §3): no id leaks.
+            db.session.rollback()
+            abort(404)
+        except DomainError as exc:
+            db.session.rollback()
+            flash(f"{exc.message} ({exc.status})", "danger")
+        return redirect(url_for("HomeView.index"))
