@@ -3,20 +3,19 @@
 A notification's link is shown to its user and sent by e-mail, so it may only point inside
 this application: a relative path (no scheme, no host, no `//`, no `..`), starting with
 one of LINK_PREFIXES and ending in an id. Every link is built by the functions below and
-checked by `check` before a notification is stored, whatever the event said. When the
-links move from the /api answers to the screens, this module is what changes.
+checked by `check` before a notification is stored, whatever the event said.
+
+Links open screens, never JSON: a link to an /api answer (written before the links moved,
+or carried by an event still waiting in the outbox) is turned into its screen's link by
+`check` (LEGACY_PREFIXES); stored rows were rewritten by a data migration.
 """
 
 import posixpath
 import re
 from urllib.parse import urlsplit
 
-#: Where a notification may send its reader (today the /api answers; the screens beside them).
+#: Where a notification may send its reader: the screens of its records.
 LINK_PREFIXES = (
-    "/api/approvals/",
-    "/api/tasks/",
-    "/api/meetings/",
-    "/api/customers/",
     "/approvalrequestview/show/",
     "/taskview/show/",
     "/meetingview/show/",
@@ -24,6 +23,13 @@ LINK_PREFIXES = (
     "/approvals/pending/",
     "/approvals/mine/",
 )
+#: The /api answers a link once pointed at, and the screen of the same record.
+LEGACY_PREFIXES = {
+    "/api/approvals/": "/approvalrequestview/show/",
+    "/api/tasks/": "/taskview/show/",
+    "/api/meetings/": "/meetingview/show/",
+    "/api/customers/": "/customerview/show/",
+}
 MAX_LENGTH = 500
 _TAIL = re.compile(r"[A-Za-z0-9-]{0,64}")
 
@@ -33,7 +39,7 @@ class InvalidLink(ValueError):
 
 
 def check(link):
-    """Return `link` if it is a relative path of this app under an allowed prefix (None stays None), else raise InvalidLink."""
+    """Return `link` (an /api link as its screen's) if it is a relative path of this app under an allowed prefix, else raise InvalidLink."""
     if link is None or link == "":
         return None
     if not isinstance(link, str) or len(link) > MAX_LENGTH:
@@ -45,6 +51,9 @@ def check(link):
         raise InvalidLink("link must be a relative path of this application, without scheme, host or query")
     if posixpath.normpath(link) != link.rstrip("/") or "//" in link:
         raise InvalidLink("link must be a plain path (no '.', '..' or empty segments)")
+    for old, new in LEGACY_PREFIXES.items():
+        if link.startswith(old) and _TAIL.fullmatch(link[len(old):]):
+            return new + link[len(old):]
     for prefix in LINK_PREFIXES:
         if link.startswith(prefix) and _TAIL.fullmatch(link[len(prefix):]):
             return link
@@ -52,15 +61,15 @@ def check(link):
 
 
 def approval(request_id):
-    """The link of an approval request."""
-    return check(f"/api/approvals/{request_id}")
+    """The screen of an approval request."""
+    return check(f"/approvalrequestview/show/{request_id}")
 
 
 def task(task_id):
-    """The link of a task."""
-    return check(f"/api/tasks/{task_id}")
+    """The screen of a task."""
+    return check(f"/taskview/show/{task_id}")
 
 
 def meeting(meeting_id):
-    """The link of a meeting."""
-    return check(f"/api/meetings/{meeting_id}")
+    """The screen of a meeting."""
+    return check(f"/meetingview/show/{meeting_id}")

@@ -88,7 +88,7 @@ def test_approval_request_notifies_managers(app, make, users, db):
     """APPROVAL_REQUESTED → an APPROVAL_REQUEST notification for each Manager."""
     req = make.approval("sales")
     notes = db.session.execute(
-        sa.select(Notification).where(Notification.link == f"/api/approvals/{req.id}")
+        sa.select(Notification).where(Notification.link == f"/approvalrequestview/show/{req.id}")
     ).scalars().all()
     assert users["manager"].id in {n.user_id for n in notes}
     assert users["sales"].id not in {n.user_id for n in notes}
@@ -103,7 +103,7 @@ def test_approval_outcome_notifies_requester(app, make, users, db):
     approvals.approve(req.id, users["manager"])  # the real outcome, not a hand-written event
     note = db.session.execute(
         sa.select(Notification).where(Notification.user_id == users["sales"].id, Notification.type == "APPROVAL_APPROVED",
-                                      Notification.link == f"/api/approvals/{req.id}")
+                                      Notification.link == f"/approvalrequestview/show/{req.id}")
     ).scalar_one()
     assert note.title.startswith("承認されました")
 
@@ -125,7 +125,7 @@ def test_reminder_scan_emits_once_and_notifies(app, make, users, db):
     assert sorted(kinds, key=lambda r: r[1]) == sorted([(soon.id, "TASK_DUE_SOON"), (late.id, "TASK_OVERDUE")], key=lambda r: r[1])
     notes = db.session.execute(
         sa.select(Notification.title).where(Notification.user_id == users["sales2"].id, Notification.link.in_(
-            [f"/api/tasks/{soon.id}", f"/api/tasks/{late.id}"]))
+            [f"/taskview/show/{soon.id}", f"/taskview/show/{late.id}"]))
     ).scalars().all()
     assert sorted(notes) == sorted([f"期限間近: {soon.title}", f"期限切れ: {late.title}"])
 
@@ -177,7 +177,7 @@ def test_step_decided_notifies_next_role(app, make, users, db):
         events.emit(db.session, "APPROVAL_STEP_DECIDED", "approval", req.id, column_values(req))
         db.session.commit()
     notified = set(db.session.execute(sa.select(Notification.user_id).where(
-        Notification.link == f"/api/approvals/{req.id}", Notification.type == "APPROVAL_REQUEST")).scalars())
+        Notification.link == f"/approvalrequestview/show/{req.id}", Notification.type == "APPROVAL_REQUEST")).scalars())
     assert users["compliance"].id in notified  # the next step's role
     assert users["manager"].id in notified  # from APPROVAL_REQUESTED (step 1)
 

@@ -97,7 +97,7 @@ def test_seed_flows_across_processes_and_poison_messages(app, db, make, users, s
     # An approval request notifies the managers.
     req = make.approval("sales")
     wait_for(lambda: db.session.execute(sa.select(Notification).where(
-        Notification.link == f"/api/approvals/{req.id}", Notification.user_id == users["manager"].id)).first()
+        Notification.link == f"/approvalrequestview/show/{req.id}", Notification.user_id == users["manager"].id)).first()
         or db.session.rollback(), 30, what="the manager's notification")
 
     # RQ's scheduler scans for due tasks; the reminder travels notification.events to the owner.
@@ -105,7 +105,7 @@ def test_seed_flows_across_processes_and_poison_messages(app, db, make, users, s
 
     due = make.task("sales2", title="期限テスト-" + uuid.uuid4().hex[:6], due_date=utcnow() + timedelta(hours=2))
     wait_for(lambda: db.session.execute(sa.select(Notification).where(
-        Notification.link == f"/api/tasks/{due.id}", Notification.user_id == users["sales2"].id,
+        Notification.link == f"/taskview/show/{due.id}", Notification.user_id == users["sales2"].id,
         Notification.type == "TASK_DUE_SOON")).first() or db.session.rollback(), 30, what="the due-soon notification")
 
     # An event the broker can never take (over message.max.bytes) is dead-lettered, not retried forever.

@@ -55,7 +55,7 @@ def test_links_outside_the_app_are_refused(link):
 
 def test_links_of_the_apps_pages_pass():
     rid = str(uuid.uuid4())
-    assert links.approval(rid) == f"/api/approvals/{rid}"
+    assert links.approval(rid) == f"/approvalrequestview/show/{rid}"
     assert links.check(f"/approvalrequestview/show/{rid}") and links.check("/approvals/pending/")
     assert links.check(None) is None
 
@@ -81,7 +81,7 @@ def test_a_reminder_takes_its_text_and_link_from_the_task(db, make, users):
                  "message": "https://evil.example/reset", "link": "https://evil.example/reset", "subjectId": task.id},
                 key=str(users["sales2"].id))
     assert row.last_error is None
-    (note,) = _notes(db, user_id=users["sales2"].id, link=f"/api/tasks/{task.id}")
+    (note,) = _notes(db, user_id=users["sales2"].id, link=f"/taskview/show/{task.id}")
     assert note.title == "期限間近: 本物のタスク" and "evil" not in (note.message or "")
 
 
@@ -91,7 +91,7 @@ def test_a_reminder_for_someone_elses_or_a_closed_task_notifies_nobody(db, make,
     done = make.task("sales2", title="完了済み-" + uuid.uuid4().hex[:6], due_date=utcnow() - timedelta(hours=2),
                      status=TaskStatus.COMPLETED)
     _emit(db, "TASK_OVERDUE", "task", done.id, {"userId": str(users["sales2"].id), "title": "x", "subjectId": done.id})
-    assert _notes(db, link=f"/api/tasks/{task.id}") == [] and _notes(db, link=f"/api/tasks/{done.id}") == []
+    assert _notes(db, link=f"/taskview/show/{task.id}") == [] and _notes(db, link=f"/taskview/show/{done.id}") == []
     # A reminder that names a meeting as its subject but calls itself a task reminder is forged.
     meeting = make.meeting("sales2", next_action="電話", next_action_date=utcnow() + timedelta(hours=1))
     row = _emit(db, "TASK_DUE_SOON", "meeting", meeting.id, {"userId": str(users["sales2"].id), "title": "x"})
@@ -101,9 +101,9 @@ def test_a_reminder_for_someone_elses_or_a_closed_task_notifies_nobody(db, make,
 def test_a_meeting_reminder_goes_to_its_rep_only(db, make, users):
     meeting = make.meeting("sales2", next_action="見積送付", next_action_date=utcnow() + timedelta(hours=1))
     _emit(db, "MEETING_REMINDER", "meeting", meeting.id, {"userId": str(users["sales"].id), "title": "偽"})
-    assert _notes(db, link=f"/api/meetings/{meeting.id}") == []
+    assert _notes(db, link=f"/meetingview/show/{meeting.id}") == []
     _emit(db, "MEETING_REMINDER", "meeting", meeting.id, {"userId": str(users["sales2"].id), "title": "偽"})
-    (note,) = _notes(db, link=f"/api/meetings/{meeting.id}")
+    (note,) = _notes(db, link=f"/meetingview/show/{meeting.id}")
     assert note.user_id == users["sales2"].id and note.title == "次回アクション: 見積送付"
 
 
@@ -113,7 +113,7 @@ def test_an_outcome_the_request_never_had_is_parked(db, make, users):
     req = make.approval("sales")
     forged = _emit(db, "APPROVAL_APPROVED", "approval", req.id, column_values(req))  # still PENDING
     assert _parked(forged, "PENDING")
-    assert _notes(db, user_id=users["sales"].id, type="APPROVAL_APPROVED", link=f"/api/approvals/{req.id}") == []
+    assert _notes(db, user_id=users["sales"].id, type="APPROVAL_APPROVED", link=f"/approvalrequestview/show/{req.id}") == []
     other = _emit(db, "APPROVAL_REJECTED", "approval", req.id, {**column_values(req), "requesterId": str(users["sales2"].id)})
     assert _parked(other, "requester")
     missing = str(uuid.uuid4())
@@ -126,7 +126,7 @@ def test_the_real_outcome_notifies_with_the_deciding_comment(db, make, users):
 
     req = make.approval("sales")
     approvals.reject(req.id, users["manager"], "書類不備のため")
-    (note,) = _notes(db, user_id=users["sales"].id, type="APPROVAL_REJECTED", link=f"/api/approvals/{req.id}")
+    (note,) = _notes(db, user_id=users["sales"].id, type="APPROVAL_REJECTED", link=f"/approvalrequestview/show/{req.id}")
     assert note.message == "書類不備のため" and note.title == f"却下されました: {req.product_name}"
 
 
@@ -191,5 +191,5 @@ def test_forged_messages_on_the_broker_are_dead_lettered(app, db, make, users, s
     errors = " ".join(m[2]["dlq.error"].decode() for m in dead)
     assert "not written by this system" in errors and "PENDING" in errors
     assert _notes(db, title=marker) == []
-    assert _notes(db, user_id=users["sales"].id, type="APPROVAL_APPROVED", link=f"/api/approvals/{req.id}") == []
-    assert _notes(db, link=f"/api/tasks/{task.id}", type="TASK_DUE_SOON") == []
+    assert _notes(db, user_id=users["sales"].id, type="APPROVAL_APPROVED", link=f"/approvalrequestview/show/{req.id}") == []
+    assert _notes(db, link=f"/taskview/show/{task.id}", type="TASK_DUE_SOON") == []

@@ -1,0 +1,123 @@
+"""The notification bell (issue 21 part 6): links to screens, the list screen, the bell's count,
+dropdown and read marks, each scoped to the caller and changed only by POSTs with the CSRF token."""
+
+import re
+import uuid
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from app import links
+from models import Notification
+from models.notification import NotificationType
+from tests.conftest import TEST_DATABASE_URL
+from tests.services import create_database, drop_database
+
+LINKS_BEFORE = "f2a9c4e7b1d3"  # the head before the links moved to the screens
+
+
+def _note(db, user, title=None, link=None, kind=NotificationType.SYSTEM, read=False):
+    note = Notification(user_id=user.id, type=kind, title=title or f"通知 {uuid.uuid4().hex[:8]}", link=link, is_read=read)
+    db.session.add(note)
+    db.session.commit()
+    return note
+
+
+# --- links -----------------------------------------------------------------------------------
+
+
+def test_links_open_the_screens_of_their_records():
+    rid = str(uuid.uuid4())
+    assert links.approval(rid) == f"/approvalrequestview/show/{rid}"
+    assert links.task(rid) == f"/taskview/show/{rid}"
+    assert links.meeting(rid) == f"/meetingview/show/{rid}"
+    # An /api link (an event written before the move, still in the outbox) becomes its screen's.
+    assert links.check(f"/api/approvals/{rid}") == f"/approvalrequestview/show/{rid}"
+    assert links.check(f"/api/customers/{rid}") == f"/customerview/show/{rid}"
+    with pytest.raises(links.InvalidLink):
+        links.check(f"/api/approvals/{rid}/../../logout")
+
+
+def test_a_request_notifies_its_manager_with_the_screen_link(app, db, make, users, browser_login):
+    req = make.approval("sales", product_name=f"債券{uuid.uuid4().hex[:6]}")
+    (note,) = db.session.execute(
+        sa.select(Notification).where(Notification.user_id == users["manager"].id, Notification.title.contains(req.product_name))
+    ).scalars().all()
+    assert note.link == f"/approvalrequestview/show/{req.id}"
+    page = browser_login("manager").get(note.link)
+    assert page.status_code == 200 and "text/html" in page.content_type and req.product_name in page.get_data(as_text=True)
+
+
+@pytest.fixture()
+def empty_database():
+    name = f"crm_bell_{uuid.uuid4().hex[:8]}"
+    yield create_database(TEST_DATABASE_URL, name)
+    drop_database(TEST_DATABASE_URL, name)
+
+
+def test_the_migration_moves_stored_api_links_to_screens_and_back(empty_database, config_class):
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+    from config import normalise_db_url
+
+    cfg = type("BellMigConfig", (config_class,), {"SQLALCHEMY_DATABASE_URI": normalise_db_url(empty_database)})
+    application = create_app(cfg)
+    rid = str(uuid.uuid4())
+    old = {
+        "a": f"/api/approvals/{rid}",
+        "t": f"/api/tasks/{rid}",
+        "m": f"/api/meetings/{rid}",
+        "c": f"/api/customers/{rid}",
+        "p": "/approvals/pending/",
+        "n": None,
+    }
+    new = {
+        "a": f"/approvalrequestview/show/{rid}",
+        "t": f"/taskview/show/{rid}",
+        "m": f"/meetingview/show/{rid}",
+        "c": f"/customerview/show/{rid}",
+        "p": "/approvals/pending/",
+        "n": None,
+    }
+    with application.app_context():
+        upgrade(revision=LINKS_BEFORE)
+    with psycopg.connect(empty_database) as conn:
+        conn.execute("INSERT INTO ab_user (id, first_name, last_name, username, email, active) VALUES (1, 'a', 'b', 'u', 'u@example.com', true)")
+        for key, link in old.items():
+            conn.execute(
+                "INSERT INTO notifications (id, user_id, type, title, link, is_read, created_at) VALUES (%s, 1, 'SYSTEM', %s, %s, false, now())",
+                (str(uuid.uuid4()), key, link),
+            )
+
+    def stored():
+        with psycopg.connect(empty_database) as conn:
+            return dict(conn.execute("SELECT title, link FROM notifications").fetchall())
+
+    with application.app_context():
+        upgrade()
+    assert stored() == new
+    with application.app_context():
+        downgrade(revision=LINKS_BEFORE)
+    assert stored() == old
+
+
+# --- the list screen ---------------------------------------------------------------------------
+
+
+def test_the_list_shows_type_labels_and_read_state_and_no_edit(db, users, browser_login):
+    rid = str(uuid.uuid4())
+    unread = _note(db, users["sales"], kind=NotificationType.APPROVAL_APPROVED, link=f"/approvalrequestview/show/{rid}")
+    _note(db, users["sales"], kind=NotificationType.TASK_DUE_SOON, read=True)
+    c = browser_login("sales")
+    html = c.get("/notificationview/list/").get_data(as_text=True)
+    # What a reader sees: the table's text, not the filter's option values.
+    table = re.sub(r'value=\\?"[^"\\]*\\?"', "", html[html.index("<table"):html.rindex("</table>")])
+    assert "承認されました" in table and "タスク期限" in table and "未読" in table and "既読" in table
+    assert "APPROVAL_APPROVED" not in table and "TASK_DUE_SOON" not in table and "False" not in table
+    assert "/notificationview/edit/" not in html
+    assert f'href="/approvalrequestview/show/{rid}"' in html
+    assert c.get(f"/notificationview/edit/{unread.id}").status_code in (302, 403, 404, 405)
+    db.session.expire_all()
+    assert db.session.get(Notification, unread.id).is_read is False
