@@ -249,6 +249,10 @@ class Config:
 
     DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "demo-pass-2026")
 
+    # --- bell: the navbar's notification bell and its live stream (app/live.py, app/stream.py) ---
+    BELL_ITEMS = env_int("BELL_ITEMS", 8)  # newest notifications in the bell's dropdown
+    # --- end bell ---
+
     @classmethod
     def secret_key(cls):
         """Return the secret to sign sessions and tokens with; raise if there is none or it is the public literal."""

@@ -121,3 +121,91 @@ def test_the_list_shows_type_labels_and_read_state_and_no_edit(db, users, browse
     assert c.get(f"/notificationview/edit/{unread.id}").status_code in (302, 403, 404, 405)
     db.session.expire_all()
     assert db.session.get(Notification, unread.id).is_read is False
+
+
+# --- the bell --------------------------------------------------------------------------------
+
+
+def _reload(db, note):
+    db.session.expire_all()
+    return db.session.get(Notification, note.id)
+
+
+def test_every_page_has_the_bell_and_its_script_with_the_nonce(browser_login):
+    c = browser_login("sales")
+    for path in ("/", "/customerview/list/", "/approvals/mine/", "/notificationview/list/"):
+        resp = c.get(path)
+        html = resp.get_data(as_text=True)
+        assert resp.status_code == 200 and 'id="crm-bell"' in html, path
+        nonce = re.search(r"'nonce-([^']+)'", resp.headers["Content-Security-Policy"]).group(1)
+        assert re.search(r'<script src="/static/crm/bell\.js" nonce="' + re.escape(nonce) + '"', html), path
+        assert "crm/bell.css" in html and " onclick=" not in html
+
+
+def test_the_bell_counts_and_lists_only_the_callers_own(db, users, browser_login):
+    c = browser_login("sales2")
+    before = c.get("/notifications/bell").json["count"]
+    mine = _note(db, users["sales2"], title="自分宛て", link="/approvals/mine/")
+    theirs = _note(db, users["sales"], title="他人宛て")
+    feed = c.get("/notifications/bell").json
+    assert feed["count"] == before + 1
+    ids = [n["id"] for n in feed["items"]]
+    assert mine.id in ids and theirs.id not in ids
+    (item,) = [n for n in feed["items"] if n["id"] == mine.id]
+    assert item["link"] == "/approvals/mine/" and item["typeLabel"] == "システム" and item["isRead"] is False
+
+
+def test_opening_from_the_bell_marks_read_and_goes_to_the_screen(db, users, browser_login):
+    rid = str(uuid.uuid4())
+    note = _note(db, users["sales"], link=f"/approvalrequestview/show/{rid}")
+    c = browser_login("sales")
+    resp = c.post(f"/notifications/{note.id}/open")
+    assert resp.status_code == 303 and resp.headers["Location"].endswith(f"/approvalrequestview/show/{rid}")
+    fresh = _reload(db, note)
+    assert fresh.is_read and fresh.read_at is not None
+
+
+def test_get_changes_nothing(db, users, browser_login):
+    note = _note(db, users["sales"])
+    c = browser_login("sales")
+    for path in (f"/notifications/{note.id}/open", f"/notifications/{note.id}/read", "/notifications/read-all"):
+        assert c.get(path).status_code == 405, path
+    assert _reload(db, note).is_read is False
+
+
+def test_read_marks_need_the_csrf_token(db, users, browser_login):
+    note = _note(db, users["sales"])
+    c = browser_login("sales")
+    for path in (f"/notifications/{note.id}/open", f"/notifications/{note.id}/read", "/notifications/read-all"):
+        assert c.post(path, csrf=False).status_code == 400, path
+    assert _reload(db, note).is_read is False
+    # The script's way: the token in the X-CSRFToken header, JSON back.
+    resp = c.post(f"/notifications/{note.id}/read", csrf=False, headers={"X-CSRFToken": c.form_token(), "Accept": "application/json"})
+    assert resp.status_code == 200 and "count" in resp.json
+    assert _reload(db, note).is_read is True
+
+
+def test_nobody_opens_or_marks_anothers_notification(db, users, browser_login):
+    theirs = _note(db, users["sales"], link="/approvals/mine/")
+    for key in ("sales2", "manager", "admin"):
+        c = browser_login(key)
+        assert c.post(f"/notifications/{theirs.id}/open").status_code == 404, key
+        assert c.post(f"/notifications/{theirs.id}/read").status_code == 404, key
+        assert c.post("/notifications/read-all").status_code == 303, key
+    assert c.post("/notifications/not-a-uuid/read").status_code == 404
+    assert _reload(db, theirs).is_read is False
+
+
+def test_mark_all_read_marks_only_the_callers_own(db, users, browser_login):
+    mine = [_note(db, users["sales2"]) for _ in range(2)]
+    theirs = _note(db, users["sales"])
+    c = browser_login("sales2")
+    resp = c.post("/notifications/read-all", headers={"Accept": "application/json"})
+    assert resp.status_code == 200 and resp.json["count"] == 0
+    assert all(_reload(db, n).is_read for n in mine)
+    assert _reload(db, theirs).is_read is False
+
+
+def test_anonymous_gets_no_feed(client):
+    resp = client.get("/notifications/bell")
+    assert resp.status_code in (302, 401) and "count" not in resp.get_data(as_text=True)

@@ -116,7 +116,7 @@ def test_mark_read_without_the_token_changes_nothing(browser_login, users, db):
     note = Notification(user_id=users["sales"].id, type=NotificationType.SYSTEM, title="CSRF既読")
     db.session.add(note)
     db.session.commit()
-    resp = browser_login("sales").post(f"/notificationview/edit/{note.id}", data={"is_read": "y"}, headers=EVIL, csrf=False)
+    resp = browser_login("sales").post(f"/notifications/{note.id}/read", headers=EVIL, csrf=False)
     assert resp.status_code == 400
     assert reload(db, Notification, note.id).is_read is False
 

@@ -33,6 +33,11 @@ def register_views(appbuilder):
     # board: the approvals board (its menu opens with read on ApprovalRequest, app/roles.py)
     appbuilder.add_view(ApprovalBoardView, "Approvals Board", label=_("Approvals Board"), icon="fa-columns", category="Approvals")
     appbuilder.add_view(NotificationView, "Notifications", label=_("Notifications"), icon="fa-bell")
+    # --- bell: the navbar's notification bell (views/notifications.py) ---
+    from views.notifications import NotificationBellView
+
+    appbuilder.add_view_no_menu(NotificationBellView)
+    # --- end bell ---
     appbuilder.add_view(AuditLogView, "Audit Log", label=_("Audit Log"), icon="fa-history", category="Admin", category_label=_("Admin"))
 
     # --- find: global search ---

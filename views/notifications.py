@@ -1,13 +1,23 @@
 """The caller's own notifications: the list screen and the navbar bell."""
 
+from flask import abort, current_app, g, jsonify, redirect, request, url_for
+from flask_appbuilder import BaseView
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.security.decorators import has_access
 from flask_babel import lazy_gettext as _
 from markupsafe import Markup, escape
 
+from app.extensions import db
 from app.roles import NOTIFICATION
+from app.services import notifications as service
+from app.services.errors import DomainError
 from app.services.notifications import prepare_notification
+from app.services.records import get_in_scope
 from models.notification import Notification, NotificationType
+from views.api.common import path_uuid
+from views.approvals import _safe_next
 from views.datamodels import CrmInterface
-from views.base import ScopedModelView, time_formatters
+from views.base import ScopedModelView, local_time, time_formatters
 
 TYPE_LABELS = {
     NotificationType.APPROVAL_REQUEST: _("Approval request"),
@@ -85,3 +95,77 @@ class NotificationView(ScopedModelView):
         "is_read": read_state,
         "link": open_link,
     }
+
+
+class NotificationBellView(BaseView):
+    """The navbar bell: the caller's unread count and newest notifications, and their read marks (POSTs only)."""
+
+    route_base = "/notifications"
+    class_permission_name = NOTIFICATION
+    method_permission_name = {"bell": "read", "open": "edit", "read": "edit", "read_all": "edit"}
+    default_view = "bell"
+
+    @expose("/bell", methods=["GET"])
+    @has_access
+    def bell(self):
+        """JSON for the bell: {count, items: the newest BELL_ITEMS} (changes nothing)."""
+        limit = int(current_app.config.get("BELL_ITEMS", 8))
+        user = g.user
+        resp = jsonify(count=service.unread_count(user), items=[bell_item(n) for n in service.latest(user, limit)])
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @expose("/<pk>/open", methods=["POST"])
+    @has_access
+    def open(self, pk):
+        """Mark one of the caller's notifications read and go to its record's screen."""
+        note = _own(pk)
+        if service.mark_read(note):
+            db.session.commit()
+        return redirect(note.link or url_for("NotificationView.show", pk=note.id), code=303)
+
+    @expose("/<pk>/read", methods=["POST"])
+    @has_access
+    def read(self, pk):
+        """Mark one of the caller's notifications read; JSON {count} for the bell's script, else back."""
+        note = _own(pk)
+        if service.mark_read(note):
+            db.session.commit()
+        return _answer()
+
+    @expose("/read-all", methods=["POST"])
+    @has_access
+    def read_all(self):
+        """Mark every unread notification of the caller read."""
+        if service.mark_all_read(g.user):
+            db.session.commit()
+        return _answer()
+
+
+def bell_item(note):
+    """One notification as the bell's script shows it."""
+    return {
+        "id": note.id,
+        "type": str(note.type),
+        "typeLabel": type_label(note.type),
+        "title": note.title,
+        "message": note.message or "",
+        "link": note.link,
+        "isRead": bool(note.is_read),
+        "createdAt": local_time(note.created_at),
+    }
+
+
+def _own(pk):
+    """The caller's notification `pk`; anyone else's (or none) is 404."""
+    try:
+        return get_in_scope(Notification, path_uuid(pk, "Notification"), g.user)
+    except DomainError:
+        abort(404)
+
+
+def _answer():
+    """The bell's script gets the new unread count; a plain form goes back where it came from."""
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(count=service.unread_count(g.user))
+    return redirect(_safe_next(url_for("NotificationView.list")), code=303)

@@ -32,3 +32,41 @@ def mark_read(notification):
     ).rowcount
     db.session.refresh(notification)
     return bool(won)
+
+
+def unread_count(user):
+    """How many of `user`'s notifications are unread (one COUNT over their index)."""
+    from app.extensions import db
+    from app.scope import scope_clause
+
+    return db.session.execute(
+        sa.select(sa.func.count())
+        .select_from(Notification)
+        .where(scope_clause(Notification, user), Notification.is_read.is_(False))
+    ).scalar_one()
+
+
+def latest(user, limit=10):
+    """`user`'s newest `limit` notifications, read or not, newest first."""
+    from app.extensions import db
+    from app.scope import scope_clause
+
+    return db.session.execute(
+        sa.select(Notification)
+        .where(scope_clause(Notification, user))
+        .order_by(Notification.created_at.desc(), Notification.id.desc())
+        .limit(limit)
+    ).scalars().all()
+
+
+def mark_all_read(user):
+    """Mark every unread notification of `user` read (one UPDATE); return how many changed."""
+    from app.extensions import db
+    from app.scope import scope_clause
+
+    return db.session.execute(
+        sa.update(Notification)
+        .where(scope_clause(Notification, user), Notification.is_read.is_(False))
+        .values(is_read=True, read_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount

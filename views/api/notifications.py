@@ -9,9 +9,9 @@ from app.roles import DELETE, EDIT, NOTIFICATION, READ
 from app.listquery import ListQuery
 from app.scope import scope_clause
 from app.services.errors import ValidationFailed
+from app.services.notifications import mark_all_read as mark_all_notifications_read
 from app.services.notifications import mark_read as mark_notification_read
 from app.services.records import get_in_scope
-from models.base import utcnow
 from models.notification import Notification, NotificationType
 from views.api.common import current_user, item, page_answer, path_uuid, query_enum, requires
 
@@ -73,14 +73,9 @@ def mark_read(notification_id):
 @requires(EDIT, NOTIFICATION)
 def mark_all_read():
     """Mark every unread notification of the caller read (one UPDATE)."""
-    result = db.session.execute(
-        sa.update(Notification)
-        .where(scope_clause(Notification, current_user()), Notification.is_read.is_(False))
-        .values(is_read=True, read_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
+    updated = mark_all_notifications_read(current_user())
     db.session.commit()
-    return jsonify(success=True, data={"updated": result.rowcount}, updated=result.rowcount)
+    return jsonify(success=True, data={"updated": updated}, updated=updated)
 
 
 @bp.delete("/<notification_id>")
