@@ -12,9 +12,22 @@
 
   function url(template, id) { return template.replace("ID", encodeURIComponent(id)); }
 
+  // On a phone the navbar collapses behind its toggle: the toggle shows the count too.
+  var toggle = document.querySelector(".navbar-toggle");
+  var toggleBadge = null;
+  if (toggle) {
+    toggleBadge = document.createElement("span");
+    toggleBadge.className = "crm-bell-count crm-bell-toggle-count badge";
+    toggleBadge.hidden = true;
+    toggle.appendChild(toggleBadge);
+  }
+
   function setCount(count) {
-    badge.textContent = count > 99 ? "99+" : String(count);
-    badge.hidden = !count;
+    [badge, toggleBadge].forEach(function (el) {
+      if (!el) { return; }
+      el.textContent = count > 99 ? "99+" : String(count);
+      el.hidden = !count;
+    });
     bell.dataset.count = String(count);
   }
 
