@@ -35,13 +35,20 @@ ROWS = {
     "meetings": ("/meetingview/list/", "manager", "api_meetings"),
     "approvals": ("/approvalrequestview/list/", "manager", "api_approvals"),
     "tasks_sales": ("/taskview/list/", "sales1", "api_tasks_sales"),
+    # --- home --- each role's home page (views/home.py); twin: the dashboard figures under /api.
+    "home_sales": ("/", "sales1", "api_dashboard_sales"),
+    "home_manager": ("/", "manager", "api_dashboard"),
+    "home_compliance": ("/", "compliance", None),
+    "home_admin": ("/", "admin", None),
+    "api_dashboard": ("/api/reports/dashboard", "manager", None),
+    "api_dashboard_sales": ("/api/reports/dashboard", "sales1", None),
     "api_customers": ("/api/customers?page=1&limit=25", "manager", None),
     "api_tasks": ("/api/tasks?page=1&limit=25", "manager", None),
     "api_meetings": ("/api/meetings?page=1&limit=25", "manager", None),
     "api_approvals": ("/api/approvals?page=1&limit=25", "manager", None),
     "api_tasks_sales": ("/api/tasks?page=1&limit=25", "sales1", None),
 }
-USERS = ("manager", "sales1")
+USERS = ("manager", "sales1", "compliance", "admin")
 HTML = "text/html,application/xhtml+xml"
 
 

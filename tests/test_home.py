@@ -240,3 +240,24 @@ def test_home_cached_per_caller_and_invalidated_on_change(redis_cache, users, ma
     fresh = home_figures(users["sales"])
     assert task.id not in {x["id"] for x in fresh["overdue"]}
     assert fresh["counts"]["tasks"]["completed"] == first["counts"]["tasks"]["completed"] + 1
+
+
+def test_team_counts_from_counters_equal_the_rows(users, make):
+    """The manager's per-rep figures (record_counters on PostgreSQL) equal count(*) over the rows, at any moment."""
+    from app.services.dashboard import exact_team_counts, team_counts
+
+    make.task("sales2", title="一時間以内", due_date=utcnow() + timedelta(minutes=5))
+    make.task("sales2", title="来月", due_date=utcnow() + timedelta(days=40))
+    make.task("sales2", title="期限なし", due_date=None)
+    for offset in (timedelta(0), timedelta(minutes=10), timedelta(days=-1), timedelta(days=35)):
+        now = utcnow() + offset
+        for key in ("manager", "admin", "sales", "sales2"):
+            assert team_counts(users[key], now) == exact_team_counts(users[key], now), (key, offset)
+
+
+def test_manager_trend_weeks_are_utc_mondays(users):
+    trends = home_figures(users["manager"])["trends"]
+    from datetime import date
+
+    weeks = [date.fromisoformat(w) for w in trends["weeks"]]
+    assert all(w.weekday() == 0 for w in weeks) and weeks[-1] <= utcnow().date() < weeks[-1] + timedelta(days=7)

@@ -258,7 +258,7 @@ TREND_WEEKS = 8
 #: Tables each role's home figures read: a commit writing one of them makes that cached home stale.
 HOME_TABLES = {
     "sales": ("tasks", "meetings", "customers", "approval_requests"),
-    "manager": ("tasks", "meetings", "customers", "approval_requests", "approval_steps", "ab_user", "ab_user_role"),
+    "manager": ("tasks", "meetings", "customers", "approval_requests", "approval_steps", "event_counters", "ab_user", "ab_user_role"),
     "compliance": ("approval_requests", "approval_steps", "customers", "audit_logs", "ab_user"),
     "admin": ("ab_user", "ab_user_role", "ab_role"),
 }
@@ -431,59 +431,148 @@ def _weekly(model, column, user, starts, *where):
     return [int(n) for n in row]
 
 
+def team_counts(user, now):
+    """{owner id: (customers, open tasks, overdue tasks, pending requests)} over `user`'s scope.
+
+    Owners are the records' first owner column (customer rep, task owner, requester). On
+    PostgreSQL from record_counters, as `counter_counts` but grouped by owner: totals by
+    status, open tasks due from now on from the "now" window's hour, day and month buckets
+    plus its partial first hour counted exactly; elsewhere (SQLite) counted from the rows.
+    """
+    if db.session.get_bind().dialect.name != "postgresql":
+        return exact_team_counts(user, now)
+    c = RecordCounter
+    params = _window_params("now", now)
+    open_statuses = [str(s) for s in OPEN_STATUSES]
+    mine = sa.and_(c.table_name == "tasks", c.status == OPEN_BUCKET)
+    due_later = sa.or_(
+        sa.and_(c.span == HOUR, c.day == params["now_day"], c.hour > params["now_hour"]),
+        sa.and_(c.span == DAY, c.day > params["now_day"], c.day < params["now_next_month"]),
+        sa.and_(c.span == MONTH, c.day >= params["now_next_month"]),
+    )
+    scope = _counter_scope(user)
+    totals = reads.rows(
+        sa.select(c.table_name, c.owner_id, c.status, sa.func.sum(c.n))
+        .where(c.table_name.in_(("customers", "tasks", "approval_requests")), c.span == TOTAL, scope)
+        .group_by(c.table_name, c.owner_id, c.status)
+    )
+    later = reads.rows(sa.select(c.owner_id, sa.func.sum(c.n)).where(mine, due_later, scope).group_by(c.owner_id))
+    from models.task import is_open
+
+    partial = reads.rows(
+        sa.select(Task.user_id, sa.func.count())
+        .where(scope_clause(Task, user), is_open(), Task.due_date >= now, Task.due_date < params["now_next_hour"])
+        .group_by(Task.user_id)
+    )
+    out = {}
+
+    def add(owner, index, n):
+        row = out.setdefault(owner, [0, 0, 0, 0])
+        row[index] += int(n)
+
+    for table, owner, status, n in totals:
+        if table == "customers":
+            add(owner, 0, n)
+        elif table == "tasks" and status in open_statuses:
+            add(owner, 1, n)
+            add(owner, 2, n)  # overdue = open - due from now on (subtracted below)
+        elif table == "approval_requests" and status == str(ApprovalStatus.PENDING):
+            add(owner, 3, n)
+    for owner, n in list(later) + list(partial):
+        add(owner, 2, -int(n))
+    return {owner: tuple(v) for owner, v in out.items() if owner}
+
+
+def exact_team_counts(user, now):
+    """`team_counts` by count(*) over the rows in scope (SQLite; the tests' reference)."""
+    from models.task import is_open
+
+    out = {}
+    customers = _grouped(Customer, Customer.assigned_sales_id, user, sa.func.count())
+    tasks = _grouped(Task, Task.user_id, user, sa.func.count(), sa.func.count().filter(Task.due_date < now), where=[is_open()])
+    pending = _grouped(ApprovalRequest, ApprovalRequest.requester_id, user, sa.func.count(),
+                       where=[ApprovalRequest.status == ApprovalStatus.PENDING])
+    for owner in set(customers) | set(tasks) | set(pending):
+        n_open, n_overdue = tasks.get(owner, (0, 0))
+        out[owner] = (int(customers.get(owner, (0,))[0]), int(n_open), int(n_overdue), int(pending.get(owner, (0,))[0]))
+    return out
+
+
+def event_trends(starts):
+    """Events per week from the event counters (one row per type and UTC day the reactions counted).
+
+    {"tasksCreated", "tasksCompleted", "approved", "rejected"}: lists, one figure per week in
+    `starts` (UTC midnights, a week apart). Every event counts,
+    whoever's record it is: only for callers who see every row (the Manager's home).
+    """
+    from models.analytics import EventCounter
+
+    days = [s.date() for s in starts]
+    types = {"TASK_CREATED": "tasksCreated", "TASK_COMPLETED": "tasksCompleted",
+             "APPROVAL_APPROVED": "approved", "APPROVAL_REJECTED": "rejected"}
+    out = {name: [0] * len(days) for name in types.values()}
+    rows = reads.rows(
+        sa.select(EventCounter.event_type, EventCounter.day, EventCounter.count)
+        .where(EventCounter.event_type.in_(sorted(types)), EventCounter.day >= days[0],
+               EventCounter.day < days[-1] + timedelta(days=7))
+    )
+    for event_type, day, n in rows:
+        week = max(i for i, start in enumerate(days) if start <= day)
+        out[types[event_type]][week] += int(n)
+    return out
+
+
 def manager_home(user, now, periods):
     """A manager's home: per-rep figures, what waits for their decision, overdue by rep, weekly trends."""
     from flask_appbuilder.security.sqla.models import Role, User
 
     from app.scope import OWNER_ROLES
     from app.services.approvals import pending_clause
-    from models.task import is_open
 
-    open_tasks = _grouped(Task, Task.user_id, user, sa.func.count(), sa.func.count().filter(Task.due_date < now), where=[is_open()])
-    customers = _grouped(Customer, Customer.assigned_sales_id, user, sa.func.count())
+    counts = team_counts(user, now)
     meetings = _grouped(Meeting, Meeting.sales_id, user, sa.func.count(),
                         where=[Meeting.scheduled_at >= periods["week"], Meeting.scheduled_at < periods["next_week"]])
-    month = periods["month"]
-    requests = _grouped(
-        ApprovalRequest, ApprovalRequest.requester_id, user,
-        sa.func.count().filter(ApprovalRequest.status == ApprovalStatus.PENDING),
-        sa.func.coalesce(sa.func.sum(ApprovalRequest.amount).filter(ApprovalRequest.status == ApprovalStatus.APPROVED), 0),
-        where=[sa.or_(ApprovalRequest.status == ApprovalStatus.PENDING,
-                      sa.and_(ApprovalRequest.status == ApprovalStatus.APPROVED, ApprovalRequest.processed_at >= month))],
+    approved = _grouped(
+        ApprovalRequest, ApprovalRequest.requester_id, user, sa.func.sum(ApprovalRequest.amount),
+        where=[ApprovalRequest.status == ApprovalStatus.APPROVED, ApprovalRequest.processed_at >= periods["month"]],
     )
-    # Every active rep, with or without rows yet.
+    # The team: every active user who owns customers and tasks (Sales, Manager), with or without rows yet.
     reps = {uid for (uid,) in reads.rows(
         sa.select(User.id).where(User.active.is_(True), User.roles.any(Role.name.in_(OWNER_ROLES))))}
-    reps |= set(open_tasks) | set(customers) | set(meetings) | set(requests)
     names = _user_names(reps)
     team = []
     for uid in reps:
-        n_open, n_overdue = open_tasks.get(uid, (0, 0))
-        pending, approved = requests.get(uid, (0, 0))
+        customers, n_open, n_overdue, pending = counts.get(uid, (0, 0, 0, 0))
         team.append({
-            "id": uid, "name": names.get(uid, str(uid)), "customers": int(customers.get(uid, (0,))[0]),
-            "openTasks": int(n_open), "overdueTasks": int(n_overdue), "meetingsThisWeek": int(meetings.get(uid, (0,))[0]),
-            "pendingRequests": int(pending), "approvedThisMonth": approved,
+            "id": uid, "name": names.get(uid, str(uid)), "customers": customers,
+            "openTasks": n_open, "overdueTasks": n_overdue, "meetingsThisWeek": int(meetings.get(uid, (0,))[0]),
+            "pendingRequests": pending, "approvedThisMonth": approved.get(uid, (0,))[0] or 0,
         })
     team.sort(key=lambda r: (-r["overdueTasks"], r["name"]))
     waiting, oldest = reads.rows(
         sa.select(sa.func.count(), sa.func.min(ApprovalRequest.requested_at)).where(pending_clause(user)))[0]
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=timezone.utc)
-    starts = [periods["week"] - timedelta(days=7 * i) for i in range(TREND_WEEKS - 1, -1, -1)]
-    return {
-        "team": team,
-        "waiting": {"count": int(waiting), "oldest": oldest,
-                    "oldestAgeHours": round((now - oldest).total_seconds() / 3600, 1) if oldest else None},
-        "trends": {
-            "weeks": [s.astimezone(_display_zone()).date().isoformat() for s in starts],
+    # Trend weeks run Monday to Sunday in UTC: the event counters count per UTC day.
+    monday = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    monday -= timedelta(days=monday.weekday())
+    starts = [monday - timedelta(days=7 * i) for i in range(TREND_WEEKS - 1, -1, -1)]
+    if sees_all(user):
+        trends = event_trends(starts)  # a few hundred counter rows, whatever the table sizes
+    else:
+        trends = {
             "tasksCreated": _weekly(Task, Task.created_at, user, starts),
             "tasksCompleted": _weekly(Task, Task.completed_at, user, starts),
             "approved": _weekly(ApprovalRequest, ApprovalRequest.processed_at, user, starts,
                                 ApprovalRequest.status == ApprovalStatus.APPROVED),
             "rejected": _weekly(ApprovalRequest, ApprovalRequest.processed_at, user, starts,
                                 ApprovalRequest.status == ApprovalStatus.REJECTED),
-        },
+        }
+    return {
+        "team": team,
+        "waiting": {"count": int(waiting), "oldest": oldest,
+                    "oldestAgeHours": round((now - oldest).total_seconds() / 3600, 1) if oldest else None},
+        "trends": {"weeks": [s.date().isoformat() for s in starts], **trends},
         "counts": dashboard_figures(user, SECTIONS),
     }
 
