@@ -30,8 +30,9 @@ from flask_appbuilder.security.sqla.models import Role, User
 from app import links
 from app.context import acting_as
 from app.events import EVENT_TOPICS
+from app.services import approvals
 from models.analytics import EventCounter
-from models.approval import ApprovalRequest, ApprovalStatus, ApprovalStep
+from models.approval import ApprovalRequest, ApprovalStatus
 from models.base import utcnow
 from models.customer import Customer
 from models.meeting import Meeting
@@ -221,15 +222,6 @@ def first_contact_task(session, envelope):
         session.flush()
 
 
-def _next_step(session, request_id):
-    return session.execute(
-        sa.select(ApprovalStep)
-        .where(ApprovalStep.approval_request_id == request_id, ApprovalStep.decision.is_(None))
-        .order_by(ApprovalStep.sequence)
-        .limit(1)
-    ).scalar_one_or_none()
-
-
 def _approval_request(session, envelope):
     """The request the event is about, with the event's facts checked (InvalidEvent when they never held)."""
     _same_id(envelope)
@@ -249,7 +241,7 @@ def notify_next_approvers(session, envelope):
     if request.status != ApprovalStatus.PENDING:
         _outdated(envelope, f"the request is {request.status} now")
         return
-    step = _next_step(session, request.id)
+    step = approvals.next_step(session, request.id)
     if step is None:
         return
     approvers = session.execute(

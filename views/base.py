@@ -7,6 +7,7 @@ the shared permissions, the service hooks and the error answers are written once
 from zoneinfo import ZoneInfo
 
 import json
+import logging
 from decimal import Decimal
 from functools import wraps
 
@@ -32,15 +33,18 @@ from flask_appbuilder.security.decorators import permission_name, protect
 from flask_appbuilder.api import safe
 from marshmallow import ValidationError
 from marshmallow import fields as ma_fields
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import BadRequest
 
 from app import caching
 from app.extensions import db
 from app.roles import API_METHOD_PERMISSIONS, VIEW_METHOD_PERMISSIONS
 from app.scope import ASSIGN, FILTER, SCOPE_FILTERS, choice_filters
+from app.services import errors
 from app.services.errors import DomainError
 from views.relations import CrmSchemaConverter
+
+log = logging.getLogger(__name__)
 
 
 def local_time(value):
@@ -248,15 +252,13 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
         except DomainError as exc:
             db.session.rollback()
             return self.response(exc.status, message={exc.field: [exc.message]} if exc.field else exc.message)
-        except IntegrityError as exc:
-            db.session.rollback()
-            # 23505 unique violation is a conflict; FK and CHECK violations are bad input.
-            if getattr(exc.orig, "sqlstate", None) == "23505":
-                return self.response(409, message="the change conflicts with an existing record")
-            return self.response(400, message="a value refers to a missing record or is out of range")
         except SQLAlchemyError as exc:
             db.session.rollback()
-            return self.response(400, message=f"invalid value: {type(exc.orig or exc).__name__}")
+            refused = errors.from_database(exc)
+            if refused is None:
+                log.exception("database error under /api/v1")
+                return self.response(500, message="internal error")
+            return self.response(refused.status, message=refused.message)
 
     #: Tables whose writes change this API's list answers; default: the model's table and
     #: those of its many-to-one relations (app.caching.model_resources).

@@ -47,6 +47,7 @@ BUSINESS_FIELDS = ("requester_id", "customer_id", "product_name", "product_risk"
 STEP_FIELDS = ("approval_request_id", "sequence", "required_role", "decided_by_id", "decision", "comment", "decided_at")
 FINAL_STATUSES = frozenset({ApprovalStatus.APPROVED, ApprovalStatus.REJECTED, ApprovalStatus.RECALLED})
 MAX_COMMENT = 2000
+REJECT_NEEDS_COMMENT = "a comment is required to reject"
 
 
 def compliance_reasons(request, customer, threshold, suitability_days=0, now=None):
@@ -118,11 +119,43 @@ def submit(request, user, requested_at=None):
 # --- reading -------------------------------------------------------------------------
 
 
+# Steps are decided in order: a request's next step is its undecided step of lowest sequence.
+# `current_step` reads it off the steps already loaded (under the decision's row lock, or
+# for an answer); `open_step_sequences` and `next_step` are the same rule in SQL.
+
+
 def current_step(request):
     """Return the first undecided step of a PENDING request, else None."""
     if request.status != ApprovalStatus.PENDING:
         return None
-    return next((s for s in sorted(request.steps, key=lambda s: s.sequence) if s.decision is None), None)
+    return next((s for s in _ordered(request.steps) if s.decision is None), None)
+
+
+def _ordered(steps):
+    return sorted(steps, key=lambda s: s.sequence)
+
+
+def open_step_sequences():
+    """Subquery: (request_id, seq) of each request's first undecided step."""
+    return (
+        sa.select(ApprovalStep.approval_request_id.label("request_id"), sa.func.min(ApprovalStep.sequence).label("seq"))
+        .where(ApprovalStep.decision.is_(None))
+        .group_by(ApprovalStep.approval_request_id)
+        .subquery()
+    )
+
+
+def _next_steps():
+    """Select: the step rows that are their request's next step (join on `open_step_sequences`)."""
+    first = open_step_sequences()
+    return sa.select(ApprovalStep).join(
+        first, sa.and_(first.c.request_id == ApprovalStep.approval_request_id, first.c.seq == ApprovalStep.sequence)
+    )
+
+
+def next_step(session, request_id):
+    """Return the next undecided step of request `request_id`, read from the database (reactions), else None."""
+    return session.execute(_next_steps().where(ApprovalStep.approval_request_id == request_id)).scalar_one_or_none()
 
 
 def decidable_step(request, user):
@@ -133,47 +166,23 @@ def decidable_step(request, user):
         return None
 
 
-def step_values(step):
-    """Return one history row in API spelling."""
-    return {
-        "sequence": step.sequence,
-        "requiredRole": step.required_role,
-        "decidedById": str(step.decided_by_id) if step.decided_by_id is not None else None,
-        "decision": step.decision.value if step.decision else None,
-        "comment": step.comment,
-        "decidedAt": step.decided_at.isoformat() if step.decided_at else None,
-    }
-
-
 def payload(request):
-    """Return the request with its steps in API spelling (event payloads, API answers)."""
+    """Return the request with its steps in API spelling: the one answer for events, /api and /api/v1."""
     values = column_values(request)
-    steps = sorted(request.steps, key=lambda s: s.sequence)
-    values["steps"] = [step_values(s) for s in steps]
+    values["steps"] = _steps(request)
     step = current_step(request)
     values["currentStep"] = step.sequence if step else None
     values["nextRequiredRole"] = step.required_role if step else None
     return values
 
 
-def _first_open_step():
-    """Subquery: (request id, sequence of its first undecided step)."""
-    return (
-        sa.select(ApprovalStep.approval_request_id.label("request_id"), sa.func.min(ApprovalStep.sequence).label("seq"))
-        .where(ApprovalStep.decision.is_(None))
-        .group_by(ApprovalStep.approval_request_id)
-        .subquery()
-    )
+def _steps(request):
+    return [column_values(s) for s in _ordered(request.steps)]
 
 
 def _waiting_ids(roles):
     """Subquery: ids of the requests whose first undecided step needs one of `roles`."""
-    first = _first_open_step()
-    return (
-        sa.select(ApprovalStep.approval_request_id)
-        .join(first, sa.and_(first.c.request_id == ApprovalStep.approval_request_id, first.c.seq == ApprovalStep.sequence))
-        .where(ApprovalStep.required_role.in_(list(roles)))
-    )
+    return _next_steps().with_only_columns(ApprovalStep.approval_request_id).where(ApprovalStep.required_role.in_(list(roles)))
 
 
 def waiting_for_clause(role):
@@ -295,7 +304,7 @@ def _finish(request, user, action, event_types, before, comment=None):
 
 
 def _snapshot(request):
-    return {"status": request.status.value, "steps": [step_values(s) for s in request.steps]}
+    return {"status": request.status.value, "steps": _steps(request)}
 
 
 def _transition(fn):
@@ -340,7 +349,8 @@ def _decide(request_id, user, decision, comment):
     request = _lock(request_id, user)
     step = _step_to_decide(request, user)
     if decision == StepDecision.REJECTED and not comment:
-        raise ValidationFailed("a comment is required to reject", field="comment")
+        # The one check: screens flash it, /api and /api/v1 answer it as a 400 naming `comment`.
+        raise ValidationFailed(REJECT_NEEDS_COMMENT, field="comment")
     before = _snapshot(request)
     now = utcnow()
     decided = {"decided_by_id": user.id, "decision": decision, "comment": comment, "decided_at": now}

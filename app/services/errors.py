@@ -41,3 +41,27 @@ class Conflict(DomainError):
 class Unavailable(DomainError):
     status = 503
     error = "Service Unavailable"
+
+
+# SQLSTATE 23505: a unique constraint. Other integrity violations (a foreign key, CHECK or
+# NOT NULL) are bad input: the value refers to nothing or breaks a bound.
+UNIQUE_VIOLATION = "23505"
+
+
+def from_database(exc):
+    """The DomainError a database refusal stands for, under /api and /api/v1 alike; None for an internal error.
+
+    A unique violation is a 409 (the record exists already); any other integrity violation,
+    a value the column cannot hold, or one the driver could not even bind, is a 400.
+    """
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.IntegrityError):
+        orig = exc.orig
+        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        if code == UNIQUE_VIOLATION or (code is None and "UNIQUE" in str(orig)):
+            return Conflict("the change conflicts with an existing record", details={"reason": "integrity"})
+        return ValidationFailed("a value refers to a missing record or is out of range", details={"reason": "integrity"})
+    if isinstance(exc, sa_exc.DataError) or (isinstance(exc, sa_exc.StatementError) and not isinstance(exc, sa_exc.DBAPIError)):
+        return ValidationFailed("a value does not fit its field", details={"reason": "data"})
+    return None

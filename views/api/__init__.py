@@ -9,11 +9,12 @@ import logging
 import time
 
 from flask import Blueprint, current_app, request, session
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from app import budget, caching, fastpath, http, ratelimits, tokens
 from app.extensions import csrf, db, limiter
+from app.services import errors
 from app.services.errors import DomainError
 from views.api import approvals, audit, auth, customers, health, meetings, notifications, openapi, reports, tasks
 from views.api.common import error_response
@@ -70,12 +71,10 @@ def handle_error(exc):
     if isinstance(exc, DomainError):
         db.session.rollback()
         return error_response(exc.status, exc.message, exc.details, exc.error)
-    if isinstance(exc, IntegrityError):
+    refused = errors.from_database(exc) if isinstance(exc, SQLAlchemyError) else None
+    if refused is not None:
         db.session.rollback()
-        return error_response(409, "the change conflicts with an existing record", {"reason": "integrity"})
-    if isinstance(exc, DataError):
-        db.session.rollback()
-        return error_response(400, "a value does not fit its field", {"reason": "data"})
+        return error_response(refused.status, refused.message, refused.details, refused.error)
     if isinstance(exc, HTTPException):
         return http_error(exc)
     db.session.rollback()

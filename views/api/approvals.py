@@ -47,17 +47,9 @@ FIELDS = {
 }
 
 
-def serialize(request_row, with_steps=False):
-    """An approval request, with its step history when asked."""
-    data = column_values(request_row)
-    if with_steps:
-        data["steps"] = [column_values(step) for step in request_row.steps]
-    return data
-
-
 def answer(request_row, status=200):
-    """One request with its step history, its customer, requester and approver nested."""
-    return item(serialize(request_row, with_steps=True), status, model=ApprovalRequest)
+    """One request as the approval service spells it (steps, current step), its customer, requester and approver nested."""
+    return item(service.payload(request_row), status, model=ApprovalRequest)
 
 
 def load(request_id):
@@ -65,17 +57,8 @@ def load(request_id):
     return get_in_scope(ApprovalRequest, path_uuid(request_id, "ApprovalRequest"), current_user())
 
 
-def _comment(body, required=False):
-    comment = body.get("comment")
-    if comment is not None and not isinstance(comment, str):
-        raise ValidationFailed("comment must be a string", field="comment")
-    if required and not (comment or "").strip():
-        raise ValidationFailed("comment is required", field="comment")
-    return comment
-
-
 def _transition(name, request_id, comment):
-    """Call the approval service's `name` (approve, reject, recall) and commit."""
+    """Call the approval service's `name` (approve, reject, recall) and commit; the service checks the comment."""
     fn = getattr(service, name, None)
     if fn is None:
         raise ApiError(501, f"{name} is not available in this build")
@@ -147,9 +130,9 @@ def decide(request_id):
         raise ValidationFailed("status is required (APPROVED or REJECTED)", field="status")
     status = parse_enum(raw, ApprovalStatus, "status")
     if status == ApprovalStatus.APPROVED:
-        return _transition("approve", request_id, _comment(body))
+        return _transition("approve", request_id, body.get("comment"))
     if status == ApprovalStatus.REJECTED:
-        return _transition("reject", request_id, _comment(body, required=True))
+        return _transition("reject", request_id, body.get("comment"))
     raise ValidationFailed("status must be APPROVED or REJECTED", field="status")
 
 
@@ -158,7 +141,7 @@ def decide(request_id):
 @requires(DECIDE, APPROVAL)
 def approve(request_id):
     """Approve the current step (Manager or Compliance, never one's own request)."""
-    return _transition("approve", request_id, _comment(json_body()))
+    return _transition("approve", request_id, json_body().get("comment"))
 
 
 @bp.post("/<request_id>/reject")
@@ -166,7 +149,7 @@ def approve(request_id):
 @requires(DECIDE, APPROVAL)
 def reject(request_id):
     """Reject the request at its current step (comment required)."""
-    return _transition("reject", request_id, _comment(json_body(), required=True))
+    return _transition("reject", request_id, json_body().get("comment"))
 
 
 @bp.post("/<request_id>/recall")
@@ -174,7 +157,7 @@ def reject(request_id):
 @requires(RECALL, APPROVAL)
 def recall(request_id):
     """The requester takes back a pending request."""
-    return _transition("recall", request_id, _comment(json_body()))
+    return _transition("recall", request_id, json_body().get("comment"))
 
 
 @bp.delete("/<request_id>")
