@@ -84,7 +84,7 @@ SELF_SERVICE = [
 # Menu entries opened by a read permission on a resource.
 MENU_FOR_RESOURCE = {
     CUSTOMER: ["Customers", "Sales"],
-    MEETING: ["Meetings", "Sales"],
+    MEETING: ["Meetings", "Sales", "Calendar"],
     TASK: ["Tasks", "Sales"],
     APPROVAL: ["Approval Requests", "Approvals", "Approvals Board"],  # board: the approvals board
     NOTIFICATION: ["Notifications"],

@@ -45,6 +45,11 @@ def register_views(appbuilder):
 
     appbuilder.add_view_no_menu(GlobalSearchView)
     # --- end find ---
+    # --- cust-cal: the calendar ---
+    from views.calendar import CalendarView
+
+    appbuilder.add_view(CalendarView, "Calendar", label=_("Calendar"), icon="fa-calendar", category="Sales")
+    # --- end cust-cal ---
 
     for api in (CustomerApi, MeetingApi, TaskApi, ApprovalRequestApi):
         appbuilder.add_api(api)
