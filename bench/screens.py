@@ -42,6 +42,15 @@ ROWS = {
     "home_admin": ("/", "admin", None),
     "api_dashboard": ("/api/reports/dashboard", "manager", None),
     "api_dashboard_sales": ("/api/reports/dashboard", "sales1", None),
+    # --- cust-cal --- the customer page of a customer with TIMELINE_ITEMS audit rows (seeded before the run),
+    # twin: that customer under /api; the calendar feed of a month view (42 days, as FullCalendar asks),
+    # twin: the same user's meetings of that range under /api.
+    "customer_page": ("/customerview/show/{customer}", "sales1", "api_customer"),
+    "calendar_feed": ("/calendar/feed?start={cal_start}&end={cal_end}&who=mine", "sales1", "api_meetings_range"),
+    "calendar_feed_team": ("/calendar/feed?start={cal_start}&end={cal_end}&who=team", "manager", None),
+    "api_customer": ("/api/customers/{customer}", "sales1", None),
+    "api_meetings_range": ("/api/meetings?from={cal_start}&to={cal_end}&limit=100", "sales1", None),
+    # --- end cust-cal ---
     "api_customers": ("/api/customers?page=1&limit=25", "manager", None),
     "api_tasks": ("/api/tasks?page=1&limit=25", "manager", None),
     "api_meetings": ("/api/meetings?page=1&limit=25", "manager", None),
@@ -118,10 +127,49 @@ def customer_of(db_url, email):
     return row[0] if row else ""
 
 
+# --- cust-cal ---
+TIMELINE_ITEMS = 200
+
+
+def calendar_range(now=None):
+    """{cal_start, cal_end}: the 42 days a month view asks for, ending a week from now (UTC, ISO 8601)."""
+    from datetime import timedelta
+
+    now = (now or datetime.now(timezone.utc)).replace(hour=0, minute=0, second=0, microsecond=0)
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return {"cal_start": (now - timedelta(days=35)).strftime(fmt), "cal_end": (now + timedelta(days=7)).strftime(fmt)}
+
+
+def seed_timeline(db_url, customer, items=TIMELINE_ITEMS):
+    """Give `customer` at least `items` audit rows (UPDATEs of its phone, back-dated over the past year).
+
+    The loader bypasses the audit listener, so a bench customer has no history. The rows
+    are older than the run's start, so `cleanup` keeps them and the next run reuses them.
+    """
+    import uuid
+    from datetime import timedelta
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        have = conn.execute(
+            "SELECT count(*) FROM audit_logs WHERE resource_type = 'customer' AND resource_id = %s", (customer,)
+        ).fetchone()[0]
+        owner = conn.execute("SELECT assigned_sales_id FROM customers WHERE id = %s", (customer,)).fetchone()[0]
+        now = datetime.now(timezone.utc)
+        for i in range(have, items):
+            changes = {"before": {"phone": f"03-0000-{i:04d}"}, "after": {"phone": f"03-0000-{i + 1:04d}"}}
+            conn.execute(
+                "INSERT INTO audit_logs (id, user_id, action, resource_type, resource_id, changes, timestamp)"
+                " VALUES (%s, %s, 'UPDATE', 'customer', %s, %s::json, %s)",
+                (str(uuid.uuid4()), owner, customer, json.dumps(changes), now - timedelta(days=1, hours=i * 40)),
+            )
+    return max(have, items)
+# --- end cust-cal ---
+
+
 def cell(server, name, creds, duration, connections, threads, customer):
     """Warm up and run one row with wrk on `server`; returns the wrk result (plus body size for screens)."""
     path, user, _twin = ROWS[name]
-    path = path.format(customer=customer)
+    path = path.format(customer=customer, **calendar_range())
     extra = {}
     if is_screen(name):
         cookie = creds["cookie"][user]
@@ -157,6 +205,8 @@ def main(argv=None):
     names = [n for n in args.only.split(",") if n] or list(ROWS)
     started = datetime.now(timezone.utc)
     customer = customer_of(db_url, "sales1@bench.example")
+    if "customer_page" in names and customer:
+        seed_timeline(db_url, customer)
     redis_proc, redis_url = start_redis()
     results = {}
     try:
