@@ -21,7 +21,11 @@ from app.services.records import prepare_meeting, prepare_task
 from models.approval import ApprovalRequest
 from models.meeting import Meeting, MeetingType
 from models.task import Task, TaskPriority
+from views.approvals import STATUS_BADGES as REQUEST_BADGES
+from views.approvals import STATUS_LABELS as REQUEST_LABELS
 from views.base import local_time
+from views.meetings import STATUS_LABELS as MEETING_STATUS_LABELS
+from views.meetings import TYPE_LABELS as MEETING_TYPE_LABELS
 
 ACTION_LABELS = {
     "CREATE": _("created"),
@@ -73,10 +77,20 @@ FIELD_LABELS = {
 FORMS = {"meeting": MEETING, "task": TASK, "request": APPROVAL}
 
 
-def show_value(value):
-    """A before/after value as a reader wants it: times in the display zone, empty as a dash."""
+#: Stored codes shown as their labels in the timeline's before → after (field -> {code: label}).
+VALUE_LABELS = {
+    "status": {**{k.value: v for k, v in MEETING_STATUS_LABELS.items()}, **{k.value: v for k, v in REQUEST_LABELS.items()}},
+    "type": {k.value: v for k, v in MEETING_TYPE_LABELS.items()},
+}
+
+
+def show_value(value, field=None):
+    """A before/after value as a reader wants it: codes as labels, times in the display zone, empty as a dash."""
     if value is None or value == "":
         return "—"
+    label = VALUE_LABELS.get(field, {}).get(value) if isinstance(value, str) else None
+    if label is not None:
+        return str(label)
     if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and "T" in value:
         try:
             return local_time(datetime.fromisoformat(value))
@@ -115,7 +129,10 @@ def render(view, pk, status=200):
         field_labels=FIELD_LABELS,
         is_overdue=customer_overview.is_overdue,
         may_add={kind: may_add(kind) for kind in FORMS},
-        meeting_types=list(MeetingType),
+        meeting_types=[(t.value, MEETING_TYPE_LABELS[t]) for t in MeetingType],
+        meeting_status_labels=MEETING_STATUS_LABELS,
+        request_labels=REQUEST_LABELS,
+        request_badges=REQUEST_BADGES,
         priorities=list(TaskPriority),
         form=request.form if status != 200 else {},
     )
