@@ -41,6 +41,7 @@ EVENT_TOPICS = {
     "TASK_OVERDUE": "notification",
     "MEETING_REMINDER": "notification",
     "NOTIFY": "notification",
+    "APPROVAL_REMINDER": "notification",  # board: a stale request reminds one approver
 }
 
 

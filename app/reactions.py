@@ -30,13 +30,13 @@ from flask_appbuilder.security.sqla.models import Role, User
 from app import links
 from app.context import acting_as
 from app.events import EVENT_TOPICS
-from app.services import approvals
+from app.services import approval_board, approvals, notifications
 from models.analytics import EventCounter
 from models.approval import ApprovalRequest, ApprovalStatus
 from models.base import utcnow
 from models.customer import Customer
 from models.meeting import Meeting
-from models.notification import Notification, NotificationType
+from models.notification import NotificationType
 from models.outbox import OutboxEvent, ProcessedEvent
 from models.task import OPEN_STATUSES, Task, TaskPriority
 
@@ -75,6 +75,7 @@ _REQUIRED = {
     "TASK_OVERDUE": ("userId", "title"),
     "MEETING_REMINDER": ("userId", "title"),
     "NOTIFY": ("userId", "title"),
+    "APPROVAL_REMINDER": ("id", "userId", "step"),
 }
 
 
@@ -157,16 +158,7 @@ def _notify(session, user_id, kind, title, message=None, link=None):
         link = links.check(link)
     except links.InvalidLink as exc:
         raise InvalidEvent(f"payload field link: {exc}") from None
-    user = _user(session, user_id)
-    if user is None or not user.active:
-        return None
-    note = Notification(user_id=user.id, type=kind, title=title[:200], message=message, link=link)
-    session.add(note)
-    if user.email:
-        session.info.setdefault("emails_after_commit", []).append(
-            {"to": user.email, "subject": title[:200], "body": message or title}
-        )
-    return note
+    return notifications.notify(session, user_id, kind, title, message, link)
 
 
 @reaction("USER_CREATED")
@@ -280,6 +272,36 @@ def notify_requester(session, envelope):
             decided[-1].comment if decided else None,
             links.approval(request.id),
         )
+
+
+@reaction("APPROVAL_REMINDER")
+def remind_approver(session, envelope):
+    """A stale request reminds one of its approvers, only while it still waits for that user at that step.
+
+    Written by the reminder scan (workers/schedules.py); the text and link come from the
+    request as stored. Decided, recalled or moved on since: nothing happens.
+    """
+    _written_here(session, envelope)
+    if envelope.get("aggregateType") != "approval":
+        raise InvalidEvent("APPROVAL_REMINDER is about an approval request")
+    request = _approval_request(session, envelope)
+    payload = envelope["payload"]
+    if not isinstance(payload["step"], int) or isinstance(payload["step"], bool):
+        raise InvalidEvent("payload field step is not a step number")
+    user = _user(session, payload["userId"])
+    if user is None or not approval_board.waits_for(session, request.id, user, payload["step"]):
+        _outdated(envelope, "the request no longer waits for this approver at this step")
+        return
+    from flask_babel import gettext
+
+    hours = int(approval_board.age(request, utcnow()).total_seconds() // 3600)
+    title = gettext("Reminder: %(product)s has waited %(hours)d hours for your decision",
+                    product=request.product_name, hours=hours)
+    message = gettext("%(customer)s / ¥%(amount)s, requested by %(requester)s",
+                      customer=request.customer.name if request.customer else "",
+                      amount=f"{request.amount:,.0f}", requester=request.requester)
+    with acting_as(None):
+        _notify(session, user.id, NotificationType.APPROVAL_REQUEST, title, message, links.approval(request.id))
 
 
 _NOTIFY_TYPES = {

@@ -1,4 +1,5 @@
-"""Repeating jobs on RQ's scheduler and the reminder scan (tasks due, overdue, meeting actions).
+"""Repeating jobs on RQ's scheduler and the reminder scans (tasks due, overdue, meeting actions;
+approval requests waiting longer than APPROVAL_REMINDER_HOURS).
 
 A repeating job schedules its successor first thing (so a killed run does not end the
 chain); a Redis key names the live chain so a restarted worker supersedes the old one and
@@ -16,6 +17,7 @@ from app import events
 from app.context import acting_as
 from app.delivery import kick_relay, queue
 from app.extensions import redis_client
+from app.services import approval_board
 from models.analytics import Reminder
 from models.base import utcnow
 from models.meeting import Meeting
@@ -115,6 +117,47 @@ def scan_reminders(session, now=None):
     return emitted
 
 
+def scan_approval_reminders(session, now=None):
+    """Emit APPROVAL_REMINDER to the current approvers of every stale request; return how many.
+
+    One Reminder row per request, step and interval (its primary key) is written before
+    the events, in a savepoint: a second scan, even one running at the same moment, finds
+    the row (or fails to insert it and skips that request), so nobody is reminded twice
+    within an interval.
+    """
+    now = now or utcnow()
+    hours = approval_board.reminder_hours(current_app.config)
+    emitted = 0
+    with acting_as(None):
+        for due in approval_board.reminders_due(session, now, hours):
+            request = due.request
+            key = (request.id, f"APPROVAL_REMINDER_{due.step_sequence}", due.interval.isoformat())
+            if session.get(Reminder, key) is not None:
+                continue
+            try:
+                with session.begin_nested():
+                    row = Reminder(subject_id=key[0], kind=key[1], due_at=key[2], event_id=str(uuid.uuid4()))
+                    session.add(row)
+                    session.flush()
+            except sa.exc.IntegrityError:
+                continue  # another scan took this interval's reminder
+            for n, user_id in enumerate(due.approver_ids):
+                envelope = events.emit(
+                    session,
+                    "APPROVAL_REMINDER",
+                    "approval",
+                    request.id,
+                    {"id": request.id, "requesterId": str(request.requester_id), "userId": str(user_id),
+                     "step": due.step_sequence, "interval": key[2]},
+                    key=str(user_id),
+                )
+                if n == 0:
+                    row.event_id = envelope["id"]  # the row names the first of its events, as for tasks
+                emitted += 1
+    session.commit()
+    return emitted
+
+
 @with_app
 def reminder_job(chain=None):
     """Repeating RQ job: the reminder scan."""
@@ -126,7 +169,7 @@ def reminder_job(chain=None):
             return "superseded"
     session = sa.orm.Session(bind=db.engine)
     try:
-        return scan_reminders(session)
+        return scan_reminders(session) + scan_approval_reminders(session)
     except sa.exc.IntegrityError:
         session.rollback()  # another scanner emitted the same reminder first
         return 0

@@ -144,3 +144,13 @@ def reminders_due(session, now, hours):
         if step is not None and start is not None:
             due.append(DueReminder(request, step.sequence, start, approvers[request.id]))
     return due
+
+
+def waits_for(session, request_id, user, step_sequence):
+    """True when request `request_id` is still in `user`'s inbox with step `step_sequence` current."""
+    request = session.execute(
+        sa.select(ApprovalRequest).where(ApprovalRequest.id == str(request_id), pending_clause(user), visible_clause(user))
+        .options(selectinload(ApprovalRequest.steps)).execution_options(populate_existing=True)
+    ).unique().scalar_one_or_none()
+    step = current_step(request) if request is not None else None
+    return step is not None and step.sequence == int(step_sequence)

@@ -1,6 +1,7 @@
-"""Notification rules shared by the screen and the /api blueprint."""
+"""Notification rules shared by the screen, the /api blueprint and the event reactions."""
 
 import sqlalchemy as sa
+from flask_appbuilder.security.sqla.models import User
 
 from models.base import utcnow
 from models.notification import Notification
@@ -70,3 +71,22 @@ def mark_all_read(user):
         .values(is_read=True, read_at=utcnow())
         .execution_options(synchronize_session=False)
     ).rowcount
+
+
+def notify(session, user_id, kind, title, message=None, link=None):
+    """Store one in-app notification for an active user and queue its e-mail for after commit.
+
+    The e-mail is sent only when SMTP is configured (app/delivery.py, app/mail.py); `link`
+    must already be checked (app/links.py). Returns the notification, None when the user
+    is unknown or inactive.
+    """
+    user = session.get(User, int(user_id)) if user_id not in (None, "") else None
+    if user is None or not user.active:
+        return None
+    note = Notification(user_id=user.id, type=kind, title=title[:200], message=message, link=link)
+    session.add(note)
+    if user.email:
+        session.info.setdefault("emails_after_commit", []).append(
+            {"to": user.email, "subject": title[:200], "body": message or title}
+        )
+    return note
