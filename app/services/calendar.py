@@ -56,13 +56,15 @@ def parse_range(start, end):
     return first, last
 
 
-def may_edit(obj, user):
-    """True when `user` may change `obj` (a meeting or task): in their scope and a role that edits it."""
-    if not in_scope(obj, user):
-        return False
-    resource = MEETING if isinstance(obj, Meeting) else TASK
+def role_edits(user, resource):
+    """True when one of `user`'s roles may edit `resource` rows (MEETING or TASK) at all."""
     names = role_names(user)
     return ADMIN in names or any(EDIT in ROLE_PERMISSIONS.get(name, {}).get(resource, ()) for name in names)
+
+
+def may_edit(obj, user):
+    """True when `user` may change `obj` (a meeting or task): in their scope and a role that edits it."""
+    return in_scope(obj, user) and role_edits(user, MEETING if isinstance(obj, Meeting) else TASK)
 
 
 def _live_customer():
@@ -72,7 +74,7 @@ def _live_customer():
 
 def _meetings(user, first, last, who):
     stmt = (
-        sa.select(Meeting, Customer.name)
+        sa.select(Meeting.id, Meeting.title, Meeting.scheduled_at, Meeting.status, Customer.name.label("customer"))
         .outerjoin(Customer, Customer.id == Meeting.customer_id)
         .where(
             scope_clause(Meeting, user),
@@ -86,12 +88,12 @@ def _meetings(user, first, last, who):
     )
     if who == MINE:
         stmt = stmt.where(Meeting.sales_id == user.id)
-    return db.session.execute(stmt).unique().all()
+    return db.session.execute(stmt).all()
 
 
 def _tasks(user, first, last, who):
     stmt = (
-        sa.select(Task, Customer.name)
+        sa.select(Task.id, Task.title, Task.due_date, Task.status, Customer.name.label("customer"))
         .outerjoin(Customer, Customer.id == Task.customer_id)
         .where(
             scope_clause(Task, user),
@@ -105,7 +107,7 @@ def _tasks(user, first, last, who):
     )
     if who == MINE:
         stmt = stmt.where(Task.user_id == user.id)
-    return db.session.execute(stmt).unique().all()
+    return db.session.execute(stmt).all()
 
 
 def iso_utc(moment):
@@ -118,36 +120,38 @@ def feed(user, start, end, who=MINE):
 
     `who`: "mine" (the meetings I hold, the tasks I own) or "team" (everything in my scope:
     all for Managers, Compliance and Admins; a Sales user's scope is their own rows anyway).
-    Each item says whether this user may move it (`editable`).
+    Each item says whether this user may move it (`editable`): every row read is in the
+    user's scope, so that is whether their role edits meetings (tasks) at all.
     """
     if who not in (MINE, TEAM):
         raise ValidationFailed("who must be mine or team", field="who")
     first, last = parse_range(start, end)
     now = utcnow()
     items = []
-    for meeting, customer_name in _meetings(user, first, last, who):
+    edit_meetings, edit_tasks = role_edits(user, MEETING), role_edits(user, TASK)
+    for meeting in _meetings(user, first, last, who):
         items.append(
             {
                 "id": f"meeting:{meeting.id}",
                 "title": meeting.title,
                 "start": iso_utc(meeting.scheduled_at),
-                "editable": may_edit(meeting, user),
+                "editable": edit_meetings,
                 "durationEditable": False,
                 "classNames": ["cal-meeting", f"cal-meeting-{meeting.status.value}"],
-                "extendedProps": {"kind": "meeting", "recordId": meeting.id, "customer": customer_name, "status": meeting.status.value},
+                "extendedProps": {"kind": "meeting", "recordId": meeting.id, "customer": meeting.customer, "status": meeting.status.value},
             }
         )
-    for task, customer_name in _tasks(user, first, last, who):
+    for task in _tasks(user, first, last, who):
         overdue = task.status in OPEN_STATUSES and task.due_date < now
         items.append(
             {
                 "id": f"task:{task.id}",
                 "title": task.title,
                 "start": iso_utc(task.due_date),
-                "editable": may_edit(task, user),
+                "editable": edit_tasks,
                 "durationEditable": False,
                 "classNames": ["cal-task", f"cal-task-{task.status.value.lower()}"] + (["cal-overdue"] if overdue else []),
-                "extendedProps": {"kind": "task", "recordId": task.id, "customer": customer_name, "status": task.status.value},
+                "extendedProps": {"kind": "task", "recordId": task.id, "customer": task.customer, "status": task.status.value},
             }
         )
     return items
