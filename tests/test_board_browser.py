@@ -42,6 +42,11 @@ def test_compliance_approves_from_its_column_with_a_comment(browser_page, live_u
     assert page.locator(".alert-success").count() >= 1
     assert _card(page, "approved", req.id).count() == 1 and _card(page, "compliance", req.id).count() == 0
 
+    # At phone width the columns stack, each as wide as the screen at most (board.css).
+    page.set_viewport_size({"width": 375, "height": 800})
+    boxes = [page.locator(f".board-column[data-column={key}]").bounding_box() for key in ("manager", "compliance")]
+    assert boxes[1]["y"] > boxes[0]["y"] and max(b["x"] + b["width"] for b in boxes) <= 375
+
     db.session.expire_all()
     stored = db.session.get(ApprovalRequest, req.id)
     assert stored.status == ApprovalStatus.APPROVED
