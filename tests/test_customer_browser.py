@@ -64,3 +64,13 @@ def test_sales_adds_a_meeting_from_the_customer_page_and_finds_it_on_the_calenda
     page.wait_for_selector("#crm-calendar[data-last-move]", timeout=10_000)
     assert page.locator(".crm-calendar-error.hidden").count() == 1
     assert reload(db, Meeting, meeting.id).scheduled_at == when + timedelta(days=shift)
+
+
+def test_the_calendar_on_a_phone_lists_the_week(browser_page, live_url, make, shot):
+    meeting = make.meeting("sales", title="電話幅の商談", scheduled_at=utcnow())  # inside the week shown
+    page = browser_page("sales", width=375, height=740)
+    page.goto(f"{live_url}/calendar/")
+    page.locator(".fc-list").wait_for(timeout=10_000)
+    page.locator(f".fc-event[data-event-id='meeting:{meeting.id}']").wait_for(timeout=10_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375 + 1
+    shot(page, "calendar-phone")

@@ -34,10 +34,14 @@
     });
   }
 
+  // A phone gets the week as a list (a month grid is unreadable at 375 px); the grids stay a click away.
+  var narrow = window.matchMedia("(max-width: 575px)").matches;
   var calendar = new FullCalendar.Calendar(el, {
-    initialView: "dayGridMonth",
+    initialView: narrow ? "listWeek" : "dayGridMonth",
     locale: el.dataset.locale === "en" ? "en" : "ja",
-    headerToolbar: { left: "prev,next today", center: "title", right: "dayGridMonth,timeGridWeek,timeGridDay" },
+    headerToolbar: narrow
+      ? { left: "prev,next", center: "title", right: "listWeek,timeGridDay,dayGridMonth" }
+      : { left: "prev,next today", center: "title", right: "dayGridMonth,timeGridWeek,timeGridDay,listWeek" },
     height: "auto",
     nowIndicator: true,
     eventDurationEditable: false,
