@@ -61,6 +61,14 @@ class ApprovalRequest(TimestampMixin, Model):
         # Queues and dashboards: pending requests oldest first; a rep's own requests newest first.
         sa.Index("ix_approval_requests_status_requested", "status", "requested_at"),
         sa.Index("ix_approval_requests_requester_requested", "requester_id", "requested_at"),
+        # Home pages: amounts approved since the start of the month, per rep (index-only, one month's rows).
+        sa.Index(
+            "ix_approval_requests_approved_processed",
+            "processed_at",
+            postgresql_include=["requester_id", "amount"],
+            postgresql_where=sa.text("status = 'APPROVED'"),
+            sqlite_where=sa.text("status = 'APPROVED'"),
+        ),
     )
 
     def __repr__(self):

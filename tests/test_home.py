@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from app.services import approvals as approval_service
 from app.services.dashboard import home_figures, home_kind, home_periods
-from models import Task
+from models import ApprovalRequest, ApprovalStatus, Task
 from models.base import utcnow
 
 LONG_AGO = utcnow() - timedelta(days=3650)
@@ -83,7 +83,7 @@ def test_sales_figures_count_own_requests_and_pipeline_only(app, users, make):
     make.approval("sales", amount=1_234_567)
     make.approval("sales2", amount=7_654_321)
     after = home_figures(users["sales"])
-    assert after["requests"]["PENDING"][0] == before["requests"]["PENDING"][0] + 1
+    assert after["requests"]["PENDING"] == before["requests"]["PENDING"] + 1
     assert after["pipeline"]["requested"] - before["pipeline"]["requested"] == 1_234_567
     assert after["pipeline"]["requestedCount"] == before["pipeline"]["requestedCount"] + 1
     other = home_figures(users["sales2"])
@@ -261,3 +261,16 @@ def test_manager_trend_weeks_are_utc_mondays(users):
 
     weeks = [date.fromisoformat(w) for w in trends["weeks"]]
     assert all(w.weekday() == 0 for w in weeks) and weeks[-1] <= utcnow().date() < weeks[-1] + timedelta(days=7)
+
+
+def test_own_request_counts_from_counters_equal_the_rows(users, make, db):
+    from app.services.dashboard import own_request_counts
+
+    make.approval("sales2", amount=3_000_000)
+    for key in ("sales", "sales2", "manager"):
+        rows = db.session.execute(
+            sa.select(ApprovalRequest.status, sa.func.count()).where(ApprovalRequest.requester_id == users[key].id)
+            .group_by(ApprovalRequest.status)
+        ).all()
+        expected = {s.value: 0 for s in ApprovalStatus} | {str(s): n for s, n in rows}
+        assert own_request_counts(users[key]) == expected, key
