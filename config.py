@@ -208,6 +208,9 @@ class Config:
     # dropdown's largest ?limit=): every search is bounded, whatever the table sizes.
     GLOBAL_SEARCH_SUGGEST_LIMIT = env_int("GLOBAL_SEARCH_SUGGEST_LIMIT", 5)
     GLOBAL_SEARCH_PAGE_LIMIT = env_int("GLOBAL_SEARCH_PAGE_LIMIT", 50)
+    # Most rows a list screen's CSV / Excel export holds (views/list_tools.py); a longer
+    # list is refused (400) until filtered: the workbook is built in memory.
+    LIST_EXPORT_MAX_ROWS = env_int("LIST_EXPORT_MAX_ROWS", 10_000)
     # --- end find ---
 
     # Events (seed names kept). Disabled: the outbox drains in-process.

@@ -1,4 +1,4 @@
-"""Cells of every export (CSV now; Excel, PDF and the screens' list exports later) go through here.
+"""Cells of every export (CSV, Excel; the list screens and /api/reports) go through here.
 
 A spreadsheet runs a cell that starts with `=`, `+`, `-` or `@` (and, in some programs,
 one that starts with a tab or a carriage return) as a formula: a customer named
@@ -62,3 +62,41 @@ def csv_line(values):
     buf = io.StringIO()
     csv.writer(buf).writerow([_text(v) for v in values])
     return buf.getvalue()
+
+
+def csv_stream(header, rows):
+    """Yield a CSV file in pieces: the BOM and `header`, then one line per row of `rows`, every cell through `cell()`."""
+    yield BOM + csv_line(header)
+    for row in rows:
+        yield csv_line(row)
+
+
+def _xlsx_value(value):
+    """One Excel cell: `cell()`, then what openpyxl cannot store made storable (aware times, control characters)."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    value = cell(value)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        value = value.replace(tzinfo=None)  # the caller gives display-time values; Excel has no zones
+    elif isinstance(value, str):
+        value = ILLEGAL_CHARACTERS_RE.sub("", value)
+    return value
+
+
+def xlsx_bytes(header, rows, title="export"):
+    """An .xlsx workbook (one sheet named `title`) of `header` and `rows`, every cell through `cell()`.
+
+    openpyxl's write-only mode keeps one row in memory at a time; the file itself is built
+    in memory, so callers bound the rows. A neutralised text starts with `'`, never `=`,
+    so openpyxl stores it as text, not as a formula.
+    """
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(title=title[:31])
+    sheet.append([_xlsx_value(v) for v in header])
+    for row in rows:
+        sheet.append([_xlsx_value(v) for v in row])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

@@ -79,6 +79,11 @@ SELF_SERVICE = [
     ("can_this_form_post", "UserInfoEditView"),
     ("can_get", "OpenApi"),
     ("can_show", "SwaggerView"),
+    # --- find: each user's own saved views of the lists (app/services/saved_views.py) ---
+    ("can_read", "SavedView"),
+    ("can_add", "SavedView"),
+    ("can_delete", "SavedView"),
+    ("menu_access", "Saved views"),
 ]
 
 # Menu entries opened by a read permission on a resource.

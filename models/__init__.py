@@ -11,6 +11,7 @@ from models.customer import CompanySize, Customer, InvestmentProfile
 from models.meeting import Meeting, MeetingStatus, MeetingType
 from models.notification import Notification, NotificationType
 from models.outbox import OutboxEvent, ProcessedEvent
+from models.saved_view import SavedView
 from models.task import OPEN_STATUSES, Task, TaskPriority, TaskStatus
 from models.token_epoch import TokenEpoch
 
@@ -36,6 +37,7 @@ __all__ = [
     "Reminder",
     "OutboxEvent",
     "ProcessedEvent",
+    "SavedView",
     "OPEN_STATUSES",
     "Task",
     "TaskPriority",

@@ -40,10 +40,12 @@ def register_views(appbuilder):
     # --- end bell ---
     appbuilder.add_view(AuditLogView, "Audit Log", label=_("Audit Log"), icon="fa-history", category="Admin", category_label=_("Admin"))
 
-    # --- find: global search ---
+    # --- find: global search, saved views ---
+    from views.saved_views import SavedViewsView
     from views.search import GlobalSearchView
 
     appbuilder.add_view_no_menu(GlobalSearchView)
+    appbuilder.add_view(SavedViewsView, "Saved views", label=_("Saved views"), icon="fa-bookmark", category="Sales")
     # --- end find ---
     # --- cust-cal: the calendar ---
     from views.calendar import CalendarView

@@ -42,6 +42,7 @@ from app.roles import API_METHOD_PERMISSIONS, VIEW_METHOD_PERMISSIONS
 from app.scope import ASSIGN, FILTER, SCOPE_FILTERS, choice_filters
 from app.services import errors
 from app.services.errors import DomainError
+from views.list_tools import ListTools
 from views.relations import CrmSchemaConverter
 
 log = logging.getLogger(__name__)
@@ -145,11 +146,13 @@ def relation_choice_filters(datamodel, columns, purpose, declared=None):
     return {**declared, **out}
 
 
-class ScopedModelView(ServiceHooks, ModelView):
+class ScopedModelView(ListTools, ServiceHooks, ModelView):
     """A screen limited to the caller's scope, with the shared permission names.
 
     Every related-field select of its add, edit and search forms (the list page's filter
     widgets too) offers only what the caller may pick (app/scope.py's `choice_clause`).
+    Its list page offers saved views and CSV / Excel exports of the list as shown
+    (views/list_tools.py).
     """
 
     base_filters = SCOPE_FILTERS
