@@ -3,7 +3,7 @@
 One row per (user, screen, name); deleted with its user.
 
 Revision ID: d6e1f0a2b7c3
-Revises: b7d4e2a9c1f3
+Revises: a9e3c7d1f5b2
 Create Date: 2026-12-01 13:40:00
 
 """
@@ -14,7 +14,7 @@ from models.base import UTCDateTime
 
 # revision identifiers, used by Alembic.
 revision = 'd6e1f0a2b7c3'
-down_revision = 'b7d4e2a9c1f3'
+down_revision = 'a9e3c7d1f5b2'
 branch_labels = None
 depends_on = None
 
