@@ -181,3 +181,29 @@ def test_csv_stream_writes_the_bom_once():
 
     text = "".join(csv_stream(["a"], [["=1"], [2]]))
     assert text == BOM + "a\r\n'=1\r\n2\r\n"
+
+
+def test_a_lists_default_filters_and_order_apply_until_it_is_filtered(app, browser_login, make, monkeypatch):
+    """A list that opens on default filters (e.g. open tasks by due date) exports what it opens on."""
+    from datetime import timedelta
+
+    from flask_appbuilder.models.sqla.filters import FilterEqual
+
+    from models.base import utcnow
+
+    view = next(v for v in app.appbuilder.baseviews if type(v).__name__ == "TaskView")
+    monkeypatch.setattr(view, "default_filters", [["priority", FilterEqual, "URGENT"]], raising=False)
+    monkeypatch.setattr(view, "default_order", ("due_date", "desc"), raising=False)
+    t = tag()
+    soon = make.task("sales", title=f"{t} 急ぎ1", priority="URGENT", due_date=utcnow() + timedelta(days=1))
+    later = make.task("sales", title=f"{t} 急ぎ2", priority="URGENT", due_date=utcnow() + timedelta(days=3))
+    calm = make.task("sales", title=f"{t} 通常", priority="LOW")
+    client = browser_login("sales")
+    _resp, rows = export_csv(client, "/taskview/export/csv")
+    titles = [row[0] for row in rows[1:]]
+    assert titles.index(later.title) < titles.index(soon.title) and calm.title not in titles
+    # ?all=1 or a filter of the user's own replaces the defaults.
+    _resp, rows = export_csv(client, "/taskview/export/csv", all="1")
+    assert calm.title in [row[0] for row in rows[1:]]
+    _resp, rows = export_csv(client, "/taskview/export/csv", **{f"_flt_{CONTAINS}_title": t})
+    assert sorted(row[0] for row in rows[1:]) == sorted([soon.title, later.title, calm.title])
