@@ -143,6 +143,7 @@ class Config:
     # Proxies in front of gunicorn whose X-Forwarded-For / -Proto are believed (0: none, so
     # the client address is the socket's). Render's load balancer is one hop: 1.
     TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")  # the root logger's level (rules-once)
 
     # JWT (FAB creates the JWTManager; identities are strings).
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 60))

@@ -22,10 +22,10 @@ def create_app(config_class=None):
     # X-Forwarded-For / -Proto are anyone's to send: believed only from the configured
     # number of proxies in front (0 by default), or a client picks the IP that audit rows
     # and rate limits see.
-    hops = int(app.config.get("TRUSTED_PROXY_COUNT") or 0)
+    hops = int(app.config["TRUSTED_PROXY_COUNT"])
     if hops > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
-    logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from app import audit, caching, dbpool, delivery, events, i18n, pagination, tokens
     from app.extensions import cache, csrf, db, limiter, migrate
@@ -38,13 +38,13 @@ def create_app(config_class=None):
     pagination.install()
 
     # FAB keeps a per-app registry of views, so each app gets its own AppBuilder.
-    appbuilder = AppBuilder(update_perms=app.config.get("FAB_UPDATE_PERMS", False))
+    appbuilder = AppBuilder(update_perms=app.config["FAB_UPDATE_PERMS"])
     with app.app_context():
         import models  # noqa: F401  (registers every table on Model.metadata)
 
         db.init_app(app)
         for engine in db.engines.values():
-            dbpool.install(engine, app.config.get("DB_PING_IDLE_SECONDS", 30))
+            dbpool.install(engine, app.config["DB_PING_IDLE_SECONDS"])
         migrate.init_app(app, db, directory=app.config.get("MIGRATIONS_DIR", _migrations_dir()))
         cache.init_app(app)
         i18n.init_app(app)

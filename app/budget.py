@@ -120,7 +120,7 @@ def user_caller(claims):
 
 def counter_key(charge):
     """The Redis key of the caller's counter; the limit is part of it, so a new limit starts new windows."""
-    prefix = current_app.config.get("RATELIMIT_KEY_PREFIX") or "crm"
+    prefix = current_app.config["RATELIMIT_KEY_PREFIX"]
     return f"{prefix}:api-budget:{charge.caller}:{charge.limit.amount}/{charge.limit.get_expiry()}"
 
 

@@ -32,6 +32,7 @@ from werkzeug.http import parse_etags
 
 from app import tokens
 from app.extensions import cache
+from app.memo import remember
 
 log = logging.getLogger("crm.cache")
 
@@ -132,8 +133,8 @@ def _call(fn):
         config = current_app.config if has_app_context() else {}
         with _lock:
             _stats["errors"] += 1
-            _state["down_until"] = now + float(config.get("CACHE_RETRY_SECONDS", 5))
-            should_log = now - _state["last_log"] >= float(config.get("CACHE_ERROR_LOG_SECONDS", 60))
+            _state["down_until"] = now + float(config["CACHE_RETRY_SECONDS"])
+            should_log = now - _state["last_log"] >= float(config["CACHE_ERROR_LOG_SECONDS"])
             if should_log:
                 _state["last_log"] = now
         if should_log:
@@ -199,9 +200,7 @@ def request_query_key():
         # "?after=" which selects keyset paging from the start.
         args = sorted((k, v) for k, v in request.args.items(multi=True) if v != "" or k == "after")
         key = json.dumps([request.path, args, locale], ensure_ascii=False, separators=(",", ":"))
-        if len(_query_keys) >= _QUERY_KEYS_MAX:
-            _query_keys.clear()
-        _query_keys[raw] = key
+        remember(_query_keys, raw, key, _QUERY_KEYS_MAX)
     return key
 
 
@@ -291,7 +290,7 @@ def answer_backend():
     every request as the first one after a write.
     """
     backend = _backend()
-    if backend is None or not current_app.config.get("CACHE_ANSWERS", True):
+    if backend is None or not current_app.config["CACHE_ANSWERS"]:
         return None
     return backend
 
@@ -328,7 +327,7 @@ _MEMO_MAX = 4096
 
 def memo_seconds():
     """How long a memoised permission answer is believed (PERMISSION_MEMO_SECONDS)."""
-    return float(current_app.config.get("PERMISSION_MEMO_SECONDS", 30))
+    return float(current_app.config["PERMISSION_MEMO_SECONDS"])
 
 
 def memo(resources, key, compute):
@@ -355,9 +354,7 @@ def memo(resources, key, compute):
     if found is not None and found[0] == gens and found[2] > now:
         return found[1]
     value = compute()
-    if len(_memo) >= _MEMO_MAX:
-        _memo.clear()
-    _memo[full_key] = (gens, value, now + memo_seconds())
+    remember(_memo, full_key, (gens, value, now + memo_seconds()), _MEMO_MAX)
     return value
 
 

@@ -36,7 +36,7 @@ def queue(config=None, connection=None):
     from rq import Queue
 
     config = config or current_app.config
-    return Queue(config.get("RQ_QUEUE", "crm"), connection=connection or redis_client())
+    return Queue(config["RQ_QUEUE"], connection=connection or redis_client())
 
 
 def _enqueue_safely(config, fn):
@@ -55,7 +55,7 @@ def _enqueue_safely(config, fn):
         log_throttled(
             log,
             "redis-down",
-            config.get("EVENTS_LOG_INTERVAL", 30),
+            config["EVENTS_LOG_INTERVAL"],
             "Redis unavailable (%s); events wait in the outbox for the sweep",
             exc,
         )
@@ -65,7 +65,7 @@ def _enqueue_safely(config, fn):
 def kick_relay(config=None):
     """Enqueue one relay job unless one is already waiting; return whether Redis answered."""
     config = config or current_app.config
-    name = config.get("RQ_QUEUE", "crm")
+    name = config["RQ_QUEUE"]
 
     def enqueue(conn):
         # The relay clears this flag before it selects rows, so a commit after that

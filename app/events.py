@@ -80,7 +80,7 @@ def emit(session, event_type, aggregate_type, aggregate_id, payload, key=None, a
         raise ValueError(f"unknown event type {event_type!r}")
     from flask import current_app
 
-    prefix = current_app.config.get("KAFKA_TOPIC_PREFIX", "") if _has_app() else ""
+    prefix = current_app.config["KAFKA_TOPIC_PREFIX"] if _has_app() else ""
     event_id = str(uuid.uuid4())
     aggregate_id = str(aggregate_id)
     sequence = _next_sequence(session, aggregate_type, aggregate_id)

@@ -68,7 +68,7 @@ def install(app):
         ("Referrer-Policy", "strict-origin-when-cross-origin"),
         ("Cross-Origin-Opener-Policy", "same-origin"),
     ]
-    if app.config.get("SECURITY_HSTS", False):
+    if app.config["SECURITY_HSTS"]:
         fixed.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
 
     @app.after_request

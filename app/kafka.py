@@ -18,16 +18,16 @@ def base_config(config):
     """Return the librdkafka settings shared by producers, consumers and the admin client."""
     conf = {
         "bootstrap.servers": config["KAFKA_BROKERS"],
-        "client.id": config.get("KAFKA_CLIENT_ID") or "crm",
+        "client.id": config["KAFKA_CLIENT_ID"],
     }
     protocol = config.get("KAFKA_SECURITY_PROTOCOL")
     if config.get("KAFKA_USERNAME"):
         conf.update(
             {
                 "security.protocol": protocol or "SASL_SSL",
-                "sasl.mechanism": config.get("KAFKA_SASL_MECHANISM") or "PLAIN",
+                "sasl.mechanism": config["KAFKA_SASL_MECHANISM"],
                 "sasl.username": config["KAFKA_USERNAME"],
-                "sasl.password": config.get("KAFKA_PASSWORD", ""),
+                "sasl.password": config["KAFKA_PASSWORD"],
             }
         )
     elif protocol:
@@ -44,7 +44,7 @@ def producer_config(config):
             "acks": "all",
             "partitioner": "murmur2_random",  # the Java client's, so every producer agrees
             "linger.ms": 5,
-            "message.timeout.ms": int(config.get("KAFKA_DELIVERY_TIMEOUT_MS", 30000)),
+            "message.timeout.ms": int(config["KAFKA_DELIVERY_TIMEOUT_MS"]),
         }
     )
     return conf
@@ -59,9 +59,9 @@ def consumer_config(config, group):
             "enable.auto.offset.store": False,
             "enable.auto.commit": True,
             "auto.offset.reset": "earliest",
-            "session.timeout.ms": int(config.get("KAFKA_SESSION_TIMEOUT_MS", 45000)),
+            "session.timeout.ms": int(config["KAFKA_SESSION_TIMEOUT_MS"]),
             # Brokers that do not answer a fetch before its max wait (tansu) cost this much latency.
-            "fetch.wait.max.ms": int(config.get("KAFKA_FETCH_WAIT_MAX_MS", 100)),
+            "fetch.wait.max.ms": int(config["KAFKA_FETCH_WAIT_MAX_MS"]),
         }
     )
     return conf
@@ -69,7 +69,7 @@ def consumer_config(config, group):
 
 def event_topics(config):
     """Return the five event topics with the configured prefix."""
-    prefix = config.get("KAFKA_TOPIC_PREFIX", "")
+    prefix = config["KAFKA_TOPIC_PREFIX"]
     return [topic_name(family, prefix) for family in TOPICS]
 
 
@@ -101,8 +101,8 @@ def ensure_topics(config, timeout=15.0):
     if missing:
         futures = admin.create_topics(
             [
-                NewTopic(t, num_partitions=int(config.get("KAFKA_TOPIC_PARTITIONS", 3)),
-                         replication_factor=int(config.get("KAFKA_REPLICATION_FACTOR", -1)))
+                NewTopic(t, num_partitions=int(config["KAFKA_TOPIC_PARTITIONS"]),
+                         replication_factor=int(config["KAFKA_REPLICATION_FACTOR"]))
                 for t in missing
             ]
         )

@@ -15,16 +15,14 @@ carry no values in the shared statement (SQLAlchemy requires each one at executi
 missing value is an error, never another request's value.
 """
 
-import threading
-
 import sqlalchemy as sa
 
+from app.memo import recall
 from app.scope import scope_clause, scope_kind
 
 SCOPE_UID = "crm_scope_uid"
 SHAPES_MAX = 1024
 _shapes = {}
-_shapes_lock = threading.Lock()
 
 
 class ListQuery:
@@ -76,11 +74,4 @@ class ListQuery:
 
 def shaped(key, build):
     """The statement `build()` makes for `key`, built once per process."""
-    found = _shapes.get(key)
-    if found is None:
-        found = build()
-        with _shapes_lock:
-            if len(_shapes) >= SHAPES_MAX:
-                _shapes.clear()
-            _shapes[key] = found
-    return found
+    return recall(_shapes, key, build, SHAPES_MAX)

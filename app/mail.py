@@ -12,15 +12,15 @@ def send_email(to, subject, body, config):
     if not config.get("SMTP_HOST"):
         return False
     msg = EmailMessage()
-    msg["From"] = config.get("SMTP_FROM", "crm@example.com")
+    msg["From"] = config["SMTP_FROM"]
     msg["To"] = to
     msg["Subject"] = subject
     msg.set_content(body or subject)
-    with smtplib.SMTP(config["SMTP_HOST"], int(config.get("SMTP_PORT", 587)), timeout=10) as smtp:
+    with smtplib.SMTP(config["SMTP_HOST"], int(config["SMTP_PORT"]), timeout=10) as smtp:
         if config.get("SMTP_USE_TLS"):
             smtp.starttls()
         if config.get("SMTP_USERNAME"):
-            smtp.login(config["SMTP_USERNAME"], config.get("SMTP_PASSWORD", ""))
+            smtp.login(config["SMTP_USERNAME"], config["SMTP_PASSWORD"])
         smtp.send_message(msg)
     log.info("Email sent: %s to %s", subject, to)
     return True

@@ -18,7 +18,6 @@
 
 import base64
 import json
-import threading
 import time
 from datetime import date, datetime
 from decimal import Decimal
@@ -26,6 +25,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from app import caching, rawsql
+from app.memo import remember
 from app.services.errors import ValidationFailed
 
 DEFAULT_LIMIT = 20
@@ -97,10 +97,7 @@ def estimate_count(session, query, key_source=None, params=None):
     else:
         plan = session.execute(explain, params or {}, execution_options={EXPLAIN_OPTION: True}).scalar()
         estimate = int((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
-    with _estimates_lock:
-        if len(_estimates) >= ESTIMATE_MEMO_MAX:
-            _estimates.clear()
-        _estimates[key] = (estimate, time.monotonic() + ESTIMATE_SECONDS)
+    remember(_estimates, key, (estimate, time.monotonic() + ESTIMATE_SECONDS), ESTIMATE_MEMO_MAX)
     return estimate
 
 
@@ -111,7 +108,6 @@ def estimate_count(session, query, key_source=None, params=None):
 ESTIMATE_SECONDS = 60
 ESTIMATE_MEMO_MAX = 1024
 _estimates = {}
-_estimates_lock = threading.Lock()
 
 
 def _engine_of(session):

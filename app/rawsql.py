@@ -27,14 +27,14 @@ invalidates a broken connection, as usual).
 """
 
 import operator
-import threading
 from collections import namedtuple
 
 import sqlalchemy as sa
 
+from app.memo import remember
+
 RAW_MAX = 1024
 _raw = {}
-_lock = threading.Lock()
 
 
 class _Unsupported(Exception):
@@ -107,11 +107,8 @@ def compiled_for(stmt, dialect):
             raw = RawStatement(stmt, dialect)
         except _Unsupported:
             raw = None
-        found = (stmt, raw)  # holds `stmt`, so its id names no other statement meanwhile
-        with _lock:
-            if len(_raw) >= RAW_MAX:
-                _raw.clear()
-            _raw[key] = found
+        # The entry holds `stmt`, so its id names no other statement meanwhile.
+        found = remember(_raw, key, (stmt, raw), RAW_MAX)
     return found[1]
 
 

@@ -38,8 +38,8 @@ def engine(app=None):
             found = False
         else:
             # Made in the process that uses it (a gunicorn worker, after the fork).
-            found = sa.create_engine(main.url, isolation_level="AUTOCOMMIT", **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}))
-            dbpool.install(found, app.config.get("DB_PING_IDLE_SECONDS", 30))
+            found = sa.create_engine(main.url, isolation_level="AUTOCOMMIT", **app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+            dbpool.install(found, app.config["DB_PING_IDLE_SECONDS"])
         app.extensions[ENGINE_KEY] = found
     return found or None
 

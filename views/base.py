@@ -52,7 +52,7 @@ def local_time(value):
     """Format an aware UTC timestamp in the configured display time zone."""
     if value is None:
         return ""
-    tz = ZoneInfo(current_app.config.get("DISPLAY_TIMEZONE", "Asia/Tokyo"))
+    tz = ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
     return value.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
 

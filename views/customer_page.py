@@ -151,7 +151,7 @@ def local_datetime(name, required=True):
     except ValueError:
         raise ValidationFailed(f"{name} must be a date and time like 2026-04-01T10:00", field=name) from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo(current_app.config.get("DISPLAY_TIMEZONE", "Asia/Tokyo")))
+        value = value.replace(tzinfo=ZoneInfo(current_app.config["DISPLAY_TIMEZONE"]))
     return value
 
 

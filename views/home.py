@@ -112,7 +112,7 @@ class HomeView(IndexView):
             "priority_badges": PRIORITY_BADGES,
             "audit_action_labels": AUDIT_ACTION_LABELS,
             "can_complete": self.appbuilder.sm.has_access(EDIT, TASK),
-            "display_tz": current_app.config.get("DISPLAY_TIMEZONE", "Asia/Tokyo"),
+            "display_tz": current_app.config["DISPLAY_TIMEZONE"],
         }
         if kind == "manager":
             helpers["charts"] = manager_charts(figures)

@@ -91,7 +91,7 @@ class ListTools:
         dm = self.datamodel
         filters, order_column, order_direction = self.screen_query()
         query = dm.apply_all(dm.session.query(dm.obj), filters, order_column, order_direction, page=0, page_size=limit + 1)
-        tz = ZoneInfo(current_app.config.get("DISPLAY_TIMEZONE", "Asia/Tokyo"))
+        tz = ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
         header = [str(self.label_columns.get(col, col)) for col in self.list_columns]
         rows = []
         for item in query.all():

@@ -109,7 +109,7 @@ class NotificationBellView(BaseView):
     @has_access
     def bell(self):
         """JSON for the bell: {count, items: the newest BELL_ITEMS} (changes nothing)."""
-        limit = int(current_app.config.get("BELL_ITEMS", 8))
+        limit = int(current_app.config["BELL_ITEMS"])
         user = g.user
         resp = jsonify(count=service.unread_count(user), items=[bell_item(n) for n in service.latest(user, limit)])
         resp.headers["Cache-Control"] = "no-store"

@@ -166,8 +166,8 @@ def run(app, group=None, stop=None):
     from app.extensions import db
 
     config = app.config
-    interval = config.get("EVENTS_LOG_INTERVAL", 30)
-    group = group or config.get("KAFKA_CONSUMER_GROUP", "crm-reactions")
+    interval = config["EVENTS_LOG_INTERVAL"]
+    group = group or config["KAFKA_CONSUMER_GROUP"]
     kafka.ensure_topics(config, timeout=60)
     stopping = {"now": False}
 
@@ -180,8 +180,8 @@ def run(app, group=None, stop=None):
     producer = Producer(kafka.producer_config(config))
     consumer.subscribe(kafka.event_topics(config))
     log.info("Consumer %s listening on %s", group, ", ".join(kafka.event_topics(config)))
-    batch_size = int(config.get("KAFKA_CONSUMER_BATCH", 100))
-    pause = float(config.get("CONSUMER_FAULT_PAUSE_BEFORE_OFFSETS") or 0)
+    batch_size = int(config["KAFKA_CONSUMER_BATCH"])
+    pause = float(config["CONSUMER_FAULT_PAUSE_BEFORE_OFFSETS"])
     try:
         with app.app_context():
             while not stopping["now"] and not (stop and stop()):

@@ -140,16 +140,16 @@ def relay_batch(session, config, producer):
     shards = _lock_shards(session)
     if not shards:
         return 0, 0
-    rows = _pending_rows(session, shards, int(config.get("OUTBOX_BATCH_SIZE", 500)))
+    rows = _pending_rows(session, shards, int(config["OUTBOX_BATCH_SIZE"]))
     if not rows:
         return 0, 0
-    timeout = int(config.get("KAFKA_DELIVERY_TIMEOUT_MS", 30000)) / 1000 + 5
+    timeout = int(config["KAFKA_DELIVERY_TIMEOUT_MS"]) / 1000 + 5
     results = publish_rows(producer, rows, timeout)
     if len(results) < len(rows) or any(err is not None for err in results.values()):
         # After an outage librdkafka's idempotent state can stay broken (fenced, epoch bumps
         # a broker refuses); the next batch starts from a fresh producer.
         drop_producer()
-    pause = float(config.get("RELAY_FAULT_PAUSE_BEFORE_MARK") or 0)
+    pause = float(config["RELAY_FAULT_PAUSE_BEFORE_MARK"])
     if pause:
         # Fault injection for the tests: the window between delivery and marking.
         log.warning("Relay fault injection: %d delivered, pausing %.1fs before marking", len(results), pause)
@@ -180,7 +180,7 @@ def relay_batch(session, config, producer):
             sa.update(OutboxEvent).where(OutboxEvent.id.in_(failed), OutboxEvent.published_at.is_(None))
             .values(attempts=OutboxEvent.attempts + 1, last_error=(errors[0] if errors else "blocked by an earlier row")[:2000])
         )
-        log_throttled(log, "relay-publish", config.get("EVENTS_LOG_INTERVAL", 30),
+        log_throttled(log, "relay-publish", config["EVENTS_LOG_INTERVAL"],
                       "Relay could not publish %d events (%s); they stay in the outbox", len(failed),
                       errors[0] if errors else "blocked")
     else:
@@ -219,10 +219,10 @@ def relay_job():
     config = current_app.config
     try:
         conn = redis_client()
-        conn.delete(RELAY_KICK_KEY.format(queue=config.get("RQ_QUEUE", "crm")))
+        conn.delete(RELAY_KICK_KEY.format(queue=config["RQ_QUEUE"]))
         ensure_repeating(config, conn, "sweep")
     except Exception as exc:  # noqa: BLE001 - Redis trouble must not stop publishing
-        log_throttled(log, "relay-redis", config.get("EVENTS_LOG_INTERVAL", 30), "Relay: Redis error %s", exc)
+        log_throttled(log, "relay-redis", config["EVENTS_LOG_INTERVAL"], "Relay: Redis error %s", exc)
     return relay_until_empty(config)
 
 
@@ -230,10 +230,10 @@ def relay_job():
 def sweep_job(chain):
     """Repeating job: schedule the next sweep first (a killed run keeps the chain), then publish."""
     config = current_app.config
-    name = config.get("RQ_QUEUE", "crm")
+    name = config["RQ_QUEUE"]
     conn = redis_client()
     failures = int(conn.get(SWEEP_FAILURES_KEY.format(queue=name)) or 0)
-    interval = int(config.get("OUTBOX_SWEEP_SECONDS", 10))
+    interval = int(config["OUTBOX_SWEEP_SECONDS"])
     # Back off while the broker is down: interval, 2x, 4x ... up to a minute.
     delay = min(interval * (2 ** min(failures, 4)), max(MAX_BACKOFF, interval))
     if not continue_chain(config, conn, "sweep", chain, delay):
@@ -242,7 +242,7 @@ def sweep_job(chain):
         ok, failed = relay_until_empty(config)
     except Exception as exc:  # noqa: BLE001 - counted as a failure, retried with backoff
         ok, failed = 0, 1
-        log_throttled(log, "relay-sweep", config.get("EVENTS_LOG_INTERVAL", 30), "Sweep failed: %s", exc)
+        log_throttled(log, "relay-sweep", config["EVENTS_LOG_INTERVAL"], "Sweep failed: %s", exc)
     if failed:
         conn.incr(SWEEP_FAILURES_KEY.format(queue=name))
     else:

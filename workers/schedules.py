@@ -36,12 +36,12 @@ MAX_BACKOFF = 60
 
 
 def _chain_ttl(config, kind):
-    return max(int(config.get(REPEATING[kind][1], 10)) * 10, MAX_BACKOFF * 3)
+    return max(int(config[REPEATING[kind][1]]) * 10, MAX_BACKOFF * 3)
 
 
 def ensure_repeating(config, conn, kind, restart=False):
     """Start the repeating job `kind` unless a live chain exists (or `restart`); return whether started."""
-    key = CHAIN_KEY.format(queue=config.get("RQ_QUEUE", "crm"), kind=kind)
+    key = CHAIN_KEY.format(queue=config["RQ_QUEUE"], kind=kind)
     chain = uuid.uuid4().hex
     if restart:
         conn.set(key, chain, ex=_chain_ttl(config, kind))
@@ -53,12 +53,12 @@ def ensure_repeating(config, conn, kind, restart=False):
 
 def continue_chain(config, conn, kind, chain, delay=None):
     """Schedule the next run of chain `chain` after `delay` s; False when a newer chain took over."""
-    key = CHAIN_KEY.format(queue=config.get("RQ_QUEUE", "crm"), kind=kind)
+    key = CHAIN_KEY.format(queue=config["RQ_QUEUE"], kind=kind)
     current = conn.get(key)
     if current is not None and current.decode() != chain:
         return False
     conn.set(key, chain, ex=_chain_ttl(config, kind))
-    delay = delay if delay is not None else int(config.get(REPEATING[kind][1], 10))
+    delay = delay if delay is not None else int(config[REPEATING[kind][1]])
     queue(config, conn).enqueue_in(timedelta(seconds=delay), REPEATING[kind][0], chain, result_ttl=0, failure_ttl=3600)
     return True
 
@@ -185,7 +185,7 @@ def start_watchdog(app):
     from app.throttle import log_throttled
 
     config = app.config
-    interval = max(1, int(config.get("OUTBOX_SWEEP_SECONDS", 10)))
+    interval = max(1, int(config["OUTBOX_SWEEP_SECONDS"]))
 
     def watch():
         while True:
@@ -201,7 +201,7 @@ def start_watchdog(app):
                     # here (deduplicated) keeps the outbox moving meanwhile.
                     kick_relay(config)
             except Exception as exc:  # noqa: BLE001 - Redis down: try again next round
-                log_throttled(log, "watchdog", config.get("EVENTS_LOG_INTERVAL", 30), "Schedule watchdog: %s", exc)
+                log_throttled(log, "watchdog", config["EVENTS_LOG_INTERVAL"], "Schedule watchdog: %s", exc)
 
     thread = threading.Thread(target=watch, name="crm-schedule-watchdog", daemon=True)
     thread.start()

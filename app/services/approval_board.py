@@ -26,7 +26,6 @@ from models.customer import Customer
 COLUMNS = ("manager", "compliance", "approved", "rejected", "recalled")
 #: Cards shown per column (the count above a column is always the full count).
 CARD_LIMIT = 50
-DEFAULT_REMINDER_HOURS = 24
 _FINAL = {
     "approved": ApprovalStatus.APPROVED,
     "rejected": ApprovalStatus.REJECTED,
@@ -45,7 +44,7 @@ class Column:
 
 def reminder_hours(config):
     """The configured reminder interval in hours (at least 1)."""
-    return max(1, int(config.get("APPROVAL_REMINDER_HOURS", DEFAULT_REMINDER_HOURS)))
+    return max(1, int(config["APPROVAL_REMINDER_HOURS"]))
 
 
 def column_clause(key):

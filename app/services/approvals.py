@@ -105,7 +105,7 @@ def submit(request, user, requested_at=None):
     request.requested_at = requested_at or utcnow()
     config = current_app.config
     reasons = compliance_reasons(request, customer, config["APPROVAL_COMPLIANCE_THRESHOLD"],
-                                 int(config.get("APPROVAL_SUITABILITY_CHANGE_DAYS", 30)), request.requested_at)
+                                 int(config["APPROVAL_SUITABILITY_CHANGE_DAYS"]), request.requested_at)
     request.compliance_reasons = reasons or None
     request.steps = [ApprovalStep(sequence=1, required_role=MANAGER)]
     if reasons:

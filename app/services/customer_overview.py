@@ -46,7 +46,7 @@ class Suitability:
 
 def suitability_of(customer, now=None):
     """The suitability facts of `customer`, with the end of a recent-change window if one is open."""
-    days = int(current_app.config.get("APPROVAL_SUITABILITY_CHANGE_DAYS", 30))
+    days = int(current_app.config["APPROVAL_SUITABILITY_CHANGE_DAYS"])
     until = None
     if suitability.changed_recently(customer, days, now):
         until = customer.suitability_changed_at + timedelta(days=days)

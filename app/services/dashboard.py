@@ -282,7 +282,7 @@ def _display_zone():
 
     from flask import current_app
 
-    return ZoneInfo(current_app.config.get("DISPLAY_TIMEZONE", "Asia/Tokyo"))
+    return ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
 
 
 def home_periods(now):

@@ -77,7 +77,7 @@ def _queue_state(config, conn):
     from rq import Queue, Worker
     from rq.registry import FailedJobRegistry
 
-    name = config.get("RQ_QUEUE", "crm")
+    name = config["RQ_QUEUE"]
     try:
         queue = Queue(name, connection=conn)
         workers = Worker.all(queue=queue)

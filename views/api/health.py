@@ -12,6 +12,7 @@ import time
 import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify
 
+from app import kafka
 from app.extensions import db
 from app.extensions import redis_client
 
@@ -28,21 +29,6 @@ def _check_redis():
     if client is None:
         raise RuntimeError("REDIS_URL is not set")
     client.ping()
-
-
-def kafka_settings(config):
-    """librdkafka settings from the seed's variable names (SASL/PLAIN over TLS when a user is set)."""
-    settings = {"bootstrap.servers": config["KAFKA_BROKERS"], "client.id": config.get("KAFKA_CLIENT_ID", "crm")}
-    if config.get("KAFKA_USERNAME"):
-        settings.update(
-            {
-                "security.protocol": "SASL_SSL",
-                "sasl.mechanism": config.get("KAFKA_SASL_MECHANISM", "PLAIN"),
-                "sasl.username": config["KAFKA_USERNAME"],
-                "sasl.password": config.get("KAFKA_PASSWORD", ""),
-            }
-        )
-    return settings
 
 
 class CheckFailed(Exception):
@@ -105,7 +91,7 @@ def _probe_kafka(settings):
 
 def _check_kafka():
     config = current_app.config
-    broker_check.run(kafka_settings(config), float(config.get("READY_KAFKA_CACHE_SECONDS", 5)), _probe_kafka)
+    broker_check.run(kafka.base_config(config), float(config["READY_KAFKA_CACHE_SECONDS"]), _probe_kafka)
 
 
 @bp.get("/ready")

@@ -17,7 +17,7 @@ PUBLIC = {"crm_api.crm_api_auth.login", "crm_api.crm_api_auth.register", "crm_ap
 
 def build_spec(app):
     """Describe every /api route from the URL map and the views' docstrings."""
-    spec = APISpec(title=f"{app.config.get('APP_NAME', 'CRM')} /api", version="1.0.0", openapi_version="3.0.3")
+    spec = APISpec(title=f"{app.config['APP_NAME']} /api", version="1.0.0", openapi_version="3.0.3")
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     spec.components.schema("Error", ERROR_SCHEMA)
     paths = {}

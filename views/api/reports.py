@@ -125,7 +125,7 @@ def sales_metrics():
 def _day(column):
     """The calendar day of a timestamp in the display time zone (PostgreSQL), else UTC."""
     if db.engine.dialect.name == "postgresql":
-        return sa.func.date(sa.func.timezone(current_app.config.get("DISPLAY_TIMEZONE", "UTC"), column))
+        return sa.func.date(sa.func.timezone(current_app.config["DISPLAY_TIMEZONE"], column))
     return sa.func.date(column)
 
 
