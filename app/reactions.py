@@ -292,14 +292,17 @@ def remind_approver(session, envelope):
     if user is None or not approval_board.waits_for(session, request.id, user, payload["step"]):
         _outdated(envelope, "the request no longer waits for this approver at this step")
         return
-    from flask_babel import gettext
+    from flask import current_app
+    from flask_babel import force_locale, gettext
 
     hours = int(approval_board.age(request, utcnow()).total_seconds() // 3600)
-    title = gettext("Reminder: %(product)s has waited %(hours)d hours for your decision",
-                    product=request.product_name, hours=hours)
-    message = gettext("%(customer)s / ¥%(amount)s, requested by %(requester)s",
-                      customer=request.customer.name if request.customer else "",
-                      amount=f"{request.amount:,.0f}", requester=request.requester)
+    # Stored text: in the product's language, whoever's request (and locale) runs the drain.
+    with force_locale(current_app.config.get("BABEL_DEFAULT_LOCALE", "ja")):
+        title = gettext("Reminder: %(product)s has waited %(hours)d hours for your decision",
+                        product=request.product_name, hours=hours)
+        message = gettext("%(customer)s / ¥%(amount)s, requested by %(requester)s",
+                          customer=request.customer.name if request.customer else "",
+                          amount=f"{request.amount:,.0f}", requester=request.requester)
     with acting_as(None):
         _notify(session, user.id, NotificationType.APPROVAL_REQUEST, title, message, links.approval(request.id))
 

@@ -187,3 +187,19 @@ def test_reminder_job_e_mails_when_smtp_is_set(app, make, users, db, monkeypatch
         q.delete(delete_jobs=True)
     mine = [m for m in sent if m[0] == users["manager"].email and req.customer.name in m[2]]
     assert len(mine) == 1 and mine[0][1].startswith(PREFIX + "国内株式ファンド")
+
+
+def test_reminder_text_is_in_the_default_language_whoever_runs_the_drain(app, make, users, db):
+    """Delivered in-process during an English user's request, the stored reminder is still Japanese."""
+    req = make.approval("sales")
+    _backdate(db, req, 25)
+    with app.test_request_context("/?_l_=en"):
+        from flask_babel import gettext
+
+        assert gettext("Approvals Board") == "Approvals Board"  # this request speaks English
+        _scan(db)
+    db.session.expire_all()
+    titles = db.session.execute(sa.select(Notification.title).where(
+        Notification.user_id == users["manager"].id, Notification.link.like(f"%{req.id}"),
+        Notification.type == NotificationType.APPROVAL_REQUEST)).scalars().all()
+    assert any(t.startswith(PREFIX) for t in titles), titles
