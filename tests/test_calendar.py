@@ -170,3 +170,22 @@ def test_bad_input_is_a_400_naming_the_field(browser_login, make, db):
     resp = c.post("/calendar/move", data="[1, 2]", content_type="application/json", headers={"X-CSRFToken": c.form_token()})
     assert resp.status_code == 400
     assert _unchanged(db, Meeting, meeting, "scheduled_at")
+
+
+def test_cached_feed_is_per_caller_and_roles_and_follows_a_move(browser_login, make, users, db, redis_cache):
+    from app import caching
+
+    meeting = make.meeting("sales", scheduled_at=utcnow() + timedelta(days=1))
+    key = f"meeting:{meeting.id}"
+    sales = browser_login("sales")
+    first = _ids(_feed(sales))[key]["start"]
+    hits = caching.stats()["hits"]
+    assert _ids(_feed(sales))[key]["start"] == first
+    assert caching.stats()["hits"] > hits, "the second read is a cache hit"
+    # Same query, other callers: never the Sales user's answer, nor the Manager's for Compliance.
+    assert key not in _ids(_feed(browser_login("sales2")))
+    assert _ids(_feed(browser_login("manager"), who="team"))[key]["editable"] is True
+    assert _ids(_feed(browser_login("compliance"), who="team"))[key]["editable"] is False
+    target = (utcnow() + timedelta(days=2)).replace(microsecond=0)
+    assert _move(sales, {"kind": "meeting", "id": meeting.id, "start": target.isoformat()}).status_code == 200
+    assert _ids(_feed(sales))[key]["start"] == target.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -114,24 +114,26 @@ def render(view, pk, status=200):
         abort(404)
     except ValidationFailed as exc:
         return make_response({"error": "Bad Request", "message": exc.message, "details": exc.details}, 400)
+    # Each lazy label is translated once per page, not once per timeline line.
+    texts = lambda labels: {key: str(value) for key, value in labels.items()}  # noqa: E731
     html = view.render_template(
         "crm/customer_page.html",
         title=view.show_title,
         customer=customer,
-        labels=view.label_columns,
+        labels=texts(view.label_columns),
         suitability=customer_overview.suitability_of(customer),
         related=customer_overview.related_records(customer, user),
         timeline=page,
         local_time=local_time,
         show_value=show_value,
-        action_labels=ACTION_LABELS,
-        resource_labels=RESOURCE_LABELS,
-        field_labels=FIELD_LABELS,
+        action_labels=texts(ACTION_LABELS),
+        resource_labels=texts(RESOURCE_LABELS),
+        field_labels=texts(FIELD_LABELS),
         is_overdue=customer_overview.is_overdue,
         may_add={kind: may_add(kind) for kind in FORMS},
         meeting_types=[(t.value, MEETING_TYPE_LABELS[t]) for t in MeetingType],
-        meeting_status_labels=MEETING_STATUS_LABELS,
-        request_labels=REQUEST_LABELS,
+        meeting_status_labels=texts(MEETING_STATUS_LABELS),
+        request_labels=texts(REQUEST_LABELS),
         request_badges=REQUEST_BADGES,
         priorities=list(TaskPriority),
         form=request.form if status != 200 else {},

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.orm import lazyload
 
 from app.extensions import db
 from app.scope import scope_clause
@@ -60,10 +61,12 @@ def suitability_of(customer, now=None):
 
 
 def _related(model, customer_id, user, order, limit):
+    """The first `limit` rows and the total in one statement (the window count is taken before LIMIT)."""
     where = sa.and_(model.customer_id == customer_id, scope_clause(model, user))
-    total = db.session.execute(sa.select(sa.func.count()).select_from(model).where(where)).scalar()
-    rows = db.session.execute(sa.select(model).where(where).order_by(*order).limit(limit)).unique().scalars().all()
-    return Related(rows=rows, total=total)
+    # The page shows the rows' own columns: none of the models' joined customer and user rows.
+    stmt = sa.select(model, sa.func.count().over().label("total")).where(where).order_by(*order).limit(limit).options(lazyload("*"))
+    result = db.session.execute(stmt).all()
+    return Related(rows=[row[0] for row in result], total=result[0].total if result else 0)
 
 
 def load_customer(customer_id, user):
