@@ -203,3 +203,27 @@ def test_reminder_text_is_in_the_default_language_whoever_runs_the_drain(app, ma
         Notification.user_id == users["manager"].id, Notification.link.like(f"%{req.id}"),
         Notification.type == NotificationType.APPROVAL_REQUEST)).scalars().all()
     assert any(t.startswith(PREFIX) for t in titles), titles
+
+
+def test_forged_or_malformed_reminders_are_parked_and_notify_nobody(app, make, users, db):
+    """An APPROVAL_REMINDER naming a user who may not decide, the wrong requester, or a junk step changes nothing."""
+    from app import events
+
+    req = make.approval("sales")
+    cases = [
+        ({"userId": str(users["sales2"].id), "step": 1}, None),  # not an approver: outdated, nothing happens
+        ({"userId": str(users["compliance"].id), "step": 1}, None),  # wrong role for step 1
+        ({"userId": str(users["manager"].id), "step": 2}, None),  # no such current step
+        ({"userId": str(users["manager"].id), "step": "1; drop"}, "step"),
+        ({"userId": str(users["manager"].id), "step": 1, "requesterId": str(users["sales2"].id)}, "requesterId"),
+    ]
+    for fields, parked in cases:
+        payload = {"id": req.id, "requesterId": str(users["sales"].id), "interval": utcnow().isoformat(), **fields}
+        envelope = events.emit(db.session, "APPROVAL_REMINDER", "approval", req.id, payload, key=fields["userId"])
+        db.session.commit()
+        db.session.expire_all()
+        row = db.session.get(OutboxEvent, envelope["id"])
+        assert row.published_at is not None  # delivered (or parked) in-process
+        if parked:
+            assert row.last_error and parked in row.last_error, row.last_error
+    assert _reminded(db, req) == {}
