@@ -274,3 +274,26 @@ def test_own_request_counts_from_counters_equal_the_rows(users, make, db):
         ).all()
         expected = {s.value: 0 for s in ApprovalStatus} | {str(s): n for s, n in rows}
         assert own_request_counts(users[key]) == expected, key
+
+
+def test_cached_home_page_is_per_caller_carries_the_sessions_token_and_follows_changes(redis_cache, browser_login, make, db):
+    from app import caching
+
+    task = make.task("sales", title="キャッシュされた画面", due_date=LONG_AGO)
+    client = browser_login("sales")
+    first = _page(client)
+    hits = caching.stats()["hits"]
+    second = _page(client)
+    assert caching.stats()["hits"] > hits  # the page's blocks came from the cache
+    assert _row(second, "overdue", task.id) is not None
+    assert "__crm_home_csrf_token__" not in second
+    token = re.search(rf'action="/home/tasks/{task.id}/complete"[^>]*>\s*<input type="hidden" name="csrf_token" value="([^"]+)"', second)
+    assert token is not None
+    # Another rep's page is their own, never this one.
+    assert task.id not in _page(browser_login("sales2"))
+    # The token served from the cache is this session's: the one-click complete works with it.
+    resp = client.post(f"/home/tasks/{task.id}/complete", data={"csrf_token": token.group(1)}, csrf=False)
+    assert resp.status_code == 302
+    assert _task_status(db, task.id) == "COMPLETED"
+    assert _row(_page(client), "overdue", task.id) is None
+    assert first.count('data-block="') == second.count('data-block="')

@@ -64,3 +64,30 @@ def test_role_home_pages_render_their_blocks_and_charts(browser_page, live_url, 
         assert page.evaluate("typeof window.Chart") == "function"
     shot(page, f"home-{key}")
     assert errors == []
+
+
+def test_compliance_sees_the_request_in_its_queue_with_reasons(browser_page, live_url, make, users, db):
+    from app.context import acting_as
+    from app.services import approvals
+    from models import ApprovalRequest
+
+    customer = make.customer("sales", investment_profile="moderate", risk_tolerance=2)
+    with acting_as(users["sales"]):
+        req = ApprovalRequest(customer_id=customer.id, product_name="新興国株式ファンド", product_risk=7, amount=20_000_000)
+        # Back-dated: first in the oldest-first queue whatever other tests left waiting.
+        approvals.submit(req, users["sales"], requested_at=LONG_AGO)
+        db.session.commit()
+    approvals.approve(req.id, users["manager"], "上長確認済み")
+    db.session.commit()
+    page = browser_page("compliance")
+    errors = _watch_console(page)
+    page.goto(f"{live_url}/")
+    row = page.locator(f"[data-block=queue] tr[data-id='{req.id}']")
+    assert row.count() == 1
+    reasons = {el.get_attribute("data-reason") for el in row.locator("[data-reason]").all()}
+    assert reasons == {"AMOUNT_AT_OR_ABOVE_THRESHOLD", "PRODUCT_RISK_ABOVE_TOLERANCE"}
+    assert page.locator("[data-block=reasons] tr[data-reason='PRODUCT_RISK_ABOVE_TOLERANCE']").count() == 1
+    row.locator("a").click()
+    page.wait_for_load_state()
+    assert f"/approvalrequestview/show/{req.id}" in page.url
+    assert errors == []

@@ -6,14 +6,19 @@ action here, completing a task, goes through the task service like PUT /api/task
 
 import json
 
-from flask import abort, current_app, flash, g, redirect, url_for
+from urllib.parse import quote
+
+from flask import abort, flash, g, redirect, render_template, request, url_for
+from flask_wtf.csrf import generate_csrf
+from markupsafe import Markup
 from flask_appbuilder import IndexView
 from flask_appbuilder.baseviews import expose
 from flask_babel import lazy_gettext as _
 
 from app.extensions import db
 from app.roles import EDIT, TASK
-from app.services.dashboard import home_figures
+from app.caching import cached_value, role_scope
+from app.services.dashboard import HOME_TABLES, HOME_TIMEOUT, home_day, home_figures, home_kind
 from app.services.errors import DomainError, NotFound
 from app.services.records import complete_task, get_in_scope, prepare_task
 from models.task import Task
@@ -33,6 +38,22 @@ AUDIT_ACTION_LABELS = {
     "APPROVE": _("Approved"),
     "REJECT": _("Rejected"),
     "RECALL": _("Recalled"),
+}
+RESOURCE_LABELS = {
+    "customer": _("Customer"),
+    "meeting": _("Meeting"),
+    "task": _("Task"),
+    "approval_request": _("Approval Request"),
+    "approval_step": _("Approval step"),
+    "user": _("User"),
+    "notification": _("Notification"),
+}
+# The screen of an audited record, where it has one.
+RESOURCE_SCREENS = {
+    "customer": "CustomerView.show",
+    "meeting": "MeetingView.show",
+    "task": "TaskView.show",
+    "approval_request": "ApprovalRequestView.show",
 }
 TEMPLATES = {
     "sales": "crm/home/sales.html",
@@ -82,11 +103,59 @@ def compliance_chart(figures):
     )
 
 
+# Stands for the caller's CSRF token in a cached fragment; replaced at every request.
+CSRF_MARK = "__crm_home_csrf_token__"
+_PK_MARK = "__crm_home_pk__"
+_url_templates = {}
+
+
+def record_url(endpoint, pk):
+    """url_for(endpoint, pk=pk) for a record route, the route built once per endpoint (ids are URL-safe)."""
+    key = (endpoint, request.script_root)
+    template = _url_templates.get(key)
+    if template is None:
+        template = _url_templates[key] = url_for(endpoint, pk=_PK_MARK)
+    return template.replace(_PK_MARK, quote(str(pk), safe=""))
+
+
+def _plain(labels):
+    """Lazy labels resolved once for this request's locale (a lazy string looks its catalogue up each time it is shown)."""
+    return {key: str(value) for key, value in labels.items()}
+
+
 class HomeView(IndexView):
     """「ホーム」: the caller's role home page instead of FAB's empty welcome box."""
 
     route_base = ""
     default_view = "index"
+
+    def _fragment(self, user, figures):
+        """The role's blocks as HTML, with CSRF_MARK where the caller's token goes."""
+        kind = figures["kind"]
+        helpers = {
+            "figures": figures,
+            "user_name": " ".join(p for p in (user.first_name, user.last_name) if p and p != "-"),
+            "local_time": local_time,
+            "yen": yen,
+            "hours_label": hours_label,
+            "record_url": record_url,
+            "csrf_mark": CSRF_MARK,
+            "status_labels": _plain({str(k): v for k, v in STATUS_LABELS.items()}),
+            "status_badges": {str(k): v for k, v in STATUS_BADGES.items()},
+            "reason_labels": _plain(REASON_LABELS),
+            "task_status_labels": _plain(TASK_STATUS_LABELS),
+            "priority_labels": _plain(PRIORITY_LABELS),
+            "priority_badges": PRIORITY_BADGES,
+            "audit_action_labels": _plain(AUDIT_ACTION_LABELS),
+            "resource_labels": _plain(RESOURCE_LABELS),
+            "resource_screens": RESOURCE_SCREENS,
+            "can_complete": self.appbuilder.sm.has_access(EDIT, TASK),
+        }
+        if kind == "manager":
+            helpers["charts"] = manager_charts(figures)
+        if kind == "compliance":
+            helpers["chart"] = compliance_chart(figures)
+        return render_template(TEMPLATES[kind], **helpers)
 
     @expose("/")
     def index(self):
@@ -95,30 +164,23 @@ class HomeView(IndexView):
         if user is None:
             return redirect(url_for(f"{self.appbuilder.sm.auth_view.endpoint}.login"))
         self.update_redirect()
-        figures = home_figures(user)
-        kind = figures["kind"]
+        kind = home_kind(user)
         if kind is None:
             return self.render_template("appbuilder/index.html", appbuilder=self.appbuilder)
-        helpers = {
-            "figures": figures,
-            "local_time": local_time,
-            "yen": yen,
-            "hours_label": hours_label,
-            "status_labels": {str(k): v for k, v in STATUS_LABELS.items()},
-            "status_badges": {str(k): v for k, v in STATUS_BADGES.items()},
-            "reason_labels": REASON_LABELS,
-            "task_status_labels": TASK_STATUS_LABELS,
-            "priority_labels": PRIORITY_LABELS,
-            "priority_badges": PRIORITY_BADGES,
-            "audit_action_labels": AUDIT_ACTION_LABELS,
-            "can_complete": self.appbuilder.sm.has_access(EDIT, TASK),
-            "display_tz": current_app.config["DISPLAY_TIMEZONE"],
-        }
-        if kind == "manager":
-            helpers["charts"] = manager_charts(figures)
-        if kind == "compliance":
-            helpers["chart"] = compliance_chart(figures)
-        return self.render_template(TEMPLATES[kind], appbuilder=self.appbuilder, **helpers)
+        if kind == "admin":
+            # The pipeline's health is read fresh each time (home_figures): so is the admin's page.
+            fragment = self._fragment(user, home_figures(user))
+        else:
+            # The rendered blocks, cached like the figures they show (same tables, same per-caller
+            # key, same lifetime) and per locale; only the CSRF token is the request's own.
+            locale = str(self.appbuilder.bm.get_locale() or "")
+            key = f"home-page:{kind}:{locale}:{home_day(user)}"
+            fragment = cached_value(HOME_TABLES[kind], role_scope(user, per_user=True), key,
+                                    lambda: self._fragment(user, home_figures(user)), timeout=HOME_TIMEOUT)
+        fragment = Markup(fragment.replace(CSRF_MARK, generate_csrf()))
+        return self.render_template(
+            "crm/home/page.html", appbuilder=self.appbuilder, fragment=fragment, charts=kind in ("manager", "compliance")
+        )
 
     @expose("/home/tasks/<pk>/complete", methods=["POST"])
     def complete(self, pk):

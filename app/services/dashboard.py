@@ -257,7 +257,7 @@ HOME_TIMEOUT = 60
 TREND_WEEKS = 8
 #: Tables each role's home figures read: a commit writing one of them makes that cached home stale.
 HOME_TABLES = {
-    "sales": ("tasks", "meetings", "customers", "approval_requests"),
+    "sales": ("tasks", "meetings", "customers", "approval_requests", "ab_user"),
     "manager": ("tasks", "meetings", "customers", "approval_requests", "approval_steps", "event_counters", "ab_user", "ab_user_role"),
     "compliance": ("approval_requests", "approval_steps", "customers", "audit_logs", "ab_user"),
     "admin": ("ab_user", "ab_user_role", "ab_role"),
@@ -300,6 +300,11 @@ def home_periods(now):
         "month": utc(month),
         "local_day": day.date(),
     }
+
+
+def home_day(user, now=None):
+    """The display-zone date the caller's home figures are for (part of their cache keys)."""
+    return home_periods(now or utcnow())["local_day"].isoformat()
 
 
 def home_figures(user, now=None):
