@@ -121,11 +121,27 @@ def test_info_user_choices_offer_sales_only_themself(client, auth, users, db, bo
             assert users["compliance"].id not in offered or role == "compliance"
 
 
-def _options(html, name):
-    """The option values of the <select name=...> in `html` (the blank choice left out)."""
-    select = re.search(rf'<select[^>]*name="{name}"[^>]*>(.*?)</select>', html, re.S)
-    assert select, f"no select {name}"
-    return {v for v in re.findall(r'<option[^>]*value="([^"]*)"', select.group(1)) if v != "__None"}
+def _options(client, html, name):
+    """Every id the related-field input `name` in `html` offers: its scoped autocomplete (views/autocomplete.py), page by page.
+
+    The screens no longer list the choices in a <select>; the input names the endpoint it
+    asks as the user types, and an empty query pages through everything it would offer.
+    """
+    field = re.search(rf'<input[^>]*name="{name}"[^>]*>', html)
+    assert field, f"no input {name}"
+    source = re.search(r'data-autocomplete="([^"]+)"', field.group(0))
+    assert source, f"input {name} names no autocomplete endpoint"
+    url = source.group(1).replace("&amp;", "&")
+    offered, page = set(), 1
+    while True:
+        resp = client.get(f"{url}&limit=100&page={page}")
+        assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+        values = [row["value"] for row in resp.json["data"]]
+        assert not set(values) & offered, "pages in a stable order: no id twice"
+        offered |= set(values)
+        if len(values) < 100:
+            return offered
+        page += 1
 
 
 def _as_ids(values):
@@ -154,7 +170,7 @@ def test_screen_add_and_edit_forms_offer_only_choices_in_scope(browser_login, ma
         assert resp.status_code == 200, path
         html = resp.get_data(as_text=True)
         for name in selects:
-            offered = _as_ids(_options(html, name))
+            offered = _as_ids(_options(c, html, name))
             if name == "customer":
                 assert offered == expected_customers(db, users, role), (path, name)
                 assert book["gone"] not in offered
@@ -173,17 +189,17 @@ def _search_widgets(html):
 
 @pytest.mark.parametrize("role", ["sales", "manager"])
 def test_list_search_widgets_offer_only_choices_in_scope(browser_login, users, db, book, role):
-    """FAB's list page carries the search form's selects (the filter widgets): scoped too."""
+    """FAB's list page carries the search form's inputs (the filter widgets): their choices scoped too."""
     c = browser_login(role)
     widgets = _search_widgets(c.get("/meetingview/list/").get_data(as_text=True))
-    assert _as_ids(_options(widgets["customer"], "customer")) == expected_customers(db, users, role)
-    users_offered = _as_ids(_options(widgets["sales"], "sales"))
+    assert _as_ids(_options(c, widgets["customer"], "customer")) == expected_customers(db, users, role)
+    users_offered = _as_ids(_options(c, widgets["sales"], "sales"))
     if role == "sales":
         assert users_offered == {users["sales"].id}
     else:  # filtering history: every user, the inactive one too
         assert {users["sales"].id, users["sales2"].id, book["inactive"]} <= users_offered
     for path in ("/taskview/list/", "/approvalrequestview/list/"):
-        offered = _as_ids(_options(_search_widgets(c.get(path).get_data(as_text=True))["customer"], "customer"))
+        offered = _as_ids(_options(c, _search_widgets(c.get(path).get_data(as_text=True))["customer"], "customer"))
         assert offered == expected_customers(db, users, role), path
 
 

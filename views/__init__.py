@@ -55,3 +55,8 @@ def register_views(appbuilder):
 
     for api in (CustomerApi, MeetingApi, TaskApi, ApprovalRequestApi):
         appbuilder.add_api(api)
+
+    # --- lists: the scoped autocomplete of related-field inputs (views/autocomplete.py) ---
+    from views.autocomplete import AutocompleteView
+
+    appbuilder.add_view_no_menu(AutocompleteView)

@@ -23,7 +23,9 @@ from app.services import approvals as service
 from app.services.errors import DomainError, ValidationFailed
 from models.approval import ApprovalRequest, ApprovalStatus
 from views.datamodels import CrmInterface
+from views import display
 from views.base import ScopedModelApi, ScopedModelView, local_time, time_formatters
+from views.lists import InFilter, link_button
 
 ADDABLE = ["customer", "product_name", "product_risk", "amount", "comment"]
 LABELS = {
@@ -120,14 +122,23 @@ class ApprovalRequestView(ScopedModelView):
     search_columns = ["status", "customer", "product_name", "requester", "amount", "requested_at"]
     order_columns = ["requested_at", "amount", "status", "product_name"]
     base_order = ("requested_at", "desc")
+    # Opened from the menu: what is still pending, the oldest first (the one waiting longest).
+    default_filters = [["status", InFilter, (ApprovalStatus.PENDING,)]]
+    default_note = _("Pending requests, oldest first")
+    default_order = ("requested_at", "asc")
     formatters_columns = {
         **time_formatters("requested_at", "processed_at"),
         "compliance_reasons": _reasons_formatter,
-        "amount": yen,
+        "amount": display.yen,
         "comment": lambda v: v or "",
-        "status": lambda v: STATUS_LABELS.get(v, v),
+        "status": display.badge_formatter("approval_status"),
+        "product_risk": display.risk_badge,
     }
     show_template = "approvals/show.html"
+
+    def quick_actions(self, pk, item):
+        """Open the request's page (where it is decided or recalled)."""
+        return link_button("ApprovalRequestView.show", _("Open"), "fa-folder-open-o", "btn-primary", pk=pk)
 
     def pre_update(self, item):
         """Refuse edits (locked or final) and drop the form's changes from the session."""

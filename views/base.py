@@ -13,7 +13,7 @@ from functools import wraps
 
 import jsonschema
 import prison
-from flask import current_app, g, request
+from flask import current_app, g, request, url_for
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.api import rison
 from flask_appbuilder.api.schemas import get_item_schema, get_list_schema
@@ -31,6 +31,7 @@ from flask_appbuilder.const import (
 )
 from flask_appbuilder.security.decorators import permission_name, protect
 from flask_appbuilder.api import safe
+from flask_babel import lazy_gettext as _
 from marshmallow import ValidationError
 from marshmallow import fields as ma_fields
 from sqlalchemy.exc import SQLAlchemyError
@@ -42,7 +43,12 @@ from app.roles import API_METHOD_PERMISSIONS, VIEW_METHOD_PERMISSIONS
 from app.scope import ASSIGN, FILTER, SCOPE_FILTERS, choice_filters
 from app.services import errors
 from app.services.errors import DomainError
+<<<<<<< HEAD
 from views.list_tools import ListTools
+=======
+from views.autocomplete import use_autocomplete
+from views.lists import CrmListWidget, wants_default
+>>>>>>> 80f3bc4 (Readable, fast list screens: labels in coloured badges, ¥, display time zone, overdue/due-soon rows, default filters (open tasks by due date, pending requests oldest first), quick actions (complete a task, mark read, open a request; CSRF POSTs through the services, scoped), related-field inputs searched through a scoped autocomplete (app/choices.py, views/autocomplete.py, tom-select) instead of selects of every row, the page's related rows joined into its statement; phone card layout; theme)
 from views.relations import CrmSchemaConverter
 
 log = logging.getLogger(__name__)
@@ -149,15 +155,38 @@ def relation_choice_filters(datamodel, columns, purpose, declared=None):
 class ScopedModelView(ListTools, ServiceHooks, ModelView):
     """A screen limited to the caller's scope, with the shared permission names.
 
+<<<<<<< HEAD
     Every related-field select of its add, edit and search forms (the list page's filter
     widgets too) offers only what the caller may pick (app/scope.py's `choice_clause`).
     Its list page offers saved views and CSV / Excel exports of the list as shown
     (views/list_tools.py).
+=======
+    Every related-field input of its add, edit and search forms (the list page's filter
+    widgets too) offers only what the caller may pick (app/scope.py's `choice_clause`),
+    searched as the user types (views/autocomplete.py) instead of a select of every row.
+    The list table (views/lists.py) loads its related rows with the page, highlights rows
+    (`row_class`), offers `quick_actions`, and opens on `default_filters` (with
+    `default_order`) until the user filters or asks for all.
+>>>>>>> 80f3bc4 (Readable, fast list screens: labels in coloured badges, ¥, display time zone, overdue/due-soon rows, default filters (open tasks by due date, pending requests oldest first), quick actions (complete a task, mark read, open a request; CSRF POSTs through the services, scoped), related-field inputs searched through a scoped autocomplete (app/choices.py, views/autocomplete.py, tom-select) instead of selects of every row, the page's related rows joined into its statement; phone card layout; theme)
     """
 
     base_filters = SCOPE_FILTERS
     method_permission_name = VIEW_METHOD_PERMISSIONS
     page_size = 25
+    list_widget = CrmListWidget
+    #: row_class(item) -> CSS classes of a list row (item: {column: value} of list_columns).
+    row_class = None
+    #: quick_actions(pk, item) -> Markup of a row's buttons.
+    quick_actions = None
+    #: FAB base-filter triples applied while the list has no filters of its own, and their name.
+    default_filters = ()
+    default_note = None
+    default_order = None
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # The page's related rows in its own statement, not one query per row and column.
+        self.datamodel.list_load = tuple(c for c in self.list_columns if self.datamodel.is_relation_many_to_one(c))
 
     def _init_forms(self):
         dm = self.datamodel
@@ -167,6 +196,28 @@ class ScopedModelView(ListTools, ServiceHooks, ModelView):
             dm, self.search_columns, FILTER, self.search_form_query_rel_fields
         )
         super()._init_forms()
+        use_autocomplete(self.add_form, dm, ASSIGN)
+        use_autocomplete(self.edit_form, dm, ASSIGN)
+        use_autocomplete(self.search_form, dm, FILTER)
+
+    def _get_list_widget(self, filters, **kwargs):
+        """FAB's list widget with the CRM's row classes, quick actions and default filters."""
+        kwargs.update(
+            row_class=self.row_class,
+            quick_actions=self.quick_actions,
+            default_note=None,
+            all_url=None,
+            # Labels translated once per page, not once per cell.
+            cell_labels={c: str(self.label_columns.get(c, c)) for c in self.list_columns},
+            show_title=str(_("Show record")),
+            edit_title=str(_("Edit record")),
+        )
+        if self.default_filters and wants_default():
+            filters = filters.get_joined_filters(self.datamodel.get_filters().add_filter_list(list(self.default_filters)))
+            if self.default_order and not kwargs.get("order_column"):
+                kwargs["order_column"], kwargs["order_direction"] = self.default_order
+            kwargs.update(default_note=self.default_note, all_url=url_for(f"{type(self).__name__}.list", all=1))
+        return super()._get_list_widget(filters=filters, **kwargs)
 
 
 class ScopedModelApi(ServiceHooks, ModelRestApi):

@@ -8,7 +8,7 @@ from marshmallow import validate
 from app.roles import CUSTOMER, VIEW_METHOD_PERMISSIONS
 from app.services.records import prepare_customer
 from models.customer import CompanySize, Customer, InvestmentProfile
-from views import customer_page
+from views import customer_page, display
 from views.base import ScopedModelApi, ScopedModelView, optional_enum_field, time_formatters
 from views.datamodels import SoftDeleteInterface
 
@@ -58,7 +58,17 @@ class CustomerView(ScopedModelView):
     search_columns = ["name", "email", "industry", "size", "investment_profile", "risk_tolerance", "assigned_sales"]
     order_columns = ["name", "industry", "size", "risk_tolerance", "updated_at"]
     base_order = ("updated_at", "desc")
-    formatters_columns = time_formatters("created_at", "updated_at")
+    formatters_columns = {
+        **time_formatters("created_at", "updated_at"),
+        "size": display.badge_formatter("size"),
+        "investment_profile": display.badge_formatter("profile"),
+        "risk_tolerance": display.risk_badge,
+        "industry": display.text_or_dash,
+        "phone": display.text_or_dash,
+        "email": display.text_or_dash,
+        "address": display.text_or_dash,
+        "investment_experience": display.text_or_dash,
+    }
     add_form_extra_fields = edit_form_extra_fields = {
         "size": optional_enum_field(CompanySize, _("Company size")),
         "investment_profile": optional_enum_field(InvestmentProfile, _("Investment profile")),

@@ -7,6 +7,7 @@ from app.roles import MEETING
 from app.services.records import prepare_meeting
 from models.meeting import Meeting, MeetingStatus, MeetingType
 from views.datamodels import CrmInterface
+from views import display
 from views.base import ScopedModelApi, ScopedModelView, time_formatters
 
 EDITABLE = [
@@ -43,10 +44,6 @@ def labelled_enum_field(enum_cls, labels, label):
     return SelectField(label, choices=[(m.value, labels[m]) for m in enum_cls], coerce=coerce, widget=Select2Widget(), validate_choice=False)
 
 
-def _label(labels):
-    return lambda value: labels.get(value, value)
-
-
 class MeetingView(ScopedModelView):
     """Meetings with customers."""
 
@@ -75,8 +72,10 @@ class MeetingView(ScopedModelView):
     base_order = ("scheduled_at", "desc")
     formatters_columns = {
         **time_formatters("scheduled_at", "next_action_date", "created_at", "updated_at"),
-        "type": _label(TYPE_LABELS),
-        "status": _label(STATUS_LABELS),
+        "type": display.badge_formatter("meeting_type"),
+        "status": display.badge_formatter("meeting_status"),
+        "location": display.text_or_dash,
+        "next_action": display.text_or_dash,
     }
     add_form_extra_fields = edit_form_extra_fields = {
         "type": labelled_enum_field(MeetingType, TYPE_LABELS, _("Type")),

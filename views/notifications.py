@@ -17,7 +17,9 @@ from models.notification import Notification, NotificationType
 from views.api.common import path_uuid
 from views.approvals import _safe_next
 from views.datamodels import CrmInterface
+from views import display
 from views.base import ScopedModelView, local_time, time_formatters
+from views.lists import may, post_button
 
 TYPE_LABELS = {
     NotificationType.APPROVAL_REQUEST: _("Approval request"),
@@ -91,10 +93,21 @@ class NotificationView(ScopedModelView):
     base_permissions = ["can_read", "can_delete"]
     formatters_columns = {
         **time_formatters("created_at", "read_at"),
-        "type": type_label,
+        "type": display.badge_formatter("notification_type"),
         "is_read": read_state,
         "link": open_link,
     }
+
+    # --- lists: unread rows stand out; mark one read from its row (the bell's POST, back to this page) ---
+    def row_class(self, item):
+        """Unread notifications stand out."""
+        return "" if item.get("is_read") else "crm-row-unread"
+
+    def quick_actions(self, pk, item):
+        """Mark an unread notification read from the list."""
+        if item.get("is_read") or not may(self.appbuilder, "can_edit", NOTIFICATION):
+            return ""
+        return post_button("NotificationBellView.read", _("Mark read"), "fa-envelope-open-o", pk=pk)
 
 
 class NotificationBellView(BaseView):

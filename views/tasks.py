@@ -1,13 +1,20 @@
 """Task screens and generated API."""
 
+from flask import abort, flash, g, redirect, url_for
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_babel import lazy_gettext as _
 from marshmallow import validate
 
-from app.roles import TASK
-from app.services.records import prepare_task
-from models.task import Task
+from app.extensions import db
+from app.roles import TASK, VIEW_METHOD_PERMISSIONS
+from app.services.errors import DomainError
+from app.services.records import complete_task, prepare_task
+from models.task import OPEN_STATUSES, Task, TaskStatus
+from views import display
 from views.datamodels import CrmInterface
 from views.base import ScopedModelApi, ScopedModelView, time_formatters
+from views.lists import InFilter, may, post_button, safe_next
 
 EDITABLE = ["title", "description", "customer", "user", "due_date", "status", "priority"]
 
@@ -17,6 +24,7 @@ class TaskView(ScopedModelView):
 
     datamodel = CrmInterface(Task)
     class_permission_name = TASK
+    method_permission_name = {**VIEW_METHOD_PERMISSIONS, "complete": "edit"}
     prepare = staticmethod(prepare_task)
     list_title = _("Tasks")
     label_columns = {
@@ -36,7 +44,48 @@ class TaskView(ScopedModelView):
     search_columns = ["title", "status", "priority", "customer", "user", "due_date"]
     order_columns = ["title", "due_date", "status", "priority"]
     base_order = ("due_date", "asc")
-    formatters_columns = time_formatters("due_date", "completed_at", "created_at", "updated_at")
+    # Opened from the menu: the open tasks (a Sales user's own, by the scope), soonest due first.
+    default_filters = [["status", InFilter, OPEN_STATUSES]]
+    default_note = _("Open tasks, soonest due first")
+    default_order = ("due_date", "asc")
+    formatters_columns = {
+        **time_formatters("due_date", "completed_at", "created_at", "updated_at"),
+        "status": display.badge_formatter("task_status"),
+        "priority": display.badge_formatter("priority"),
+        "description": display.text_or_dash,
+    }
+
+    def row_class(self, item):
+        """Overdue and due-soon open tasks are highlighted."""
+        state = display.due_state(item.get("due_date"), item.get("status"))
+        return f"crm-row-{state}" if state else ""
+
+    def quick_actions(self, pk, item):
+        """Complete an open task from the list."""
+        if item.get("status") in (TaskStatus.COMPLETED, TaskStatus.CANCELLED):
+            return ""
+        if not may(self.appbuilder, "can_edit", TASK):
+            return ""
+        return post_button("TaskView.complete", _("Complete"), "fa-check", "btn-success", pk=pk)
+
+    @expose("/complete/<pk>", methods=["POST"])
+    @has_access
+    @permission_name("edit")
+    def complete(self, pk):
+        """Complete one task in the caller's scope (POST with the CSRF token; another rep's task is 404)."""
+        task = self.datamodel.get(pk, self._base_filters)
+        if task is None:
+            abort(404)
+        try:
+            done = complete_task(task)
+            prepare_task(task, g.user, False)
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            flash(f"{exc.message}", "danger")
+            return redirect(safe_next(url_for("TaskView.list")))
+        flash(str(_("Task completed.") if done else _("The task was already completed.")), "success" if done else "info")
+        return redirect(safe_next(url_for("TaskView.list")))
 
 
 class TaskApi(ScopedModelApi):
