@@ -195,3 +195,15 @@ def test_list_filters_search_related_rows_instead_of_listing_them(browser_login,
     widget = _search_widgets(browser_login("manager").get(path).get_data(as_text=True))[column]
     assert "<option" not in widget
     assert "crm-autocomplete" in widget and "/crm/autocomplete/" in widget and "purpose=filter" in widget
+
+
+def test_export_of_a_list_follows_its_default_filter(browser_login, make):
+    """The CSV of the task list as opened holds what the screen shows: open tasks only, unless all=1."""
+    tag = uuid.uuid4().hex[:6]
+    make.task("sales", title=f"開いている{tag}")
+    make.task("sales", title=f"済んだ{tag}", status="COMPLETED")
+    c = browser_login("sales")
+    shown = c.get("/taskview/export/csv").get_data(as_text=True)
+    assert f"開いている{tag}" in shown and f"済んだ{tag}" not in shown
+    everything = c.get("/taskview/export/csv?all=1").get_data(as_text=True)
+    assert f"開いている{tag}" in everything and f"済んだ{tag}" in everything

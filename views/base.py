@@ -19,6 +19,7 @@ from flask_appbuilder.api import rison
 from flask_appbuilder.api.schemas import get_item_schema, get_list_schema
 from flask_appbuilder.api import merge_response_func
 from flask_appbuilder.baseviews import expose
+from flask_appbuilder.urltools import get_order_args
 from flask_appbuilder.const import (
     API_DESCRIPTION_COLUMNS_RIS_KEY,
     API_LABEL_COLUMNS_RIS_KEY,
@@ -43,12 +44,9 @@ from app.roles import API_METHOD_PERMISSIONS, VIEW_METHOD_PERMISSIONS
 from app.scope import ASSIGN, FILTER, SCOPE_FILTERS, choice_filters
 from app.services import errors
 from app.services.errors import DomainError
-<<<<<<< HEAD
-from views.list_tools import ListTools
-=======
 from views.autocomplete import use_autocomplete
+from views.list_tools import ListTools
 from views.lists import CrmListWidget, wants_default
->>>>>>> 80f3bc4 (Readable, fast list screens: labels in coloured badges, ¥, display time zone, overdue/due-soon rows, default filters (open tasks by due date, pending requests oldest first), quick actions (complete a task, mark read, open a request; CSRF POSTs through the services, scoped), related-field inputs searched through a scoped autocomplete (app/choices.py, views/autocomplete.py, tom-select) instead of selects of every row, the page's related rows joined into its statement; phone card layout; theme)
 from views.relations import CrmSchemaConverter
 
 log = logging.getLogger(__name__)
@@ -155,19 +153,13 @@ def relation_choice_filters(datamodel, columns, purpose, declared=None):
 class ScopedModelView(ListTools, ServiceHooks, ModelView):
     """A screen limited to the caller's scope, with the shared permission names.
 
-<<<<<<< HEAD
-    Every related-field select of its add, edit and search forms (the list page's filter
-    widgets too) offers only what the caller may pick (app/scope.py's `choice_clause`).
-    Its list page offers saved views and CSV / Excel exports of the list as shown
-    (views/list_tools.py).
-=======
     Every related-field input of its add, edit and search forms (the list page's filter
     widgets too) offers only what the caller may pick (app/scope.py's `choice_clause`),
     searched as the user types (views/autocomplete.py) instead of a select of every row.
     The list table (views/lists.py) loads its related rows with the page, highlights rows
     (`row_class`), offers `quick_actions`, and opens on `default_filters` (with
-    `default_order`) until the user filters or asks for all.
->>>>>>> 80f3bc4 (Readable, fast list screens: labels in coloured badges, ¥, display time zone, overdue/due-soon rows, default filters (open tasks by due date, pending requests oldest first), quick actions (complete a task, mark read, open a request; CSRF POSTs through the services, scoped), related-field inputs searched through a scoped autocomplete (app/choices.py, views/autocomplete.py, tom-select) instead of selects of every row, the page's related rows joined into its statement; phone card layout; theme)
+    `default_order`) until the user filters or asks for all. Its list page offers saved
+    views and CSV / Excel exports of the list as shown (views/list_tools.py).
     """
 
     base_filters = SCOPE_FILTERS
@@ -218,6 +210,15 @@ class ScopedModelView(ListTools, ServiceHooks, ModelView):
                 kwargs["order_column"], kwargs["order_direction"] = self.default_order
             kwargs.update(default_note=self.default_note, all_url=url_for(f"{type(self).__name__}.list", all=1))
         return super()._get_list_widget(filters=filters, **kwargs)
+
+    def screen_query(self):
+        """The list as shown (views/list_tools.py's exports too): with the default filters and order while they apply."""
+        filters, order_column, order_direction = super().screen_query()
+        if self.default_filters and wants_default():
+            filters = filters.get_joined_filters(self.datamodel.get_filters().add_filter_list(list(self.default_filters)))
+            if self.default_order and not get_order_args().get(type(self).__name__):
+                order_column, order_direction = self.default_order
+        return filters, order_column, order_direction
 
 
 class ScopedModelApi(ServiceHooks, ModelRestApi):
