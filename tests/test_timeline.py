@@ -88,3 +88,29 @@ def test_the_page_links_to_older_activity(browser_login, make, db, monkeypatch):
     c = browser_login("sales")
     html = c.get(f"/customerview/show/{customer.id}").get_data(as_text=True)
     assert "timeline-more" in html
+
+
+def test_the_page_queries_run_on_sqlite_too(sqlite_app, sqlite_users):
+    """`make run`'s embedded default: the UNION of limited arms, row-value cursors, window totals, the feed."""
+    from datetime import timedelta
+
+    from app.extensions import db as sqlite_db
+    from app.services import calendar, customer_overview
+    from models import Customer, Meeting
+    from models.base import utcnow
+
+    user = sqlite_users["sales"]
+    with sqlite_app.app_context(), acting_as(user):
+        customer = Customer(name="株式会社SQLite", assigned_sales_id=user.id, created_by_id=user.id)
+        sqlite_db.session.add(customer)
+        sqlite_db.session.flush()
+        sqlite_db.session.add(Meeting(customer_id=customer.id, sales_id=user.id, created_by_id=user.id, title="SQLite商談", scheduled_at=utcnow() + timedelta(hours=1)))
+        sqlite_db.session.commit()
+        first = customer_timeline(customer.id, user, limit=1)
+        assert len(first.items) == 1 and first.more
+        rest = customer_timeline(customer.id, user, before=first.more, limit=50)
+        assert {i.id for i in rest.items}.isdisjoint({i.id for i in first.items}) and rest.items
+        related = customer_overview.related_records(customer, user)
+        assert related["meetings"].total == 1 and related["meetings"].rows[0].title == "SQLite商談"
+        start, end = (utcnow() - timedelta(days=1)).isoformat(), (utcnow() + timedelta(days=1)).isoformat()
+        assert any(item["title"] == "SQLite商談" for item in calendar.feed(user, start, end))
