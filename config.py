@@ -255,6 +255,19 @@ class Config:
 
     # --- bell: the navbar's notification bell and its live stream (app/live.py, app/stream.py) ---
     BELL_ITEMS = env_int("BELL_ITEMS", 8)  # newest notifications in the bell's dropdown
+    # Where committed notifications are published: "redis" (pub/sub) or "inprocess"; empty: redis with REDIS_URL.
+    LIVE_BACKEND = os.environ.get("LIVE_BACKEND", "")
+    LIVE_CHANNEL = os.environ.get("LIVE_CHANNEL", "crm:live:notifications")
+    # The SSE stream (its own asyncio loop: `crm stream`, or a thread of the web process without Redis).
+    STREAM_HOST = os.environ.get("STREAM_HOST", "127.0.0.1")
+    STREAM_PORT = env_int("STREAM_PORT", 8081)
+    STREAM_PATH = "/notifications/stream"
+    STREAM_URL = os.environ.get("STREAM_URL", "")  # what browsers open; empty: the page's host on STREAM_PORT
+    STREAM_ALLOWED_ORIGINS = os.environ.get("STREAM_ALLOWED_ORIGINS", "")  # besides the stream's own host
+    STREAM_EMBEDDED = env_bool("STREAM_EMBEDDED", True)  # web process without Redis serves the stream itself
+    STREAM_MAX_PER_USER = env_int("STREAM_MAX_PER_USER", 5)
+    STREAM_MAX_CONNECTIONS = env_int("STREAM_MAX_CONNECTIONS", 2000)
+    STREAM_HEARTBEAT_SECONDS = env_int("STREAM_HEARTBEAT_SECONDS", 20)
     # --- end bell ---
 
     @classmethod

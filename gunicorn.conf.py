@@ -14,3 +14,13 @@ def post_worker_init(worker):
     the middle of some request. Frozen, a full collection walks only what requests made.
     """
     gc.freeze()
+    _embedded_stream(worker)
+
+
+def _embedded_stream(worker):
+    """Without Redis (the embedded default) the web process serves the bell's stream from one asyncio thread."""
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "config"):
+        from app.stream import start_embedded
+
+        start_embedded(app)

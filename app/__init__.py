@@ -36,6 +36,10 @@ def create_app(config_class=None):
     events.install(Session)
     delivery.install(Session)
     pagination.install()
+    # bell: committed notifications reach the open bells (app/live.py)
+    from app import live
+
+    live.install(Session)
 
     # FAB keeps a per-app registry of views, so each app gets its own AppBuilder.
     appbuilder = AppBuilder(update_perms=app.config["FAB_UPDATE_PERMS"])

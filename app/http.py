@@ -7,7 +7,7 @@ every <script> when the template context offers `csp_nonce`, so scripts need no
 
 import secrets
 
-from flask import g
+from flask import current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_cors import CORS
 
@@ -18,6 +18,18 @@ SCREEN_CSP = (
 )
 # JSON and CSV answers never run scripts or load anything.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
+def screen_csp():
+    """The screens' CSP for this request; connect-src also names the notification stream's origin (bell)."""
+    policy = SCREEN_CSP.format(nonce=csp_nonce())
+    try:
+        from app.stream import stream_origin
+
+        origin = stream_origin(current_app.config, request)
+    except RuntimeError:  # outside a request
+        origin = ""
+    return policy.replace("connect-src 'self';", f"connect-src 'self' {origin};") if origin else policy
 
 
 def csp_nonce():
@@ -80,7 +92,7 @@ def install(app):
         present = {name.lower() for name, _value in headers}
         if "content-security-policy" not in present:
             html = (response.mimetype or "").startswith("text/html")
-            headers.add("Content-Security-Policy", SCREEN_CSP.format(nonce=csp_nonce()) if html else API_CSP)
+            headers.add("Content-Security-Policy", screen_csp() if html else API_CSP)
         headers.extend(item for item in fixed if item[0].lower() not in present)
         return response
 

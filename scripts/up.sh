@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make up`: the full stack locally: gunicorn, an RQ worker with its scheduler (outbox relay,
-# sweep, reminders, mail), the Kafka consumer and a tansu broker (memory storage), against
+# sweep, reminders, mail), the Kafka consumer, the notification stream and a tansu broker (memory storage), against
 # the PostgreSQL and Redis given by DATABASE_URL and REDIS_URL. Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +42,8 @@ fi
 "$BIN/flask" --app wsgi crm seed-demo --if-empty
 PATH="$BIN:$PATH" "$BIN/flask" --app wsgi crm worker & pids+=($!)
 PATH="$BIN:$PATH" "$BIN/flask" --app wsgi crm consume & pids+=($!)
+# The bell's notification stream (SSE on one asyncio loop, fed by Redis pub/sub), port STREAM_PORT.
+"$BIN/flask" --app wsgi crm stream & pids+=($!)
 echo
 echo "CRM: http://127.0.0.1:${PORT}/  Kafka: ${KAFKA_BROKERS}  outbox: flask --app wsgi crm health"
 echo

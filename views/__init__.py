@@ -34,9 +34,12 @@ def register_views(appbuilder):
     appbuilder.add_view(ApprovalBoardView, "Approvals Board", label=_("Approvals Board"), icon="fa-columns", category="Approvals")
     appbuilder.add_view(NotificationView, "Notifications", label=_("Notifications"), icon="fa-bell")
     # --- bell: the navbar's notification bell (views/notifications.py) ---
-    from views.notifications import NotificationBellView
+    from flask import current_app
+
+    from views.notifications import NotificationBellView, bell_stream_url
 
     appbuilder.add_view_no_menu(NotificationBellView)
+    current_app.jinja_env.globals["bell_stream_url"] = bell_stream_url
     # --- end bell ---
     appbuilder.add_view(AuditLogView, "Audit Log", label=_("Audit Log"), icon="fa-history", category="Admin", category_label=_("Admin"))
 

@@ -155,6 +155,13 @@ class NotificationBellView(BaseView):
         return _answer()
 
 
+def bell_stream_url():
+    """The URL of the notification stream for this page's bell (app/stream.py)."""
+    from app.stream import stream_url
+
+    return stream_url(current_app.config, request)
+
+
 def bell_item(note):
     """One notification as the bell's script shows it."""
     return {

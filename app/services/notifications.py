@@ -3,6 +3,8 @@
 import sqlalchemy as sa
 from flask_appbuilder.security.sqla.models import User
 
+from app import live
+
 from models.base import utcnow
 from models.notification import Notification
 
@@ -85,6 +87,8 @@ def notify(session, user_id, kind, title, message=None, link=None):
         return None
     note = Notification(user_id=user.id, type=kind, title=title[:200], message=message, link=link)
     session.add(note)
+    session.flush()
+    live.note_added(session, note)  # the recipient's open bells hear of it after commit (bell)
     if user.email:
         session.info.setdefault("emails_after_commit", []).append(
             {"to": user.email, "subject": title[:200], "body": message or title}
