@@ -4,7 +4,6 @@ import sqlalchemy as sa
 from flask_appbuilder.security.sqla.models import User
 
 from app import live
-
 from models.base import utcnow
 from models.notification import Notification
 
