@@ -264,6 +264,7 @@ class Config:
     STREAM_PATH = "/notifications/stream"
     STREAM_URL = os.environ.get("STREAM_URL", "")  # what browsers open; empty: the page's host on STREAM_PORT
     STREAM_ALLOWED_ORIGINS = os.environ.get("STREAM_ALLOWED_ORIGINS", "")  # besides the stream's own host
+    STREAM_ENABLED = env_bool("STREAM_ENABLED", True)  # false: bells read their feed on page loads only
     STREAM_EMBEDDED = env_bool("STREAM_EMBEDDED", True)  # web process without Redis serves the stream itself
     STREAM_MAX_PER_USER = env_int("STREAM_MAX_PER_USER", 5)
     STREAM_MAX_CONNECTIONS = env_int("STREAM_MAX_CONNECTIONS", 2000)
@@ -299,6 +300,7 @@ class TestConfig(Config):
     TESTING = True
     # The only config with a fixed secret: pytest's throwaway databases.
     SECRET_KEY = "test-only-secret-never-used-by-a-deployment"
+    STREAM_ENABLED = False  # bell: pages open no stream unless a test starts one (tests/test_bell_browser.py)
     SQLALCHEMY_DATABASE_URI = normalise_db_url(
         os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     )

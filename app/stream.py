@@ -34,7 +34,9 @@ MAX_HEAD = 16 * 1024
 
 
 def stream_url(config, request):
-    """The URL the browser opens for the stream: STREAM_URL, else this page's host on STREAM_PORT."""
+    """The URL the browser opens for the stream: STREAM_URL, else this page's host on STREAM_PORT ("" when off)."""
+    if not config.get("STREAM_ENABLED", True):
+        return ""
     if config.get("STREAM_URL"):
         return config["STREAM_URL"]
     host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
@@ -313,7 +315,7 @@ def start_embedded(app):
     """In a web process without Redis: serve the stream from a background loop here (once); None when not needed."""
     from app import live
 
-    if not app.config.get("STREAM_EMBEDDED", True) or live.backend(app.config) != "inprocess":
+    if not (app.config.get("STREAM_ENABLED", True) and app.config.get("STREAM_EMBEDDED", True)) or live.backend(app.config) != "inprocess":
         return None
     if "server" not in _embedded:
         try:
