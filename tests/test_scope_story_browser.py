@@ -16,8 +16,9 @@ from models.base import utcnow
 
 pytestmark = pytest.mark.browser
 
-# Overdue for ten years: first on the home page's overdue list (oldest first).
-LONG_AGO = utcnow() - timedelta(days=3650)
+# Twenty years old: first on the home page's overdue list and in the board's columns (oldest
+# first), whatever else the session's shared database holds by the time this story runs.
+LONG_AGO = utcnow() - timedelta(days=7300)
 
 
 def _texts(*records):
@@ -25,26 +26,41 @@ def _texts(*records):
     return [getattr(r, "title", None) or getattr(r, "name", None) or r.product_name for r in records]
 
 
+def _old_request(users, owner, customer, product_name, requested_at):
+    """A pending request of `owner`'s submitted through the approvals service, back-dated to `requested_at`."""
+    from app.context import acting_as
+    from app.extensions import db
+    from app.services.approvals import submit
+    from models import ApprovalRequest
+
+    user = users[owner]
+    with acting_as(user):
+        req = ApprovalRequest(customer_id=customer.id, product_name=product_name, product_risk=3, amount=1_000_000)
+        submit(req, user, requested_at=requested_at)
+        db.session.commit()
+    return req
+
+
 @pytest.fixture()
 def world(make, users):
     """Sales's records and sales2's, each named with one tag; and a task of sales2's on a customer of Sales."""
     t = "s" + uuid.uuid4().hex[:8]
     soon = utcnow() + timedelta(hours=2)
-    mine_customer = make.customer("sales", name=f"自社顧客{t}")
-    their_customer = make.customer("sales2", name=f"他社顧客{t}")
+    mine_customer = make.customer("sales", name=f"自社顧客{t}", investment_profile="moderate")
+    their_customer = make.customer("sales2", name=f"他社顧客{t}", investment_profile="moderate")
     return {
         "tag": t,
         "mine": {
             "customer": mine_customer,
             "task": make.task("sales", customer=mine_customer, title=f"自分の電話{t}", due_date=LONG_AGO + timedelta(minutes=1)),
             "meeting": make.meeting("sales", customer=mine_customer, title=f"自分の面談{t}", scheduled_at=soon),
-            "request": make.approval("sales", product_name=f"自分の投信{t}"),
+            "request": _old_request(users, "sales", mine_customer, f"自分の投信{t}", LONG_AGO + timedelta(minutes=1)),
         },
         "theirs": {
             "customer": their_customer,
             "task": make.task("sales2", customer=their_customer, title=f"他人の電話{t}", due_date=LONG_AGO),
             "meeting": make.meeting("sales2", customer=their_customer, title=f"他人の面談{t}", scheduled_at=soon),
-            "request": make.approval("sales2", product_name=f"他人の投信{t}"),
+            "request": _old_request(users, "sales2", their_customer, f"他人の投信{t}", LONG_AGO),
             # Another rep's task about Sales's own customer: it must stay off that customer's timeline.
             "cross": make.task("sales2", customer=mine_customer, title=f"他人の横入り{t}", due_date=LONG_AGO),
         },
@@ -96,9 +112,9 @@ def test_sales_never_sees_another_reps_records(browser_page, live_url, world, sh
         _assert_none_of_theirs(body, world, f"calendar feed {who}")
     shot(page, "calendar")
 
-    # Approvals board: Sales's own pending request has its card; sales2's has none.
+    # Approvals board: Sales's own pending request has its card; sales2's (older still) has none.
     page.goto(f"{live_url}/approvals/board/")
-    assert page.locator(".board-card").count() >= 1
+    assert page.locator(f".board-card[data-id='{mine['request'].id}']").count() == 1
     _assert_none_of_theirs(page.content(), world, "board")
     shot(page, "board")
 

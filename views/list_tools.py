@@ -35,7 +35,7 @@ def list_screens(appbuilder):
 
 def screen_arguments():
     """The current request's list arguments (filters, sort, page size) as a query string, without the page."""
-    return saved_views.clean_query(request.query_string.decode("utf-8", "replace"))
+    return saved_views.list_arguments(request.query_string.decode("utf-8", "replace"))
 
 
 def opened_without_filters():

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.services.errors import Conflict, NotFound, ValidationFailed
+from app.services.inputs import text_field
 from models.saved_view import NAME_MAX, QUERY_MAX, SavedView
 
 #: The query-string arguments a saved view keeps.
@@ -22,27 +23,20 @@ KEPT_ARGUMENT = re.compile(r"^(_flt_\d+_[A-Za-z0-9_.]+|_oc_\w+|_od_\w+|psize_\w+
 PER_SCREEN_MAX = 50
 
 
-def clean_query(raw):
-    """The list arguments of the query string `raw` that a saved view keeps, re-encoded in a stable order."""
-    if "\x00" in (raw or ""):
-        raise ValidationFailed("query must not contain a NUL character", field="query")
+def list_arguments(raw):
+    """The list arguments of the query string `raw` that say what the list shows, re-encoded in a stable order."""
     pairs = [(k, v) for k, v in parse_qsl(raw or "", keep_blank_values=True) if KEPT_ARGUMENT.match(k)]
-    query = urlencode(sorted(pairs))
-    if len(query) > QUERY_MAX:
-        raise ValidationFailed(f"query must be at most {QUERY_MAX} characters", field="query")
-    return query
+    return urlencode(sorted(pairs))
+
+
+def clean_query(raw):
+    """`list_arguments` of `raw` as a saved view stores them, or ValidationFailed naming `query` when too long."""
+    return text_field(list_arguments(raw), "query", QUERY_MAX, required=False)
 
 
 def clean_name(raw):
     """The view's name (stripped), or ValidationFailed naming `name`."""
-    name = (raw or "").strip()
-    if not name:
-        raise ValidationFailed("name is required", field="name")
-    if len(name) > NAME_MAX:
-        raise ValidationFailed(f"name must be at most {NAME_MAX} characters", field="name")
-    if "\x00" in name:
-        raise ValidationFailed("name must not contain a NUL character", field="name")
-    return name
+    return text_field(raw, "name", NAME_MAX)
 
 
 def mine(user, screen=None):

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.scope import scope_clause
 from app.services.errors import ValidationFailed
+from app.services.inputs import text_field
 from models.customer import Customer, search_clause, search_per_field
 from models.meeting import Meeting
 from models.task import Task, is_open
@@ -34,14 +35,7 @@ def like_pattern(text):
 
 def parse_query(raw):
     """The search text of `raw` (stripped), or ValidationFailed naming `q` when it is missing, too long or holds a NUL."""
-    text = (raw or "").strip()
-    if not text:
-        raise ValidationFailed("q is required: the text to search for", field="q")
-    if len(text) > MAX_QUERY_LENGTH:
-        raise ValidationFailed(f"q must be at most {MAX_QUERY_LENGTH} characters", field="q")
-    if "\x00" in text:
-        raise ValidationFailed("q must not contain a NUL character", field="q")
-    return text
+    return text_field(raw, "q", MAX_QUERY_LENGTH)
 
 
 def parse_limit(raw, default, maximum):
