@@ -333,19 +333,34 @@ def home_figures(user, now=None):
     return figures
 
 
-def _task_rows(user, *conditions, limit=HOME_LIST_LIMIT):
-    """Open tasks in scope matching `conditions`, earliest due first, as plain dicts."""
+def _task_lists(user, lists, limit=HOME_LIST_LIMIT):
+    """{name: open tasks in scope matching that list's conditions, earliest due first} in ONE statement.
+
+    `lists`: {name: conditions}; each list is its own bounded subquery (UNION ALL), so a long
+    overdue list never crowds out today's.
+    """
     from models.task import is_open
 
-    stmt = (
-        sa.select(Task.id, Task.title, Task.due_date, Task.status, Task.priority, Task.customer_id, Customer.name)
+    parts = [
+        sa.select(
+            sa.literal(name).label("list"), Task.id, Task.title, Task.due_date, Task.status, Task.priority,
+            Task.customer_id, Customer.name,
+        )
         .outerjoin(Customer, Customer.id == Task.customer_id)
         .where(scope_clause(Task, user), is_open(), *conditions)
         .order_by(Task.due_date, Task.id)
         .limit(limit)
-    )
+        .subquery()
+        for name, conditions in lists.items()
+    ]
+    stmt = sa.union_all(*(sa.select(part) for part in parts))
     keys = ("id", "title", "due", "status", "priority", "customerId", "customerName")
-    return [dict(zip(keys, (r[0], r[1], r[2], str(r[3]), str(r[4]), r[5], r[6]))) for r in reads.rows(stmt)]
+    out = {name: [] for name in lists}
+    for r in reads.rows(stmt):
+        out[r[0]].append(dict(zip(keys, (r[1], r[2], r[3], str(r[4]), str(r[5]), r[6], r[7]))))
+    for rows in out.values():
+        rows.sort(key=lambda t: (t["due"] is None, t["due"], t["id"]))
+    return out
 
 
 def _count(model, *conditions):
@@ -383,20 +398,21 @@ def own_request_counts(user):
 def _pipeline(user, periods):
     """Amounts (and counts) the caller requested (not recalled) and got approved since the start of this month.
 
-    Two statements, each on its own index: the rep's requests by request time, and approved
-    requests by processing time (ix_approval_requests_approved_processed).
+    One statement of two parts, each on its own index: the rep's requests by request time, and
+    approved requests by processing time (ix_approval_requests_approved_processed).
     """
     uid = getattr(user, "id", None)
     month = periods["month"]
     mine = [scope_clause(ApprovalRequest, user), ApprovalRequest.requester_id == uid]
-    requested, n_requested = reads.rows(
-        sa.select(sa.func.coalesce(sa.func.sum(ApprovalRequest.amount), 0), sa.func.count())
-        .where(*mine, ApprovalRequest.requested_at >= month, ApprovalRequest.status != ApprovalStatus.RECALLED)
-    )[0]
-    approved, n_approved = reads.rows(
-        sa.select(sa.func.coalesce(sa.func.sum(ApprovalRequest.amount), 0), sa.func.count())
-        .where(*mine, ApprovalRequest.status == ApprovalStatus.APPROVED, ApprovalRequest.processed_at >= month)
-    )[0]
+    figures = (sa.func.coalesce(sa.func.sum(ApprovalRequest.amount), 0), sa.func.count())
+    stmt = sa.union_all(
+        sa.select(sa.literal("requested"), *figures)
+        .where(*mine, ApprovalRequest.requested_at >= month, ApprovalRequest.status != ApprovalStatus.RECALLED),
+        sa.select(sa.literal("approved"), *figures)
+        .where(*mine, ApprovalRequest.status == ApprovalStatus.APPROVED, ApprovalRequest.processed_at >= month),
+    )
+    got = {name: (amount, n) for name, amount, n in reads.rows(stmt)}
+    (requested, n_requested), (approved, n_approved) = got["requested"], got["approved"]
     return {"requested": requested, "approved": approved, "requestedCount": int(n_requested), "approvedCount": int(n_approved)}
 
 
@@ -410,9 +426,13 @@ def sales_home(user, now, periods):
         .limit(HOME_LIST_LIMIT)
     )
     keys = ("id", "title", "at", "location", "customerId", "customerName")
+    tasks = _task_lists(user, {
+        "overdue": [Task.due_date < now],
+        "today": [Task.due_date >= now, Task.due_date < periods["tomorrow"]],
+    })
     return {
-        "overdue": _task_rows(user, Task.due_date < now),
-        "today": _task_rows(user, Task.due_date >= now, Task.due_date < periods["tomorrow"]),
+        "overdue": tasks["overdue"],
+        "today": tasks["today"],
         "meetings": [dict(zip(keys, r)) for r in meetings],
         "requests": own_request_counts(user),
         "pipeline": _pipeline(user, periods),
