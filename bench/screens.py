@@ -51,6 +51,12 @@ ROWS = {
     "api_customer": ("/api/customers/{customer}", "sales1", None),
     "api_meetings_range": ("/api/meetings?from={cal_start}&to={cal_end}&limit=100", "sales1", None),
     # --- end cust-cal ---
+    # --- board --- the approvals board (views/board.py) of each role; twin: the request list under /api.
+    "board_manager": ("/approvals/board/", "manager", "api_approvals"),
+    "board_compliance": ("/approvals/board/", "compliance", "api_approvals"),
+    "board_sales": ("/approvals/board/", "sales1", "api_approvals_sales"),
+    "api_approvals_sales": ("/api/approvals?page=1&limit=25", "sales1", None),
+    # --- end board ---
     "api_customers": ("/api/customers?page=1&limit=25", "manager", None),
     "api_tasks": ("/api/tasks?page=1&limit=25", "manager", None),
     "api_meetings": ("/api/meetings?page=1&limit=25", "manager", None),
@@ -166,6 +172,56 @@ def seed_timeline(db_url, customer, items=TIMELINE_ITEMS):
 # --- end cust-cal ---
 
 
+# --- board ---
+def seed_steps(db_url, threshold=10_000_000):
+    """Give every approval request without steps the steps the service would have written (idempotent).
+
+    The loader COPYs requests without their history, so no request would wait for anyone.
+    Step 1 is the Manager's; a request of `threshold` JPY or more also gets a Compliance
+    step (and its reason). Decisions follow the status: APPROVED — every step approved;
+    REJECTED — step 1 rejected; PENDING with two steps — step 1 approved for half of them,
+    so both waiting columns fill. Returns how many requests got steps.
+    """
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        manager, compliance = (
+            conn.execute("SELECT id FROM ab_user WHERE email = %s", (f"{who}@bench.example",)).fetchone()[0]
+            for who in ("manager", "compliance")
+        )
+        todo = "NOT EXISTS (SELECT 1 FROM approval_steps s WHERE s.approval_request_id = r.id)"
+        conn.execute(
+            "CREATE TEMP TABLE board_seed AS SELECT r.id, r.status, r.amount >= %s AS two, r.processed_at,"
+            " left(r.id, 1) < '8' AS first_done FROM approval_requests r WHERE " + todo,
+            (threshold,),
+        )
+        n = conn.execute("SELECT count(*) FROM board_seed").fetchone()[0]
+        conn.execute(
+            "INSERT INTO approval_steps (id, approval_request_id, sequence, required_role, decided_by_id, decision, decided_at)"
+            " SELECT gen_random_uuid()::text, id, 1, 'Manager', %(m)s, d, coalesce(processed_at, now()) FROM ("
+            "  SELECT *, CASE WHEN status = 'APPROVED' OR (status = 'PENDING' AND two AND first_done) THEN 'APPROVED'"
+            "  WHEN status = 'REJECTED' THEN 'REJECTED' END AS d FROM board_seed) x WHERE d IS NOT NULL",
+            {"m": manager},
+        )
+        conn.execute(
+            "INSERT INTO approval_steps (id, approval_request_id, sequence, required_role)"
+            " SELECT gen_random_uuid()::text, id, 1, 'Manager' FROM board_seed b"
+            " WHERE NOT EXISTS (SELECT 1 FROM approval_steps s WHERE s.approval_request_id = b.id)"
+        )
+        conn.execute(
+            "INSERT INTO approval_steps (id, approval_request_id, sequence, required_role, decided_by_id, decision, decided_at)"
+            " SELECT gen_random_uuid()::text, id, 2, 'Compliance',"
+            "  CASE WHEN status = 'APPROVED' THEN %s END, CASE WHEN status = 'APPROVED' THEN 'APPROVED' END,"
+            "  CASE WHEN status = 'APPROVED' THEN processed_at END FROM board_seed WHERE two",
+            (compliance,),
+        )
+        conn.execute(
+            "UPDATE approval_requests r SET compliance_reasons = '[\"AMOUNT_AT_OR_ABOVE_THRESHOLD\"]'::json"
+            " FROM board_seed b WHERE b.id = r.id AND b.two"
+        )
+        conn.execute("ANALYZE approval_steps")
+    return n
+# --- end board ---
+
+
 def cell(server, name, creds, duration, connections, threads, customer):
     """Warm up and run one row with wrk on `server`; returns the wrk result (plus body size for screens)."""
     path, user, _twin = ROWS[name]
@@ -207,6 +263,8 @@ def main(argv=None):
     customer = customer_of(db_url, "sales1@bench.example")
     if "customer_page" in names and customer:
         seed_timeline(db_url, customer)
+    if any(n.startswith("board_") for n in names):
+        seed_steps(db_url)  # board
     redis_proc, redis_url = start_redis()
     results = {}
     try:
