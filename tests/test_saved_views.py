@@ -1,16 +1,17 @@
 """Saved views (app/services/saved_views.py, views/saved_views.py): save a list's filters and sort, open, delete; only one's own."""
 
-import uuid
 
 import pytest
 import sqlalchemy as sa
+
+from tests.helpers import unique_tag
 
 CONTAINS = 2  # FAB's "contains" filter of a string column: `_flt_2_<column>`
 
 
 def tag():
-    """A name no other test uses (the database is shared by the whole run)."""
-    return "v" + uuid.uuid4().hex[:10]
+    """A token of this module's own (tests/helpers.unique_tag)."""
+    return unique_tag("v")
 
 
 def saved(db, name):

@@ -1,6 +1,5 @@
 """Global search (app/services/search.py, views/search.py): grouped, scoped, bounded, literal, 400 for bad input."""
 
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -8,10 +7,12 @@ import sqlalchemy as sa
 
 from models.base import utcnow
 
+from tests.helpers import mine_and_theirs, unique_tag
+
 
 def tag():
-    """A token no other test's rows contain (the database is shared by the whole run)."""
-    return "q" + uuid.uuid4().hex[:10]
+    """A token of this module's own (tests/helpers.unique_tag)."""
+    return unique_tag("q")
 
 
 def suggest(client, q, **args):
@@ -45,10 +46,8 @@ def test_customers_by_name_email_and_phone_only_in_scope(browser_login, make):
 
 def test_meetings_and_tasks_by_title_grouped_and_scoped(browser_login, make):
     t = tag()
-    mine_meeting = make.meeting("sales", title=f"提案{t}")
-    mine_task = make.task("sales", title=f"資料送付{t}")
-    theirs_meeting = make.meeting("sales2", title=f"提案{t}")
-    theirs_task = make.task("sales2", title=f"資料送付{t}")
+    mine_meeting, theirs_meeting = mine_and_theirs(make, "meeting", title=f"提案{t}")
+    mine_task, theirs_task = mine_and_theirs(make, "task", title=f"資料送付{t}")
     _status, data = suggest(browser_login("sales"), t.upper())  # case does not matter
     assert [group["kind"] for group in data["groups"]] == ["customers", "meetings", "tasks"]
     assert ids(data, "meetings") == [mine_meeting.id]
