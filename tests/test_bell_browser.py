@@ -46,3 +46,80 @@ def test_the_bell_opens_a_record_and_marks_it_read(browser_page, live_url, make,
     assert req.product_name in page.content()
     db.session.expire_all()
     assert db.session.get(Notification, note.id).is_read
+
+
+@pytest.fixture()
+def live_stream(app, monkeypatch):
+    """The notification stream on a free port, with the screens pointing their bells at it (Redis pub/sub, as deployed)."""
+    from app.stream import StreamServer
+
+    server = StreamServer(app, port=0, source="redis").start()
+    monkeypatch.setitem(app.config, "STREAM_ENABLED", True)
+    monkeypatch.setitem(app.config, "STREAM_PORT", server.port)
+    monkeypatch.setitem(app.config, "LIVE_BACKEND", "redis")
+    yield server
+    server.stop()
+
+
+def test_manager_sees_the_bell_rise_live_opens_the_request_and_approves_it(browser_page, live_url, live_stream, make,
+                                                                          users, db, shot):
+    """A rep submits a request from the customer page; the Manager's bell (another context, no reload)
+    counts it within 2 s, the Manager opens it from the bell and approves it on the board."""
+    import time
+
+    from models import ApprovalRequest, ApprovalStatus
+
+    customer = make.customer("sales", investment_profile="moderate", risk_tolerance=5)
+    manager = browser_page("manager")
+    manager.goto(f"{live_url}/customerview/list/")
+    bell = manager.locator("#crm-bell")
+    manager.wait_for_function("document.getElementById('crm-bell').dataset.live === '1'", timeout=10000)
+    before = int(bell.get_attribute("data-count") or 0)
+    url_before = manager.url
+
+    rep = browser_page("sales")
+    rep.goto(f"{live_url}/customerview/show/{customer.id}")
+    product = f"ライブ債券{uuid.uuid4().hex[:6]}"
+    form = rep.locator("form.quick-add-request")
+    form.locator("input[name=product_name]").fill(product)
+    form.locator("input[name=product_risk]").fill("3")
+    form.locator("input[name=amount]").fill("1000000")
+    form.locator("button[type=submit]").click()
+    rep.wait_for_load_state()
+    submitted = time.monotonic()
+
+    # The Manager's bell counts it without a reload, within 2 s of the submit's answer (the reaction committed before it).
+    manager.wait_for_function(f"Number(document.getElementById('crm-bell').dataset.count) > {before}", timeout=2000)
+    rise = time.monotonic() - submitted
+    assert manager.url == url_before, "the page was reloaded"
+    req = db.session.query(ApprovalRequest).filter(ApprovalRequest.product_name == product).one()
+    assert req.requester_id == users["sales"].id
+    assert rise < 2.0, rise
+
+    bell.locator(".crm-bell-toggle").click()
+    item = bell.locator(".crm-bell-item", has_text=product)
+    item.wait_for(state="visible", timeout=2000)
+    shot(manager, "bell-open")
+    item.locator(".crm-bell-open button").click()
+    manager.wait_for_url(f"**/approvalrequestview/show/{req.id}")
+    assert product in manager.content()
+
+    # Decide on the approvals board, from the request's card.
+    manager.goto(f"{live_url}/approvals/board/")
+    card = manager.locator(f".board-card[data-id='{req.id}']")
+    if card.count():
+        card.locator("textarea[name=comment]").fill("ベルから確認、承認します")
+        card.locator("button[name=decision][value=approve]").click()
+    else:
+        # The board shows the oldest cards of a long column only: decide on the request's own screen.
+        manager.goto(f"{live_url}/approvalrequestview/show/{req.id}")
+        manager.fill(".approval-decide-form textarea[name=comment]", "ベルから確認、承認します")
+        manager.click(".approval-decide-form button[value=approve]")
+    manager.wait_for_load_state()
+    shot(manager, "approved")
+    db.session.expire_all()
+    assert db.session.get(ApprovalRequest, req.id).status == ApprovalStatus.APPROVED
+    # The notification opened from the bell is read now.
+    note = db.session.query(Notification).filter(
+        Notification.user_id == users["manager"].id, Notification.title.contains(product)).one()
+    assert note.is_read
