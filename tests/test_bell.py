@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from app import links
 from models import Notification
 from models.notification import NotificationType
-from tests.conftest import TEST_DATABASE_URL
-from tests.services import create_database, drop_database
+from tests.test_migrations import empty_database  # noqa: F401  (the fixture: a database of its own, dropped after)
 
 LINKS_BEFORE = "f2a9c4e7b1d3"  # the head before the links moved to the screens
 
@@ -47,13 +46,6 @@ def test_a_request_notifies_its_manager_with_the_screen_link(app, db, make, user
     assert note.link == f"/approvalrequestview/show/{req.id}"
     page = browser_login("manager").get(note.link)
     assert page.status_code == 200 and "text/html" in page.content_type and req.product_name in page.get_data(as_text=True)
-
-
-@pytest.fixture()
-def empty_database():
-    name = f"crm_bell_{uuid.uuid4().hex[:8]}"
-    yield create_database(TEST_DATABASE_URL, name)
-    drop_database(TEST_DATABASE_URL, name)
 
 
 def test_the_migration_moves_stored_api_links_to_screens_and_back(empty_database, config_class):
