@@ -59,6 +59,12 @@ class Meeting(TimestampMixin, Model):
         sa.Index("ix_meetings_scheduled_at", "scheduled_at", postgresql_include=["sales_id", "created_by_id"]),
         # Scoped lists sort by scheduled_at within one rep's meetings.
         sa.Index("ix_meetings_sales_scheduled", "sales_id", "scheduled_at"),
+        # The navbar search matches titles anywhere (ILIKE '%q%', app/services/search.py): a
+        # trigram index, without GIN's pending list (as the customers' search index).
+        sa.Index(
+            "ix_meetings_title_trgm", "title", postgresql_using="gin", postgresql_ops={"title": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     def __repr__(self):

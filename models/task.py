@@ -60,6 +60,12 @@ class Task(TimestampMixin, Model):
             postgresql_where=sa.text("status IN ('TODO', 'IN_PROGRESS')"),
             sqlite_where=sa.text("status IN ('TODO', 'IN_PROGRESS')"),
         ),
+        # The navbar search matches titles anywhere (ILIKE '%q%', app/services/search.py): a
+        # trigram index, without GIN's pending list (as the customers' search index).
+        sa.Index(
+            "ix_tasks_title_trgm", "title", postgresql_using="gin", postgresql_ops={"title": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     def __repr__(self):
