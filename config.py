@@ -159,8 +159,8 @@ class Config:
     REDIS_CONNECT_TIMEOUT = float(os.environ.get("REDIS_CONNECT_TIMEOUT") or 0.5)
     CACHE_TYPE = os.environ.get("CACHE_TYPE") or ("app.extensions.shared_redis_cache" if REDIS_URL else "SimpleCache")
     CACHE_ANSWERS = env_bool("CACHE_ANSWERS", True)
-    # Repeat cache hits of /api answered before Flask's dispatch (app/fastpath.Middleware);
-    # off, the same hits are answered by the view's before_request (bench/README.md, ABAB).
+    # Cache hits of /api answered before Flask's dispatch (app/fastpath.Middleware); off, by
+    # the /api blueprint's first before_request instead (the same checks, with Flask's hooks).
     CACHE_WSGI_HITS = env_bool("CACHE_WSGI_HITS", True)
     CACHE_REDIS_URL = REDIS_URL
     CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 300)

@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from functools import wraps
+from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
 from flask import Response, current_app, has_app_context, has_request_context, request
@@ -33,14 +34,12 @@ from werkzeug.http import parse_etags
 from app import tokens
 from app.extensions import cache
 from app.memo import remember
+from app.scope import cache_scope, role_names
 
 log = logging.getLogger("crm.cache")
 
 GEN_PREFIX = "gen:"
 ANSWER_PREFIX = "answer:"
-# Per-user tables: their answers are always keyed by user, whatever the role.
-PER_USER_RESOURCES = frozenset({"notifications"})
-# FAB user columns that change on every login; they never change a cached answer.
 # FAB's tables that decide a permission check (app/security.py memoises on them).
 AUTH_TABLES = (
     "ab_role",
@@ -53,6 +52,7 @@ AUTH_TABLES = (
 )
 # Writes to these change who a token's user is (roles, active flag): auth epochs move.
 USER_AUTH_TABLES = ("ab_user", "ab_user_role", "ab_user_group")
+# FAB user columns that change on every login; they never change a cached answer.
 _USER_NOISE = frozenset({"last_login", "login_count", "fail_login_count", "changed_on", "changed_by_fk"})
 
 _lock = threading.Lock()
@@ -173,47 +173,64 @@ def model_resources(model):
 
 
 def scope_key(user, resources=(), per_user=False):
-    """Return the visibility key of `user` for `resources` ("all", "u<id>" or "anon").
+    """Return the visibility key of `user` for `resources` ("all", "u<id>" or "anon"): the scope rule's (app/scope.py)."""
+    return cache_scope(getattr(user, "id", None), role_names(user), resource_names(resources), per_user)
 
-    `per_user`: the answer is the caller's own whatever the role (e.g. an inbox that leaves
-    out the caller's own requests), so it is always keyed by user.
+
+def endpoint_scope(spec, user_id, roles, group_roles):
+    """The scope part of a `cached_endpoint` answer's key, from the caller's id, direct and group role names.
+
+    The scope rule's visibility (`scope.cache_scope`); when the answer depends on the
+    caller's permissions (`by_roles`), also every role name, those of the user's groups
+    included, as FAB's permission checks count them.
     """
-    from app.scope import sees_all
-
-    uid = getattr(user, "id", None)
-    if uid is None:
-        return "anon"
-    if per_user or PER_USER_RESOURCES & set(resource_names(resources)) or not sees_all(user):
-        return f"u{uid}"
-    return "all"
+    scope = cache_scope(user_id, roles, spec["resources"], spec["per_user"])
+    if spec["by_roles"]:
+        scope = f"{scope}:{','.join(sorted(set(roles) | set(group_roles)))}"
+    return scope
 
 
-def request_query_key():
-    """Return the normalised query of the current request: path, sorted arguments, locale."""
-    locale = _locale()
-    # The same path, query string and locale always normalise alike: built once per process.
-    environ = request.environ
-    raw = (environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), locale)
+def user_scope(spec, user):
+    """`endpoint_scope` of a loaded user (a FAB user, or a principal from token claims)."""
+    groups = {r.name for group in getattr(user, "groups", None) or () for r in group.roles}
+    return endpoint_scope(spec, getattr(user, "id", None), role_names(user), groups)
+
+
+def role_scope(user, resources=(), per_user=False):
+    """The visibility key of `user` plus every role name, for answers that depend on permissions (`endpoint_scope`)."""
+    return user_scope({"resources": resource_names(resources), "by_roles": True, "per_user": per_user}, user)
+
+
+def query_key(path_info, query_string, locale):
+    """The normalised query of a request from its raw WSGI path and query string and its locale.
+
+    The answer cache's reader (app/fastpath.py, before Flask parses anything) and its writer
+    (the view) both call this on the same raw values, so they always agree.
+    """
+    raw = (path_info, query_string, locale)
     key = _query_keys.get(raw)
     if key is None:
         # An empty value means "not given" ("?search=" is no search), except a keyset cursor's
         # "?after=" which selects keyset paging from the start.
-        args = sorted((k, v) for k, v in request.args.items(multi=True) if v != "" or k == "after")
-        key = json.dumps([request.path, args, locale], ensure_ascii=False, separators=(",", ":"))
+        args = sorted((k, v) for k, v in parse_qsl(query_string, keep_blank_values=True) if v != "" or k == "after")
+        key = json.dumps([path_info, args, locale], ensure_ascii=False, separators=(",", ":"))
         remember(_query_keys, raw, key, _QUERY_KEYS_MAX)
     return key
 
 
+def request_query_key():
+    """Return the normalised query of the current request (`query_key` with the request's locale)."""
+    environ = request.environ
+    return query_key(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), request_locale())
+
+
+# The same raw path, query string and locale always normalise alike: built once per process.
 _query_keys = {}
 _QUERY_KEYS_MAX = 4096
 
 
-def known_query_key(path_info, query_string, locale):
-    """The `request_query_key` this process computed for that raw path, query string and locale, else None."""
-    return _query_keys.get((path_info, query_string, locale))
-
-
-def _locale():
+def request_locale():
+    """The request's locale name (e.g. "ja") as FAB's locale selector answers it; "" outside a request."""
     # FAB's locale selector itself (a name such as "ja"): flask-babel's get_locale parses
     # its answer into a babel Locale on every request, ~5 % of a cached answer's time.
     try:
@@ -295,16 +312,21 @@ def answer_backend():
     return backend
 
 
-def cached_value(resources, scope, query_key, compute, timeout=None):
-    """Return compute() cached under (resources, scope, query_key); any picklable value."""
+def cached_value(resources, scope, query_key, compute, timeout=None, read=True):
+    """Return compute() cached under (resources, scope, query_key); any picklable value.
+
+    `read=False`: compute and store without looking first, for an /api answer, whose hits
+    app/fastpath.py answers before the view runs.
+    """
     names = resource_names(resources)
     backend = answer_backend()
     if backend is None:
         return compute()
     key = answer_key(names, scope, query_key)
     try:
+        # The generations before computing: a write meanwhile leaves the stored entry stale.
         gens = _call(lambda: _generations(backend, names))
-        entry = _call(lambda: backend.get(key))
+        entry = _call(lambda: backend.get(key)) if read else None
     except CacheDown:
         return compute()
     if entry is not None and entry[0] == gens:
@@ -381,14 +403,14 @@ def etag_of(body):
     return '"' + hashlib.sha1(body).hexdigest()[:24] + '"'
 
 
-def cached_json(resources, scope, query_key, compute, timeout=None):
-    """Return (body bytes, etag) of compute() (bytes, str, JSON data or a 200 Response), cached."""
+def cached_json(resources, scope, query_key, compute, timeout=None, read=True):
+    """Return (body bytes, etag) of compute() (bytes, str, JSON data or a 200 Response), cached (`cached_value`)."""
 
     def build():
         body = _to_bytes(compute())
         return body, etag_of(body)
 
-    return cached_value(resources, scope, query_key, build, timeout=timeout)
+    return cached_value(resources, scope, query_key, build, timeout=timeout, read=read)
 
 
 def etag_response(body, etag, status=200, mimetype="application/json", environ=None):
@@ -413,10 +435,11 @@ def etag_response(body, etag, status=200, mimetype="application/json", environ=N
 _ETAG_HEADERS = (("Cache-Control", "private, no-cache"), ("Vary", "Authorization, Cookie, Accept-Language"))
 
 
-def cached_response(resources, compute, scope=None, query=None, timeout=None):
+def cached_response(resources, compute, scope=None, query=None, timeout=None, read=True):
     """Answer the current request from cache or compute(); ETag/304; non-200 answers pass through.
 
-    `scope` defaults to the visibility of the acting user, `query` to the normalised request.
+    `scope` defaults to the visibility of the acting user, `query` to the normalised request;
+    `read=False`: compute and store only (`cached_value`).
     """
     from app.context import current_user_obj
 
@@ -432,18 +455,10 @@ def cached_response(resources, compute, scope=None, query=None, timeout=None):
     if query is None:
         query = request_query_key()
     try:
-        body, etag = cached_json(resources, scope, query, compute, timeout=timeout)
+        body, etag = cached_json(resources, scope, query, compute, timeout=timeout, read=read)
     except _NotCacheable as exc:
         return exc.response
     return etag_response(body, etag)
-
-
-def role_scope(user, resources=(), per_user=False):
-    """The visibility key of `user` plus their role names, for answers that depend on permissions."""
-    # FAB's permission checks also count the roles of the user's groups.
-    names = {r.name for r in getattr(user, "roles", None) or ()}
-    names |= {r.name for group in getattr(user, "groups", None) or () for r in group.roles}
-    return f"{scope_key(user, resources, per_user)}:{','.join(sorted(names))}"
 
 
 def cacheable_read():
@@ -454,26 +469,29 @@ def cacheable_read():
 
 
 def cached_endpoint(*resources, timeout=None, by_roles=False, per_user=False):
-    """Decorate a view function (placed under its auth decorator) to cache its 200 answers.
+    """Decorate an /api view function (placed under its auth decorator) to store its 200 answers.
 
+    Their hits are answered by app/fastpath.py alone, before the view: the view runs on a
+    miss and stores its answer under the key fastpath reads (`endpoint_scope`,
+    `request_query_key`).
     `by_roles`: the answer also depends on the caller's permissions (e.g. a dashboard showing
     only the sections the roles may read), so the role names join the scope of the key.
-    `per_user`: the answer depends on who calls, whatever the role (`scope_key`).
+    `per_user`: the answer depends on who calls, whatever the role (`scope.cache_scope`).
     """
+    spec = {"resources": resource_names(resources), "by_roles": by_roles, "per_user": per_user, "timeout": timeout}
 
     def decorator(fn):
         @wraps(fn)
         def wrapper(*args, **kwargs):
             scope = None
-            if (by_roles or per_user) and answer_backend() is not None:
+            if answer_backend() is not None:
                 from app.context import current_user_obj
 
-                user = current_user_obj()
-                scope = role_scope(user, resources, per_user) if by_roles else scope_key(user, resources, per_user)
-            return cached_response(resources, lambda: fn(*args, **kwargs), scope=scope, timeout=timeout)
+                scope = user_scope(spec, current_user_obj())
+            return cached_response(resources, lambda: fn(*args, **kwargs), scope=scope, timeout=timeout, read=False)
 
         # Read by app/fastpath.py (copied onto the auth decorators' wrappers by functools.wraps).
-        wrapper.crm_cache = {"resources": resource_names(resources), "by_roles": by_roles, "per_user": per_user, "timeout": timeout}
+        wrapper.crm_cache = spec
 
         return wrapper
 

@@ -1,27 +1,28 @@
-"""Cached /api GETs answered with one Redis round trip and no database query.
+"""Cached /api GETs answered with one Redis round trip and no database query: the one place a hit is answered.
 
 Access tokens carry two extra claims (FAB's JWTManager `additional_claims_loader`, so
 /api/auth/login|refresh and FAB's /api/v1/security/login all add them):
 - `roles`: the user's role names when the token was issued;
 - `ae`: the user's "auth epoch" then ("<everyone>|<user>"), a value replaced after every
   commit that changes the user's roles or active flag, deletes the user, or writes the
-  permission tables (app/caching.py's after-commit hook calls `bump`).
+  permission tables (app/caching.py's after-commit hook calls `tokens.bump`).
 
-A GET on a `cached_endpoint` view with a bearer token is then answered by `serve` (a
-before_request of the /api blueprint): the token's signature and expiry are verified,
-and ONE MGET reads the blocklist entries of its jti and family and the copy of its user's
-token epoch (app/tokens.py), both auth-epoch counters, the generations of FAB's permission
-tables and of the answer's tables, and the answer itself. The answer is served only if the
-token is not revoked and not older than its user's token epoch, its auth epoch is current
-(so its roles and active flag are still true), the answer's generations are current, and FAB's permission matrix
-(`sm._has_view_access` for the role set, memoised per permission-table generation) grants
-the view's permission. Anything else — no Redis, Redis down, a stale epoch, a miss — falls
-through to the normal path, which loads the user from the database and refuses, computes
-or stores as usual (`store` then writes the entry for the next request).
+`answer(environ)` serves a GET on a `cached_endpoint` view with a bearer token: Flask's own
+URL map routes it, the token's signature and expiry are verified, and ONE MGET reads the
+blocklist entries of its jti and family and the copy of its user's token epoch
+(app/tokens.py), both auth-epoch counters, the generations of FAB's permission tables and
+of the answer's tables, and the answer itself. The answer is served only if the token is
+not revoked and not older than its user's token epoch, its auth epoch is current (so its
+roles and active flag are still true), the answer's generations are current, and FAB's
+permission matrix grants the view's permission. Anything else — no Redis, Redis down, a
+stale epoch, a miss — goes on to Flask's normal path, which loads the user from the
+database and refuses, or computes and stores (`caching.cached_endpoint`) for the next
+request.
 
-Once Flask has routed a path and normalised a query this way, `Middleware` (around the
-WSGI app) answers the next hit of that path and query with the same checks, before
-Flask's request handling.
+It runs at one of two places, never both (CACHE_WSGI_HITS): around the WSGI app
+(`Middleware`, before Flask's request handling, for requests without a cookie, an Origin
+or FAB's `_l_` locale argument, whose answers need Flask's session, CORS or locale), or
+as the /api blueprint's first before_request (`before_request`, every bearer GET).
 """
 
 import logging
@@ -30,6 +31,7 @@ from types import SimpleNamespace
 
 from flask import current_app, g, request
 from flask_jwt_extended import get_unverified_jwt_headers
+from werkzeug.exceptions import HTTPException
 
 from app import budget, caching, tokens
 from app.extensions import redis_client
@@ -250,17 +252,6 @@ def _clients():
     return backend, client
 
 
-def _scope(user_id, roles, group_roles, names, by_roles, per_user=False):
-    """The answer's scope exactly as `caching.scope_key` / `role_scope` compute it from the user."""
-    from app.scope import SEES_ALL
-
-    if per_user or caching.PER_USER_RESOURCES & set(names) or not (set(roles) & SEES_ALL):
-        scope = f"u{user_id}"
-    else:
-        scope = "all"
-    return f"{scope}:{','.join(sorted(set(roles) | set(group_roles)))}" if by_roles else scope
-
-
 def _allowed(auth_gens, roles, group_roles, permission, view_name):
     """FAB's own check for a role set, memoised until the permission tables change (PERMISSION_MEMO_SECONDS at most)."""
     key = (auth_gens, tuple(roles), tuple(group_roles), permission, view_name)
@@ -298,31 +289,45 @@ def bearer_claims(header=None):
     return token, claims
 
 
-def serve():
-    """before_request: answer a cached GET from Redis alone, or return None for the normal path."""
-    spec = caching.cacheable_read()
-    environ = request.environ
-    if spec is None or environ.get(TRIED):
+def _route(app, environ):
+    """(cache spec, permission) of the `cached_endpoint` view Flask's URL map routes this GET to, else None."""
+    try:
+        endpoint, _args = app.create_url_adapter(app.request_class(environ)).match(method="GET")
+    except HTTPException:  # not found, a redirect, another method: Flask's path answers
         return None
-    header = environ.get("HTTP_AUTHORIZATION", "")
-    pair = _clients() if header.startswith("Bearer ") else None
+    view = app.view_functions.get(endpoint)
+    spec = getattr(view, "crm_cache", None)
+    return None if spec is None else (spec, getattr(view, "crm_permission", None))
+
+
+def answer(environ, route, locale):
+    """The cached answer of this bearer GET when its token, epochs, generations and permission are current, else None.
+
+    `route`: (cache spec, permission) of its view (`_route`); `locale`: the request's
+    locale (part of the answer's key). Raises `budget.OverBudget` when the caller's budget,
+    charged in the same Redis read, is spent.
+    """
+    pair = _clients()
     if pair is None:
         return None
-    permission = getattr(current_app.view_functions.get(request.endpoint), "crm_permission", None)
-    found = bearer_claims(header)
+    found = bearer_claims(environ.get("HTTP_AUTHORIZATION", ""))
     if found is None:
         return None
-    query_key = caching.request_query_key()
-    # What `Middleware` needs to answer this path itself from the next request on.
-    routes = current_app.extensions.setdefault(ROUTES, {})
-    if len(routes) >= _MEMO_MAX:
-        routes.clear()
-    routes[environ.get("PATH_INFO", "")] = (spec, permission)
-    return _answer(pair, environ, found[1], spec, permission, query_key)
+    if environ.get(budget.STATE) is None:
+        item = budget.limit()
+        if item is not None:
+            environ[budget.STATE] = budget.Charge(item, budget.user_caller(found[1]))
+    query_key = caching.query_key(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), locale)
+    return _answer(pair, environ, found[1], *route, query_key)
 
 
-TRIED = "crm.fast_tried"  # environ: `Middleware` looked this request up; Flask's path does not again
-ROUTES = "crm_fast_routes"  # app.extensions: PATH_INFO → (cache spec, permission) of a cacheable view, as Flask routed it
+def before_request():
+    """The /api blueprint's first before_request (CACHE_WSGI_HITS off): `answer` for a bearer GET on a cached view."""
+    spec = caching.cacheable_read()
+    if spec is None or not request.environ.get("HTTP_AUTHORIZATION", "").startswith("Bearer "):
+        return None
+    permission = getattr(current_app.view_functions.get(request.endpoint), "crm_permission", None)
+    return answer(request.environ, (spec, permission), caching.request_locale())
 
 
 def _answer(pair, environ, claims, spec, permission, query_key):
@@ -336,7 +341,7 @@ def _answer(pair, environ, claims, spec, permission, query_key):
     backend, client = pair
     roles, group_roles, epoch, sub = _role_claims(claims)
     names = spec["resources"]
-    scope = _scope(sub, roles, group_roles, names, spec["by_roles"], spec.get("per_user", False))
+    scope = caching.endpoint_scope(spec, sub, roles, group_roles)
     entry_key = caching.answer_key(names, scope, query_key)
     prefix = backend.key_prefix
     # The token's blocklist, family and token-epoch entries (app/tokens.py), then its auth epoch.
@@ -351,7 +356,6 @@ def _answer(pair, environ, claims, spec, permission, query_key):
         values = budget.mget(client, keys, environ)
     except Exception:  # Redis down: the normal path (database) answers
         return None
-    environ[TRIED] = True
     budget.settle(environ=environ)  # paid in that read: 429 if the caller is over its budget
     # Revoked, or no copy of the token epoch yet: the normal path refuses or reads the database.
     if tokens.judge(claims, values[0:3]) is not False or not _epoch_current(values[3:5], epoch):
@@ -375,18 +379,14 @@ def _answer(pair, environ, claims, spec, permission, query_key):
 
 
 class Middleware:
-    """WSGI: a cache hit answered before Flask, for paths and queries Flask's path has already seen.
+    """WSGI: `answer` before Flask's request handling (CACHE_WSGI_HITS on).
 
-    A hit costs one Redis call; Flask's request context, URL matching, its before- and
-    after-request hooks are most of the rest (half of a hit's CPU under load). This answers
-    a GET with a bearer token in an app context only, with `_answer` — the same checks as
-    `serve` — when this process has already routed its path to a cacheable view and
-    normalised its query string (`ROUTES`, `caching.known_query_key`): no URL rule or query
-    parsing of its own. Its answer carries what Flask's hooks would add to a hit: the
-    X-RateLimit-* headers (`budget.finish`) and the security headers. Anything else — a
-    cookie (the session's locale, FAB's screens), an Origin (CORS), FAB's `_l_` locale
-    argument, over budget, a miss — goes to Flask, which neither charges the budget again
-    nor repeats the Redis read.
+    A hit costs one Redis call; Flask's request context, its before- and after-request
+    hooks are most of the rest (half of a hit's CPU under load). Its answer carries what
+    Flask's hooks would add: the X-RateLimit-* headers (`budget.finish`) and the security
+    headers. A cookie (the session's locale, FAB's screens), an Origin (CORS) or FAB's `_l_`
+    locale argument need Flask's hooks: those requests, misses and refusals go to Flask,
+    which neither charges the budget again nor repeats the Redis read.
     """
 
     def __init__(self, app, wsgi_app):
@@ -405,36 +405,25 @@ class Middleware:
         header = environ.get("HTTP_AUTHORIZATION", "")
         if not header.startswith("Bearer ") or "HTTP_COOKIE" in environ or "HTTP_ORIGIN" in environ:
             return None
-        path, query = environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
-        route = self.app.extensions.get(ROUTES, {}).get(path)
-        if route is None or "_l_" in query:
+        if "_l_" in environ.get("QUERY_STRING", ""):
             return None
-        app = self.app
-        with app.app_context():
-            # No session cookie and no `_l_`: FAB's locale selector answers its default.
-            query_key = caching.known_query_key(path, query, app.appbuilder.bm.babel_default_locale)
-            if query_key is None:
-                return None
+        with self.app.app_context():
             try:
-                return self._answer(environ, header, route, query_key)
+                return self._answer(environ)
             except budget.OverBudget:
                 return None  # Flask's path answers the 429, with the charge already made
             except Exception:  # a fault here must not cost the request: Flask's path answers
                 log.warning("Fast path middleware failed; Flask answers", exc_info=True)
                 return None
 
-    def _answer(self, environ, header, route, query_key):
-        pair = _clients()
-        if pair is None:
+    def _answer(self, environ):
+        app = self.app
+        route = _route(app, environ)
+        if route is None:
             return None
-        found = bearer_claims(header)
-        if found is None:
-            return None
-        item = budget.limit()
-        if item is not None:
-            environ[budget.STATE] = budget.Charge(item, budget.user_caller(found[1]))
-        response = _answer(pair, environ, found[1], *route, query_key)
+        # No session cookie and no `_l_`: FAB's locale selector answers its default.
+        response = answer(environ, route, app.appbuilder.bm.babel_default_locale)
         if response is None:
             return None
         budget.finish(response, environ)
-        return self.app.extensions["crm_security_headers"](response)
+        return app.extensions["crm_security_headers"](response)

@@ -37,6 +37,25 @@ def sees_all(user):
     return bool(role_names(user) & SEES_ALL)
 
 
+#: Tables whose rows are always the caller's own, whatever the role (notifications).
+OWN_ONLY_TABLES = frozenset({Notification.__tablename__})
+
+
+def cache_scope(user_id, roles, tables=(), own=False):
+    """The visibility an answer over `tables` is computed for: "all", "u<id>" or "anon".
+
+    The key of a cached answer (app/caching.py, app/fastpath.py) names it, so one caller's
+    rows are never served to another: the same rule as `scope_kind`, from the user's id and
+    direct role names alone (a token's claims carry both). `own`: the answer is the caller's
+    own whatever the role (an inbox leaving out the caller's own requests).
+    """
+    if user_id is None:
+        return "anon"
+    if own or OWN_ONLY_TABLES & set(tables) or not (set(roles) & SEES_ALL):
+        return f"u{user_id}"
+    return "all"
+
+
 def scope_kind(model, user):
     """"none" (anonymous), "own" (the caller's rows) or "all" (every live row) of `model` for `user`."""
     if getattr(user, "id", None) is None:

@@ -329,7 +329,7 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
     @permission_name("get")
     def get_list(self, **kwargs):
         resources = self.cache_resources or caching.model_resources(self.datamodel.obj)
-        query = json.dumps([self.resource_name, request.args.get(API_URI_RIS_KEY, ""), caching._locale()], ensure_ascii=False)
+        query = json.dumps([self.resource_name, request.args.get(API_URI_RIS_KEY, ""), caching.request_locale()], ensure_ascii=False)
         return caching.cached_response(resources, self._computed_list, query=query)
 
     get_list.__doc__ = ModelRestApi.get_list.__doc__
