@@ -19,10 +19,11 @@ stale epoch, a miss — goes on to Flask's normal path, which loads the user fro
 database and refuses, or computes and stores (`caching.cached_endpoint`) for the next
 request.
 
-It runs at one of two places, never both (CACHE_WSGI_HITS): around the WSGI app
-(`Middleware`, before Flask's request handling, for requests without a cookie, an Origin
-or FAB's `_l_` locale argument, whose answers need Flask's session, CORS or locale), or
-as the /api blueprint's first before_request (`before_request`, every bearer GET).
+Each request meets it once, at one of two doors: around the WSGI app (`Middleware`, before
+Flask's request handling) when it can be answered without Flask (`before_flask`: no
+cookie, no Origin, no FAB `_l_` locale argument), else as the /api blueprint's first
+before_request (`before_request`), whose answer then gets Flask's session, locale and
+CORS hooks. CACHE_WSGI_HITS=0 closes the first door: every hit takes the second.
 """
 
 import logging
@@ -321,11 +322,25 @@ def answer(environ, route, locale):
     return _answer(pair, environ, found[1], *route, query_key)
 
 
+def before_flask(environ):
+    """True for a GET that `Middleware` answers (or leaves to Flask's normal path) itself: a bearer token, no cookie, Origin or `_l_`."""
+    return (
+        environ.get("REQUEST_METHOD") == "GET"
+        and environ.get("HTTP_AUTHORIZATION", "").startswith("Bearer ")
+        and "HTTP_COOKIE" not in environ
+        and "HTTP_ORIGIN" not in environ
+        and "_l_" not in environ.get("QUERY_STRING", "")
+    )
+
+
 def before_request():
-    """The /api blueprint's first before_request (CACHE_WSGI_HITS off): `answer` for a bearer GET on a cached view."""
+    """The /api blueprint's first before_request: `answer` for a bearer GET on a cached view that `Middleware` did not see."""
+    environ = request.environ
     spec = caching.cacheable_read()
-    if spec is None or not request.environ.get("HTTP_AUTHORIZATION", "").startswith("Bearer "):
+    if spec is None or not environ.get("HTTP_AUTHORIZATION", "").startswith("Bearer "):
         return None
+    if current_app.config["CACHE_WSGI_HITS"] and before_flask(environ):
+        return None  # tried before Flask already: a miss or a refusal
     permission = getattr(current_app.view_functions.get(request.endpoint), "crm_permission", None)
     return answer(request.environ, (spec, permission), caching.request_locale())
 
@@ -379,14 +394,13 @@ def _answer(pair, environ, claims, spec, permission, query_key):
 
 
 class Middleware:
-    """WSGI: `answer` before Flask's request handling (CACHE_WSGI_HITS on).
+    """WSGI: `answer` before Flask's request handling (CACHE_WSGI_HITS on), for `before_flask` requests.
 
     A hit costs one Redis call; Flask's request context, its before- and after-request
     hooks are most of the rest (half of a hit's CPU under load). Its answer carries what
     Flask's hooks would add: the X-RateLimit-* headers (`budget.finish`) and the security
-    headers. A cookie (the session's locale, FAB's screens), an Origin (CORS) or FAB's `_l_`
-    locale argument need Flask's hooks: those requests, misses and refusals go to Flask,
-    which neither charges the budget again nor repeats the Redis read.
+    headers. Misses and refusals go to Flask, which neither charges the budget again nor
+    repeats the Redis read.
     """
 
     def __init__(self, app, wsgi_app):
@@ -395,18 +409,13 @@ class Middleware:
 
     def __call__(self, environ, start_response):
         """Answer the request from the cache, or pass it to the wrapped app."""
-        if environ.get("REQUEST_METHOD") == "GET":
+        if before_flask(environ):
             response = self._hit(environ)
             if response is not None:
                 return response(environ, start_response)
         return self.wsgi_app(environ, start_response)
 
     def _hit(self, environ):
-        header = environ.get("HTTP_AUTHORIZATION", "")
-        if not header.startswith("Bearer ") or "HTTP_COOKIE" in environ or "HTTP_ORIGIN" in environ:
-            return None
-        if "_l_" in environ.get("QUERY_STRING", ""):
-            return None
         with self.app.app_context():
             try:
                 return self._answer(environ)

@@ -24,12 +24,8 @@ log = logging.getLogger(__name__)
 RESOURCES = (auth, customers, meetings, tasks, approvals, notifications, reports, audit, openapi)
 
 
-def create_blueprint(hits_in_flask=False):
-    """A fresh /api blueprint holding every resource module's blueprint.
-
-    `hits_in_flask`: cached hits are answered by its first before_request, not before Flask
-    (CACHE_WSGI_HITS off; app/fastpath.py).
-    """
+def create_blueprint():
+    """A fresh /api blueprint holding every resource module's blueprint."""
     bp = Blueprint("crm_api", __name__, url_prefix="/api")
     # Bearer tokens only (no cookie a cross-site form could ride on): exempt from CSRF. Flask-WTF
     # looks a nested blueprint up by its own object, so each child is exempted, not only the parent.
@@ -39,9 +35,9 @@ def create_blueprint(hits_in_flask=False):
         csrf.exempt(module.bp)
     bp.register_error_handler(Exception, handle_error)
     bp.before_request(limit_body_size)
-    if hits_in_flask:
-        # Cached GETs with a good token: one Redis round trip, no database (app/fastpath.py).
-        bp.before_request(fastpath.before_request)
+    # Cached GETs with a good token that did not meet app/fastpath.py before Flask: one Redis
+    # round trip, no database.
+    bp.before_request(fastpath.before_request)
     # The per-caller budget, paid in the request's one Redis read (app/budget.py); login and
     # register carry their own stricter limits (app/ratelimits.py).
     bp.before_request(lambda: budget.start(deferred=caching.cacheable_read() is not None))
@@ -122,7 +118,7 @@ def rate_limited(exc):
 def init_api(app, appbuilder):
     """Register /api, /ready, the JWT blocklist, login limits, CORS, security headers and the fast path."""
     tokens.install(appbuilder, read=fastpath.mget_with_epoch)
-    app.register_blueprint(create_blueprint(hits_in_flask=not app.config["CACHE_WSGI_HITS"]))
+    app.register_blueprint(create_blueprint())
     app.register_blueprint(health.bp)
     ratelimits.install(app)
     http.install(app)
