@@ -23,12 +23,12 @@ import time
 
 import redis
 from flask import current_app, has_request_context, request
-from flask_jwt_extended import decode_token
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
+from app import tokens
 from app.extensions import redis_client
 from app.ratelimits import ip_key
 from app.throttle import log_throttled
@@ -99,18 +99,10 @@ def caller():
     """`user:<id>` for a request with a valid bearer token, else `ip:<client address>` (the login limits' key)."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        claims = verified_claims(header[7:].strip())
+        claims = tokens.verified_claims(header[7:].strip())
         if claims is not None and claims.get("sub") is not None:
             return user_caller(claims)
     return ip_key()
-
-
-def verified_claims(token):
-    """The claims of a valid, unexpired token (flask-jwt-extended's own decode), or None."""
-    try:
-        return decode_token(token)
-    except Exception:  # invalid, expired, malformed: no user to charge
-        return None
 
 
 def user_caller(claims):

@@ -31,7 +31,7 @@ import time
 from types import SimpleNamespace
 
 from flask import current_app, g, request
-from flask_jwt_extended import get_unverified_jwt_headers
+from flask_jwt_extended import get_jwt
 from werkzeug.exceptions import HTTPException
 
 from app import budget, caching, tokens
@@ -167,59 +167,15 @@ def principal_for(claims):
 
 # ---------------------------------------------------------------- uncached reads
 
-_HEADERS = {}
-
-
-def _token_header(token):
-    """The token's (unverified) JOSE header, parsed once per token."""
-    header = _HEADERS.get(token)
-    if header is None:
-        if len(_HEADERS) >= _MEMO_MAX:
-            _HEADERS.clear()
-        header = _HEADERS[token] = get_unverified_jwt_headers(token)
-    return header
-
-
-def authenticate_read():
-    """The `Principal` of a GET on a cacheable /api view whose access token is good and current, else None.
-
-    `serve`'s checks without the answer, for a request the answer cache did not serve:
-    the token's signature (verified once per process) and expiry, its blocklist entry and
-    the user's auth epoch in one MGET (tokens.is_revoked), and its role claims. The
-    request then carries what `verify_jwt_in_request` and FAB's user lookup would have
-    set. Anything else (no claims, revoked, a stale epoch, no Redis) returns None, and
-    flask-jwt-extended and the user row decide as usual, with their own 401 reasons.
-    """
-    if caching.cacheable_read() is None:
-        return None
-    found = bearer_claims()
-    if found is None:
-        return None
-    token, claims = found
-    if tokens.is_revoked(claims, mget_with_epoch):
-        return None
-    principal = principal_for(claims)
-    if principal is None:
-        return None
-    # flask-jwt-extended's request state (get_jwt, get_current_user) and FAB's g.user.
-    g._jwt_extended_jwt_user = {"loaded_user": principal}
-    g._jwt_extended_jwt_header = _token_header(token)
-    g._jwt_extended_jwt = claims
-    g.user = principal
-    # On the request, not g: tests share one app context (and its g) between requests.
-    request.environ["crm.read_claims"] = claims
-    return principal
-
 
 def permitted(permission, view_name):
-    """FAB's permission check for this request's user; from the token's role claims after `authenticate_read`."""
-    claims = request.environ.get("crm.read_claims")
-    if claims is not None:
+    """FAB's permission check for this request's user; from the token's role claims when the user came from them (`principal_for`)."""
+    if isinstance(getattr(g, "user", None), Principal):
         names = caching.resource_names(caching.AUTH_TABLES)
         # The generations read with the epoch in the same MGET (`mget_with_epoch`).
         auth_gens = request.environ.get("crm.cache_generations", {}).get(names)
         if auth_gens is not None:
-            roles, group_roles, _epoch, _sub = _role_claims(claims)
+            roles, group_roles, _epoch, _sub = _role_claims(get_jwt())
             return _allowed(auth_gens, roles, group_roles, permission, view_name)
     return current_app.appbuilder.sm.has_access(permission, view_name)
 
@@ -284,7 +240,7 @@ def bearer_claims(header=None):
     if not header.startswith("Bearer "):
         return None
     token = header[7:].strip()
-    claims = budget.verified_claims(token)
+    claims = tokens.verified_claims(token)
     if claims is None or claims.get("type") != "access" or not claims.get("jti") or _role_claims(claims) is None:
         return None
     return token, claims

@@ -26,10 +26,9 @@ import uuid
 import redis
 import sqlalchemy as sa
 from flask import current_app, has_app_context, has_request_context, jsonify, request
-from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt, verify_jwt_in_request
+from flask_jwt_extended import create_access_token, create_refresh_token, decode_token, get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import RevokedTokenError
 
-from app import budget
 from app.extensions import redis_client
 from app.throttle import log_throttled
 from app.services.errors import Unavailable
@@ -337,9 +336,9 @@ def judge(claims, values):
 def is_revoked(jwt_payload, read=None):
     """True when the token is blocklisted, its family revoked, or it predates its user's token epoch.
 
-    `read(client, keys, claims)`: how the revocation keys are read (default: `budget.mget`,
-    which charges the request's budget in the same round trip); the /api wiring passes
-    app/fastpath.py's, which also reads what the user lookup needs next.
+    `read(client, keys, claims)`: how the revocation keys are read (default: one MGET); the
+    /api wiring passes app/fastpath.py's, which charges the request's budget and reads what
+    the user lookup needs next in the same round trip.
     """
     jti = jwt_payload.get("jti")
     if not jti or _user_id(jwt_payload.get("sub")) is None:
@@ -353,9 +352,8 @@ def is_revoked(jwt_payload, read=None):
         return stored_epoch(_user_id(jwt_payload["sub"])) > token_epoch(jwt_payload)
     try:
         flush_pending_epochs(client)
-        # The request's budget is charged in the same round trip (app/budget.py).
         keys = revocation_keys(jwt_payload)
-        verdict = judge(jwt_payload, read(client, keys, jwt_payload) if read is not None else budget.mget(client, keys))
+        verdict = judge(jwt_payload, read(client, keys, jwt_payload) if read is not None else client.mget(keys))
     except redis.RedisError:
         # Fail open on the blocklist, like the cache: the API keeps serving through a Redis
         # outage and tokens are short-lived (JWT_ACCESS_MINUTES); a logout during the outage
@@ -599,6 +597,18 @@ def remember_signatures(jwt_manager):
         return claims
 
     jwt_manager._decode_jwt_from_config = remembered
+
+
+def verified_claims(token):
+    """The claims of a valid, unexpired token as FAB's JWT manager decodes it (`decode_token`), else None.
+
+    Revocation is not decided here: the blocklist loader (`is_revoked`) and the fast path's
+    read do.
+    """
+    try:
+        return decode_token(token)
+    except Exception:  # invalid, expired, malformed: not a caller's token
+        return None
 
 
 def install(appbuilder, read=None):

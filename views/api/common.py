@@ -375,26 +375,28 @@ def current_user():
 
 
 def authenticated(fn):
-    """Require a valid, unrevoked access token; FAB's JWT user lookup sets g.user."""
+    """Require a valid, unrevoked access token, checked by FAB's JWT manager; its user lookup sets g.user.
+
+    flask-jwt-extended verifies the token, asks the blocklist loader (app/tokens.py) and
+    FAB's user lookup (app/security.py's `load_user_jwt`, which takes the user of a
+    cacheable read from a current token's claims).
+    """
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
-        principal = fastpath.authenticate_read()  # a cacheable read with a current token, else None
         failure = None
-        if principal is None:
-            try:
-                verify_jwt_in_request()
-            except (JWTExtendedException, PyJWTError) as exc:
-                failure = ApiError(401, _token_message(exc))
+        try:
+            verify_jwt_in_request()
+        except (JWTExtendedException, PyJWTError) as exc:
+            failure = ApiError(401, _token_message(exc))
         # The caller's budget, paid in the token check's Redis read (app/budget.py): 429 when
         # it is spent, before any answer, a 401 included.
         budget.settle()
         if failure is not None:
             raise failure
-        if principal is None:
-            user = getattr(g, "user", None)
-            if user is None or not getattr(user, "is_active", False):
-                raise ApiError(401, "the token's user is unknown or inactive")
+        user = getattr(g, "user", None)
+        if user is None or not getattr(user, "is_active", False):
+            raise ApiError(401, "the token's user is unknown or inactive")
         return fn(*args, **kwargs)
 
     return wrapper
