@@ -27,8 +27,6 @@ CORS hooks. CACHE_WSGI_HITS=0 closes the first door: every hit takes the second.
 """
 
 import logging
-import time
-from types import SimpleNamespace
 
 from flask import current_app, g, request
 from flask_jwt_extended import get_jwt
@@ -39,41 +37,8 @@ from app.extensions import redis_client
 
 log = logging.getLogger("crm.cache")
 
-_memo = {}
-_MEMO_MAX = 4096
-
 
 # ---------------------------------------------------------------- principals
-
-
-class Principal:
-    """The user of a cached /api read, from the token's claims: id, roles and groups only."""
-
-    is_active = True
-    is_authenticated = True
-    is_anonymous = False
-
-    def __init__(self, user_id, roles, group_roles):
-        self.id = user_id
-        self.roles = roles
-        self.groups = [SimpleNamespace(roles=group_roles)] if group_roles else []
-
-    def get_id(self):
-        """flask-login's id accessor."""
-        return str(self.id)
-
-
-def _role_refs(names):
-    """(id, name) stand-ins for FAB roles named `names`, memoised until the permission tables change; None if one is unknown."""
-
-    def load():
-        sm = current_app.appbuilder.sm
-        return {r.name: r.id for r in sm.get_all_roles()}
-
-    ids = caching.memo(caching.AUTH_TABLES, ("role-ids",), load)
-    if any(name not in ids for name in names):
-        return None
-    return [SimpleNamespace(id=ids[name], name=name) for name in names]
 
 
 def _role_claims(claims):
@@ -134,7 +99,7 @@ def mget_with_epoch(client, keys, claims):
 
 
 def principal_for(claims):
-    """A `Principal` for a GET on a cacheable /api view whose token's roles are still true, else None.
+    """A user made from the token's claims (app/security.py's `claims_user`) for a GET on a cacheable /api view whose token's roles are still true, else None.
 
     The same trust as `serve`: the signature and revocation are checked by flask-jwt-extended
     before this runs, and the auth epoch in the token equals the user's current one, which
@@ -159,10 +124,7 @@ def principal_for(claims):
             return None
     if not _epoch_current(values, epoch):
         return None
-    role_refs, group_refs = _role_refs(roles), _role_refs(group_roles)
-    if role_refs is None or group_refs is None:
-        return None
-    return Principal(user_id, role_refs, group_refs)
+    return current_app.appbuilder.sm.claims_user(user_id, roles, group_roles)
 
 
 # ---------------------------------------------------------------- uncached reads
@@ -170,13 +132,13 @@ def principal_for(claims):
 
 def permitted(permission, view_name):
     """FAB's permission check for this request's user; from the token's role claims when the user came from them (`principal_for`)."""
-    if isinstance(getattr(g, "user", None), Principal):
+    if getattr(getattr(g, "user", None), "from_claims", False):
         names = caching.resource_names(caching.AUTH_TABLES)
         # The generations read with the epoch in the same MGET (`mget_with_epoch`).
         auth_gens = request.environ.get("crm.cache_generations", {}).get(names)
         if auth_gens is not None:
             roles, group_roles, _epoch, _sub = _role_claims(get_jwt())
-            return _allowed(auth_gens, roles, group_roles, permission, view_name)
+            return current_app.appbuilder.sm.roles_may(roles, group_roles, permission, view_name, auth_gens)
     return current_app.appbuilder.sm.has_access(permission, view_name)
 
 
@@ -207,25 +169,6 @@ def _clients():
     if client is None or not _same_redis(backend, client):
         return None
     return backend, client
-
-
-def _allowed(auth_gens, roles, group_roles, permission, view_name):
-    """FAB's own check for a role set, memoised until the permission tables change (PERMISSION_MEMO_SECONDS at most)."""
-    key = (auth_gens, tuple(roles), tuple(group_roles), permission, view_name)
-    found = _memo.get(key)
-    now = time.monotonic()
-    if found is not None and found[1] > now:
-        return found[0]
-    role_refs, group_refs = _role_refs(roles), _role_refs(group_roles)
-    allowed = (
-        role_refs is not None
-        and group_refs is not None
-        and bool(current_app.appbuilder.sm._has_view_access(Principal(0, role_refs, group_refs), permission, view_name))
-    )
-    if len(_memo) >= _MEMO_MAX:
-        _memo.clear()
-    _memo[key] = (allowed, now + caching.memo_seconds())
-    return allowed
 
 
 def bearer_claims(header=None):
@@ -342,7 +285,7 @@ def _answer(pair, environ, claims, spec, permission, query_key):
     if not entry or entry[0] != answer_gens:
         log.debug("Fast path MISS: %s", entry_key)
         return None
-    if permission is not None and not _allowed(auth_gens, roles, group_roles, *permission):
+    if permission is not None and not current_app.appbuilder.sm.roles_may(roles, group_roles, *permission, auth_gens):
         return None
     caching.count_hit(entry_key, fast=True)
     body, etag = entry[1]

@@ -7,6 +7,8 @@ overridden here to go through app/passwords.py.
 
 import logging
 import secrets
+import time
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 from flask import current_app, g, session
@@ -101,6 +103,29 @@ class ResetMyPasswordView(FabResetMyPasswordView):
         session[SESSION_EPOCH] = tokens.stored_epoch(g.user.id)
 
 
+class Principal:
+    """The user of a cached /api read, from the token's claims: id, roles and groups only (`CrmSecurityManager.claims_user`)."""
+
+    is_active = True
+    is_authenticated = True
+    is_anonymous = False
+    from_claims = True
+
+    def __init__(self, user_id, roles, group_roles):
+        self.id = user_id
+        self.roles = roles
+        self.groups = [SimpleNamespace(roles=group_roles)] if group_roles else []
+
+    def get_id(self):
+        """flask-login's id accessor."""
+        return str(self.id)
+
+
+# (permission-table generations, roles, group roles, permission, view) -> (allowed, believed until)
+_role_set_memo = {}
+_ROLE_SET_MEMO_MAX = 4096
+
+
 def _remember_session_epoch(_app, user, **_extra):
     """flask-login's user_logged_in: the new browser session carries the user's epoch."""
     session[SESSION_EPOCH] = tokens.epoch_at_login(user.id)
@@ -164,6 +189,38 @@ class CrmSecurityManager(SecurityManager):
             g.user = principal
             return principal
         return super().load_user_jwt(_jwt_header, jwt_data)
+
+    def role_refs(self, names):
+        """(id, name) of FAB's roles named `names`, memoised until the permission tables change; None if one is unknown."""
+        ids = caching.memo(AUTH_TABLES, ("role-ids",), lambda: {r.name: r.id for r in self.get_all_roles()})
+        if any(name not in ids for name in names):
+            return None
+        return [SimpleNamespace(id=ids[name], name=name) for name in names]
+
+    def claims_user(self, user_id, roles, group_roles):
+        """A `Principal` holding the roles named in a current token's claims (direct, through groups); None if one is unknown."""
+        role_refs, group_refs = self.role_refs(roles), self.role_refs(group_roles)
+        if role_refs is None or group_refs is None:
+            return None
+        return Principal(user_id, role_refs, group_refs)
+
+    def roles_may(self, roles, group_roles, permission_name, view_name, generation):
+        """FAB's own permission check for a holder of these role names, without a user row.
+
+        For a token whose role claims are current (app/fastpath.py); memoised in the process
+        per `generation` of the permission tables, PERMISSION_MEMO_SECONDS at most.
+        """
+        key = (generation, tuple(roles), tuple(group_roles), permission_name, view_name)
+        found = _role_set_memo.get(key)
+        now = time.monotonic()
+        if found is not None and found[1] > now:
+            return found[0]
+        holder = self.claims_user(0, roles, group_roles)
+        allowed = holder is not None and bool(self._has_view_access(holder, permission_name, view_name))
+        if len(_role_set_memo) >= _ROLE_SET_MEMO_MAX:
+            _role_set_memo.clear()
+        _role_set_memo[key] = (allowed, now + caching.memo_seconds())
+        return allowed
 
     def is_item_public(self, permission_name, view_name):
         """FAB's check, memoised per process until the permission tables change."""
