@@ -29,6 +29,7 @@ from wtforms import PasswordField
 from wtforms.validators import DataRequired, EqualTo, ValidationError
 
 from app import audit, caching, events, fastpath, passwords, ratelimits, tokens
+from app.memo import remember
 from models.audit import AuditAction
 from views.auth import AuthDBView, SecurityApi
 
@@ -217,9 +218,7 @@ class CrmSecurityManager(SecurityManager):
             return found[0]
         holder = self.claims_user(0, roles, group_roles)
         allowed = holder is not None and bool(self._has_view_access(holder, permission_name, view_name))
-        if len(_role_set_memo) >= _ROLE_SET_MEMO_MAX:
-            _role_set_memo.clear()
-        _role_set_memo[key] = (allowed, now + caching.memo_seconds())
+        remember(_role_set_memo, key, (allowed, now + caching.memo_seconds()), _ROLE_SET_MEMO_MAX)
         return allowed
 
     def is_item_public(self, permission_name, view_name):
