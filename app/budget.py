@@ -29,7 +29,7 @@ from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
 from app import tokens
-from app.extensions import redis_client
+from app.extensions import redis_client, redis_script
 from app.ratelimits import ip_key
 from app.throttle import log_throttled
 
@@ -125,13 +125,6 @@ def _due(environ=None):
     return charge if charge is not None and charge.count is None and not charge.redis_failed else None
 
 
-def _script(client):
-    script = getattr(client, "_crm_budget_script", None)
-    if script is None:
-        script = client._crm_budget_script = client.register_script(SCRIPT)
-    return script
-
-
 def mget(client, keys, environ=None):
     """MGET `keys` on `client`; a request that still owes its budget is charged in the same round trip.
 
@@ -141,7 +134,7 @@ def mget(client, keys, environ=None):
     if charge is None:
         return client.mget(keys)
     try:
-        count, ttl, values = _script(client)(keys=[counter_key(charge), *keys], args=[charge.limit.get_expiry()])
+        count, ttl, values = redis_script(client, SCRIPT)(keys=[counter_key(charge), *keys], args=[charge.limit.get_expiry()])
     except redis.RedisError as exc:
         charge.redis_failed = True  # counted in memory by `settle`; the caller has its own fallback
         log_throttled(log, "api-budget", current_app.config["EVENTS_LOG_INTERVAL"],

@@ -108,7 +108,7 @@ def stats_down():
     return time.monotonic() < _state["down_until"]
 
 
-def _backend():
+def cache_backend():
     """Return the configured cache backend, or None when caching is off (NullCache, no app)."""
     if not has_app_context():
         return None
@@ -306,7 +306,7 @@ def answer_backend():
     the fast path) and keeps the permission memo: the benchmark's "uncached" server, i.e.
     every request as the first one after a write.
     """
-    backend = _backend()
+    backend = cache_backend()
     if backend is None or not current_app.config["CACHE_ANSWERS"]:
         return None
     return backend
@@ -363,7 +363,7 @@ def memo(resources, key, compute):
     down, this is compute() every time.
     """
     names = resource_names(resources)
-    backend = _backend()
+    backend = cache_backend()
     if backend is None:
         return compute()
     try:
@@ -508,7 +508,7 @@ def invalidate(*resources):
         return
     if has_request_context():
         request.environ.pop("crm.cache_generations", None)
-    backend = _backend()
+    backend = cache_backend()
     if backend is None:
         return
     try:

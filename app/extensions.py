@@ -1,5 +1,7 @@
 """Flask extensions, created once and bound to an app in create_app()."""
 
+import weakref
+
 from flask_appbuilder.models.sqla.base import SQLA
 from flask_caching import Cache
 from flask_limiter import Limiter
@@ -35,6 +37,18 @@ def redis_client(app=None):
         )
         app.extensions["crm_redis"] = client
     return client
+
+
+_scripts = weakref.WeakKeyDictionary()  # client -> {script text: redis-py Script}
+
+
+def redis_script(client, text):
+    """The Lua script `text` registered on `client` (redis-py's Script: EVALSHA, loaded on first use), made once per client."""
+    per_client = _scripts.setdefault(client, {})
+    script = per_client.get(text)
+    if script is None:
+        script = per_client[text] = client.register_script(text)
+    return script
 
 
 def shared_redis_cache(app, config, args, kwargs):

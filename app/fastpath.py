@@ -76,7 +76,7 @@ def mget_with_epoch(client, keys, claims):
     if user_id is None:
         return budget.mget(client, keys)
     tokens.flush_auth_epochs(client)
-    backend = caching._backend()
+    backend = caching.cache_backend()
     names, gen_keys = caching.resource_names(caching.AUTH_TABLES), []
     if backend is not None and _same_redis(backend, client):
         try:

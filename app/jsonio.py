@@ -11,6 +11,8 @@ templates, FAB) stay Flask's.
 import orjson
 from flask.json.provider import DefaultJSONProvider
 
+from app import compat
+
 _OPTIONS = (
     orjson.OPT_SORT_KEYS
     | orjson.OPT_NON_STR_KEYS
@@ -25,12 +27,13 @@ class OrjsonProvider(DefaultJSONProvider):
 
     def response(self, *args, **kwargs):
         """The JSON response `jsonify` builds, encoded by orjson (Flask's encoder for what orjson refuses)."""
-        obj = self._prepare_response_obj(args, kwargs)
+        obj = compat.response_object(self, args, kwargs)
+        app = compat.provider_app(self)
         options = _OPTIONS
-        if (self.compact is None and self._app.debug) or self.compact is False:
+        if (self.compact is None and app.debug) or self.compact is False:
             options |= orjson.OPT_INDENT_2
         try:
             body = orjson.dumps(obj, default=self.default, option=options)
         except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: the standard encoder takes it
             return super().response(*args, **kwargs)
-        return self._app.response_class(body, mimetype=self.mimetype)
+        return app.response_class(body, mimetype=self.mimetype)

@@ -24,7 +24,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from app import caching, rawsql
+from app import caching, compat, rawsql
 from app.memo import remember
 from app.services.errors import ValidationFailed
 
@@ -119,7 +119,7 @@ def _estimate_key(bind, stmt, params=None):
     # SQLAlchemy's own statement cache key (its dogpile caching example keys on it too):
     # the statement's structure plus the values of its parameters, without compiling SQL;
     # a value given at execution overrides the one in the statement, so it names it here too.
-    cache_key = stmt._generate_cache_key()
+    cache_key = compat.statement_cache_key(stmt)
     if cache_key is None:  # a statement SQLAlchemy cannot key: not remembered
         return object()
     params = {**params, **params.estimate_as} if isinstance(params, Bound) else params or {}

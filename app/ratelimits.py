@@ -10,6 +10,7 @@ is app/budget.py's: it is paid in the request's one Redis read.
 from flask import current_app, request
 from flask_limiter.util import get_remote_address
 
+from app import compat
 from app.extensions import limiter
 
 
@@ -105,7 +106,7 @@ def install(app):
         app.view_functions[endpoint] = fab_api_login
     hooks = app.before_request_funcs.get(None, [])
     for i, hook in enumerate(hooks):
-        if getattr(hook, "__self__", None) is limiter and getattr(hook, "__name__", "") == "_check_request_limit":
+        if compat.is_limiter_before_request(hook, limiter):
             hooks[i] = check_where_limited
 
 
@@ -120,11 +121,11 @@ def check_where_limited():
     form login, AUTH_RATE_LIMIT).
     """
     manager = limiter.limit_manager
-    if manager.default_limits or manager.application_limits or limiter._meta_limits or manager.has_hints(request.endpoint or ""):
-        return limiter._check_request_limit()
+    if manager.default_limits or manager.application_limits or compat.meta_limits(limiter) or manager.has_hints(request.endpoint or ""):
+        return compat.check_request_limit(limiter)
     blueprint = request.blueprint
     if blueprint:
         parts = blueprint.split(".")  # a nested blueprint inherits its parents' limits
-        if any(".".join(parts[: i + 1]) in manager._blueprint_limits for i in range(len(parts))):
-            return limiter._check_request_limit()
+        if any(".".join(parts[: i + 1]) in compat.blueprint_limits(manager) for i in range(len(parts))):
+            return compat.check_request_limit(limiter)
     return None

@@ -31,6 +31,7 @@ from collections import namedtuple
 
 import sqlalchemy as sa
 
+from app import compat
 from app.memo import remember
 
 RAW_MAX = 1024
@@ -53,9 +54,9 @@ class RawStatement:
         self.sql = compiled.string
         # SQLAlchemy's placeholder for a literal_execute parameter, replaced by its value.
         self.literals = [(p.key, f"__[POSTCOMPILE_{p.key}]") for p in literal]
-        self.bind_processors = dict(compiled._bind_processors)
-        columns = compiled._result_columns
-        self.result_processors = [(i, p) for i, p in enumerate(c.type._cached_result_processor(dialect, None) for c in columns) if p]
+        self.bind_processors = compat.bind_processors(compiled)
+        columns = compat.result_columns(compiled)
+        self.result_processors = [(i, p) for i, p in enumerate(compat.result_processor(c.type, dialect) for c in columns) if p]
         self.row = namedtuple("RawRow", [c.keyname for c in columns], rename=True)
 
     def parameters(self, params):
@@ -75,7 +76,7 @@ class RawStatement:
             sql = sql.replace(placeholder, str(operator.index(values.pop(key))))
         cursor = connection.connection.driver_connection.cursor()
         try:
-            listeners = connection._has_events or connection.engine._has_events
+            listeners = compat.has_cursor_events(connection)
             if listeners:
                 for fn in connection.dispatch.before_cursor_execute:
                     sql, values = fn(connection, cursor, sql, values, None, False)

@@ -29,7 +29,9 @@ from flask import current_app, has_app_context, has_request_context, jsonify, re
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token, get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import RevokedTokenError
 
-from app.extensions import redis_client
+from app import compat
+from app.extensions import redis_client, redis_script
+from app.memo import remember
 from app.throttle import log_throttled
 from app.services.errors import Unavailable
 
@@ -190,9 +192,7 @@ def flush_pending_epochs(client):
         return
     with _lock:
         pending = dict(_pending)
-    script = getattr(client, "_crm_epoch_script", None)
-    if script is None:
-        script = client._crm_epoch_script = client.register_script(_RAISE_SCRIPT)
+    script = redis_script(client, _RAISE_SCRIPT)
     ttl = _copy_ttl()
     for key, epoch in pending.items():
         script(keys=[key], args=[epoch, ttl])
@@ -579,24 +579,29 @@ def remember_signatures(jwt_manager):
     answer's cost. Tokens with a CSRF value or decoded with `allow_expired` take the full
     path; revocation is checked on every request by the blocklist hook, after this.
     """
-    decode = jwt_manager._decode_jwt_from_config  # the one method every decode goes through
     memo = {}
 
-    def remembered(encoded_token, csrf_value=None, allow_expired=False):
-        if csrf_value is not None or allow_expired:
-            return decode(encoded_token, csrf_value, allow_expired)
-        claims = memo.get(encoded_token)
-        # Not-before has passed when it was verified; expiry is checked here, each time.
-        if claims is not None and claims.get("exp", 0) > time.time():
-            return dict(claims)
-        claims = decode(encoded_token, csrf_value, allow_expired)  # raises what flask-jwt-extended expects
-        if "exp" in claims:
-            if len(memo) >= _DECODED_MAX:
-                memo.clear()
-            memo[encoded_token] = dict(claims)
-        return claims
+    def remembering(decode):
+        def remembered(encoded_token, csrf_value=None, allow_expired=False):
+            return _remembered(decode, memo, encoded_token, csrf_value, allow_expired)
 
-    jwt_manager._decode_jwt_from_config = remembered
+        return remembered
+
+    compat.wrap_jwt_decode(jwt_manager, remembering)
+
+
+def _remembered(decode, memo, encoded_token, csrf_value, allow_expired):
+    """`decode`'s claims of a token, from `memo` when its signature was verified before and it has not expired."""
+    if csrf_value is not None or allow_expired:
+        return decode(encoded_token, csrf_value, allow_expired)
+    claims = memo.get(encoded_token)
+    # Not-before has passed when it was verified; expiry is checked here, each time.
+    if claims is not None and claims.get("exp", 0) > time.time():
+        return dict(claims)
+    claims = decode(encoded_token, csrf_value, allow_expired)  # raises what flask-jwt-extended expects
+    if "exp" in claims:
+        remember(memo, encoded_token, dict(claims), _DECODED_MAX)
+    return claims
 
 
 def verified_claims(token):

@@ -5,7 +5,7 @@ import uuid
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from sqlalchemy.orm import joinedload
 
-from app import caching
+from app import caching, compat
 from app.pagination import cached_count
 from app.services.records import soft_delete_customer
 
@@ -43,7 +43,7 @@ class CrmInterface(SQLAInterface):
 
     def query_count(self, query, filters=None, select_columns=None):
         """List totals are counted up to a bound, estimated beyond, and cached until a write."""
-        counted = self._apply_inner_all(query, filters, select_columns=select_columns, aliases_mapping={})
+        counted = compat.filtered_query(self, query, filters, select_columns)
         return cached_count(self.session, counted, caching.model_resources(self.obj))
 
 
