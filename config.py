@@ -269,6 +269,7 @@ class Config:
     STREAM_MAX_PER_USER = env_int("STREAM_MAX_PER_USER", 5)
     STREAM_MAX_CONNECTIONS = env_int("STREAM_MAX_CONNECTIONS", 2000)
     STREAM_HEARTBEAT_SECONDS = env_int("STREAM_HEARTBEAT_SECONDS", 20)
+    STREAM_REAUTH_SECONDS = env_int("STREAM_REAUTH_SECONDS", 300)  # a stream ends then; the reconnect is checked again
     # --- end bell ---
 
     @classmethod

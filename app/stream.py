@@ -15,7 +15,8 @@ caller, and a comment line every `STREAM_HEARTBEAT_SECONDS` (proxies keep idle s
 The caller is the user of the screens' session cookie (signed with SECRET_KEY, the same
 lifetime), active in the database; a connection only ever hears its own user's
 notifications (the scope rule of notifications). `STREAM_MAX_PER_USER` streams per user
-(tabs) at once, then 429; `STREAM_MAX_CONNECTIONS` in all, then 503. The page and the
+(tabs) at once, then 429; a stream ends after `STREAM_REAUTH_SECONDS` and the browser's
+reconnect is checked again; `STREAM_MAX_CONNECTIONS` in all, then 503. The page and the
 stream have the same host on different ports, so answers carry CORS headers for an origin
 of the same host (or one listed in `STREAM_ALLOWED_ORIGINS`), with credentials.
 """
@@ -61,6 +62,7 @@ class StreamServer:
         self.per_user = int(cfg.get("STREAM_MAX_PER_USER", 5))
         self.max_connections = int(cfg.get("STREAM_MAX_CONNECTIONS", 2000))
         self.heartbeat = float(cfg.get("STREAM_HEARTBEAT_SECONDS", 20))
+        self.reauth = float(cfg.get("STREAM_REAUTH_SECONDS", 300))
         self.allowed = {o.strip().rstrip("/") for o in (cfg.get("STREAM_ALLOWED_ORIGINS") or "").split(",") if o.strip()}
         from app import live
 
@@ -235,10 +237,14 @@ class StreamServer:
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + b"retry: 2000\n: open\n\n")
         await writer.drain()
         closed = asyncio.ensure_future(reader.read(1))  # b"" when the client goes away
+        # A stream ends after STREAM_REAUTH_SECONDS: the browser reconnects and its session is checked
+        # again, so a deactivated user or an expired session stops hearing within that time.
+        until = time.monotonic() + self.reauth
         try:
-            while True:
+            while time.monotonic() < until:
                 getter = asyncio.ensure_future(queue.get())
-                done, _pending = await asyncio.wait({getter, closed}, timeout=self.heartbeat,
+                wait = max(0.01, min(self.heartbeat, until - time.monotonic()))
+                done, _pending = await asyncio.wait({getter, closed}, timeout=wait,
                                                     return_when=asyncio.FIRST_COMPLETED)
                 if closed in done:
                     getter.cancel()

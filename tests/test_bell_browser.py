@@ -53,6 +53,8 @@ def live_stream(app, monkeypatch):
     """The notification stream on a free port, with the screens pointing their bells at it (Redis pub/sub, as deployed)."""
     from app.stream import StreamServer
 
+    # This test's own channel: other runs share the machine's Redis, and their users have the same ids.
+    monkeypatch.setitem(app.config, "LIVE_CHANNEL", f"crm:test:live:{uuid.uuid4().hex}")
     server = StreamServer(app, port=0, source="redis").start()
     monkeypatch.setitem(app.config, "STREAM_ENABLED", True)
     monkeypatch.setitem(app.config, "STREAM_PORT", server.port)

@@ -19,10 +19,15 @@ N_STREAMS = int(__import__("os").environ.get("BELL_N_STREAMS", "200"))
 
 
 @pytest.fixture()
-def stream(app):
-    """start(source) -> a StreamServer of this test on a free port, stopped afterwards."""
+def stream(app, monkeypatch):
+    """start(source) -> a StreamServer of this test on a free port, stopped afterwards.
+
+    The Redis channel is this test's own: other test runs share the machine's Redis, and their
+    users have the same ids.
+    """
     from app.stream import StreamServer
 
+    monkeypatch.setitem(app.config, "LIVE_CHANNEL", f"crm:test:live:{uuid.uuid4().hex}")
     servers = []
 
     def start(source, **overrides):
@@ -199,6 +204,25 @@ def test_streams_per_user_are_limited(app, browser_login, stream):
     assert Sse(server.port, cookie).status == 200
 
 
+def test_a_stream_ends_after_its_reauth_time_and_a_deactivated_user_gets_no_new_one(app, db, client, new_user, stream):
+    from flask_appbuilder.security.sqla.models import User
+
+    from tests.conftest import PASSWORD
+
+    person = new_user("Sales")
+    assert client.post("/login/", data={"username": person.email, "password": PASSWORD}).status_code == 302
+    cookie = client.get_cookie("session").value
+    server = stream("inprocess", reauth=0.5)
+    sse = Sse(server.port, cookie)
+    assert sse.status == 200
+    db.session.get(User, person.id).active = False
+    db.session.commit()
+    t0 = time.monotonic()
+    sse.events(3)  # returns when the server ends the stream
+    assert time.monotonic() - t0 < 2.5
+    assert Sse(server.port, cookie).status == 401
+
+
 def test_two_hundred_open_streams_on_one_loop_all_hear_their_notification(app, db, users, browser_login, stream,
                                                                          monkeypatch):
     """200 streams cost one thread: every one of them hears the commit, and screens keep answering meanwhile."""
@@ -242,13 +266,14 @@ def kafka_stack(app, tmp_path, database_url, private_redis, kafka_broker, monkey
     s.stop_all()
 
 
+@pytest.mark.slow
 def test_with_kafka_the_consumers_commit_reaches_the_stream_through_redis(app, db, make, users, browser_login, stream,
                                                                          kafka_stack):
     """Kafka mode: relay → broker → consumer process; the consumer's reaction publishes after its commit."""
     from tests.kafka_stack import wait_for
 
     kafka_stack.start("worker")
-    kafka_stack.start("consume", "--group", f"crm-live-{uuid.uuid4().hex[:6]}")
+    kafka_stack.start("consume", "--group", f"crm-live-{uuid.uuid4().hex[:6]}", env={"LIVE_CHANNEL": app.config["LIVE_CHANNEL"]})
     server = stream("redis")
     manager = Sse(server.port, session_cookie(browser_login, "manager"))
     rep = Sse(server.port, session_cookie(browser_login, "sales2"))
@@ -357,6 +382,7 @@ def test_embedded_default_under_gunicorn_200_streams_leave_the_list_page_answeri
         _stop(proc)
 
 
+@pytest.mark.slow
 def test_crm_stream_is_its_own_process_fed_by_redis(app, database_url, redis_url, browser_login, users):
     """`crm stream` (Procfile `stream`): a separate process; a message published on the channel reaches the stream."""
     import os
