@@ -103,7 +103,7 @@ def test_bad_input_is_a_400_naming_the_field(browser_login, form, field):
     resp = browser_login("sales").post("/savedviews/save", data=form)
     assert resp.status_code == 400
     html = resp.get_data(as_text=True)
-    assert "crm-saved-views-error" in html and f"{field}:" in html
+    assert f'class="alert alert-danger crm-saved-views-error" role="alert" data-field="{field}"' in html
 
 
 def test_signed_out_callers_are_sent_to_log_in(client):

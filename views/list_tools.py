@@ -38,11 +38,6 @@ def screen_arguments():
     return saved_views.list_arguments(request.query_string.decode("utf-8", "replace"))
 
 
-def opened_without_filters():
-    """True when the list was opened without filters of its own (no `_flt_` argument) and without ?all=1."""
-    return request.args.get("all") != "1" and not any(k.startswith("_flt_") for k in request.args)
-
-
 class ListTools:
     """Saved views and CSV / Excel export of the current list, for a FAB ModelView."""
 
@@ -67,24 +62,18 @@ class ListTools:
         return super().render_template(template, **kwargs)
 
     def screen_query(self):
-        """(joined filters, order column, order direction) of the list this request shows, as the list page builds them.
+        """(joined filters, order column, order direction) of the list this request shows, as FAB's list builds them.
 
-        FAB's filters from the request (`_flt_`), the view's base filters (the scope rule),
-        and — while the list has no filters of its own and no ?all=1 — the view's
-        `default_filters` and `default_order` (views.base.ScopedModelView), then `base_order`.
+        FAB's filters from the request (`_flt_`) joined to the view's base filters (the scope
+        rule), the sort asked (`_oc_`/`_od_`) or the view's `base_order`. A view whose list
+        opens on default filters adds them (views.base.ScopedModelView.screen_query).
         """
         filters = self.datamodel.get_filters(self.search_columns)
         get_filter_args(filters)
         order_column, order_direction = get_order_args().get(type(self).__name__, ("", ""))
-        joined = filters.get_joined_filters(self._base_filters)
-        default = getattr(self, "default_filters", None)
-        if default and opened_without_filters():
-            joined = joined.get_joined_filters(self.datamodel.get_filters().add_filter_list(list(default)))
-            if getattr(self, "default_order", None) and not order_column:
-                order_column, order_direction = self.default_order
         if not order_column and self.base_order:
             order_column, order_direction = self.base_order
-        return joined, order_column, order_direction
+        return filters.get_joined_filters(self._base_filters), order_column, order_direction
 
     def export_rows(self, limit):
         """The header and at most `limit` + 1 rows (list_columns, typed, times in DISPLAY_TIMEZONE) of the current list."""

@@ -8,10 +8,17 @@ from flask_babel import lazy_gettext as _
 
 from app.services import saved_views as service
 from app.services.errors import DomainError
+from models.saved_view import NAME_MAX
 from views.list_tools import list_screens, list_url
 
 #: The resource (FAB view-menu) whose read / add / delete every role holds for its own views.
 SAVED_VIEW = "SavedView"
+#: What the page says about a refused field (the service's message is the API's, in English).
+FIELD_ERRORS = {
+    "name": _("Give the view a name of at most %(n)d characters (not one being saved at the same moment).", n=NAME_MAX),
+    "screen": _("This page cannot be saved as a view."),
+    "query": _("The filters of this list are too long to save as a view."),
+}
 
 
 class SavedViewsView(BaseView):
@@ -25,7 +32,7 @@ class SavedViewsView(BaseView):
     def _screens(self):
         return list_screens(current_app.appbuilder)
 
-    def _page(self, error=None, status=200):
+    def _page(self, error=None, status=200, field=None):
         screens = self._screens()
         rows = [
             {
@@ -36,7 +43,7 @@ class SavedViewsView(BaseView):
             }
             for v in service.mine(g.user)
         ]
-        return self.render_template("crm/saved_views.html", rows=rows, error=error, title=_("Saved views")), status
+        return self.render_template("crm/saved_views.html", rows=rows, error=error, field=field, title=_("Saved views")), status
 
     @expose("/")
     @has_access
@@ -52,7 +59,7 @@ class SavedViewsView(BaseView):
         try:
             view = service.save(g.user, screen, request.form.get("name"), request.form.get("query", ""), self._screens())
         except DomainError as exc:
-            return self._page(error=f"{exc.field or ''}: {exc.message}".lstrip(": "), status=exc.status)
+            return self._page(error=FIELD_ERRORS.get(exc.field, exc.message), status=exc.status, field=exc.field)
         flash(str(_("Saved the view “%(name)s”.", name=view.name)), "success")
         return redirect(list_url(view.screen, view.query))
 
@@ -63,7 +70,7 @@ class SavedViewsView(BaseView):
         try:
             screen = service.delete(g.user, view_id)
         except DomainError as exc:
-            return self._page(error=exc.message, status=exc.status)
+            return self._page(error=_("No such saved view."), status=exc.status)
         flash(str(_("Saved view deleted.")), "success")
         back = request.form.get("next") or ""
         if back.startswith("/") and not back.startswith("//") and "\\" not in back:

@@ -82,7 +82,7 @@ class GlobalSearchView(BaseView):
         try:
             text = service.parse_query(raw)
         except DomainError as exc:
-            page = self.render_template("crm/search.html", q=raw, groups=[], error=exc.message, title=_("Search"))
+            page = self.render_template("crm/search.html", q=raw, groups=[], error=_("Type the text to search for: at most %(n)d characters.", n=service.MAX_QUERY_LENGTH), title=_("Search"))
             return page, exc.status
         limit = current_app.config["GLOBAL_SEARCH_PAGE_LIMIT"]
         groups = _shaped(service.search(g.user, text, limit, readable_groups()))
