@@ -575,9 +575,13 @@ def manager_home(user, now, periods):
         where=[ApprovalRequest.status == ApprovalStatus.APPROVED, ApprovalRequest.processed_at >= periods["month"]],
     )
     # The team: every active user who owns customers and tasks (Sales, Manager), with or without rows yet.
-    reps = {uid for (uid,) in reads.rows(
-        sa.select(User.id).where(User.active.is_(True), User.roles.any(Role.name.in_(OWNER_ROLES))))}
-    names = _user_names(reps)
+    names = {
+        uid: " ".join(p for p in (first, last) if p and p != "-") or email
+        for uid, first, last, email in reads.rows(
+            sa.select(User.id, User.first_name, User.last_name, User.email)
+            .where(User.active.is_(True), User.roles.any(Role.name.in_(OWNER_ROLES))))
+    }
+    reps = set(names)
     team = []
     for uid in reps:
         customers, n_open, n_overdue, pending = counts.get(uid, (0, 0, 0, 0))
