@@ -1,7 +1,9 @@
 """The scope story in Chromium: with another rep's records in place, Sales never sees any of them —
-not on the home page, in the navbar search, in the calendar feed, on the approvals board, in a
-customer's timeline, nor in the list exports (CSV and Excel). Each screen also shows Sales's own
-record of the same kind, so an empty or broken page cannot pass for a scoped one."""
+not on the home page, in the navbar search (dropdown and results page), in the calendar feed, on
+the approvals board, in a customer's page and timeline, on the customer and task lists, in the list
+exports (CSV and Excel), in the forms' customer autocomplete, nor in the notification bell. Each
+screen also shows Sales's own record of the same kind, so an empty or broken page cannot pass for
+a scoped one."""
 
 import csv
 import io
@@ -24,6 +26,17 @@ LONG_AGO = utcnow() - timedelta(days=7300)
 def _texts(*records):
     """The titles and names of `records`, as a screen would show them."""
     return [getattr(r, "title", None) or getattr(r, "name", None) or r.product_name for r in records]
+
+
+def _note(users, owner, title):
+    """An in-app notification for `owner`, stored through the notification service."""
+    from app.extensions import db
+    from app.services.notifications import notify
+    from models.notification import NotificationType
+
+    note = notify(db.session, users[owner].id, NotificationType.SYSTEM, title)
+    db.session.commit()
+    return note
 
 
 def _old_request(users, owner, customer, product_name, requested_at):
@@ -55,6 +68,7 @@ def world(make, users):
             "task": make.task("sales", customer=mine_customer, title=f"自分の電話{t}", due_date=LONG_AGO + timedelta(minutes=1)),
             "meeting": make.meeting("sales", customer=mine_customer, title=f"自分の面談{t}", scheduled_at=soon),
             "request": _old_request(users, "sales", mine_customer, f"自分の投信{t}", LONG_AGO + timedelta(minutes=1)),
+            "note": _note(users, "sales", f"自分の通知{t}"),
         },
         "theirs": {
             "customer": their_customer,
@@ -63,6 +77,7 @@ def world(make, users):
             "request": _old_request(users, "sales2", their_customer, f"他人の投信{t}", LONG_AGO),
             # Another rep's task about Sales's own customer: it must stay off that customer's timeline.
             "cross": make.task("sales2", customer=mine_customer, title=f"他人の横入り{t}", due_date=LONG_AGO),
+            "note": _note(users, "sales2", f"他人の通知{t}"),
         },
     }
 
@@ -143,11 +158,23 @@ def test_sales_never_sees_another_reps_records(browser_page, live_url, world, sh
     cells = [str(c.value) for row in sheet.iter_rows() for c in row]
     assert mine["customer"].name in cells
     _assert_none_of_theirs("\n".join(cells), world, "Excel export")
-    # The task list's export (every task in Sales's scope with the tag in its title).
+    _assert_none_of_theirs(page.content(), world, "customer list")
+    # The task list and its export (every task in Sales's scope with the tag in its title).
     page.goto(f"{live_url}/taskview/list/?_flt_2_title={t}")
+    assert mine["task"].title in page.content()
+    _assert_none_of_theirs(page.content(), world, "task list")
     with page.expect_download() as download:
         page.click("a.crm-export-csv")
     data = open(download.value.path(), "rb").read().decode("utf-8")
     assert mine["task"].title in data
     _assert_none_of_theirs(data, world, "task export")
     shot(page, "exports")
+
+    # The customer autocomplete of the forms (assign and filter) and the notification bell.
+    for purpose in ("assign", "filter"):
+        resp = page.request.get(f"{live_url}/crm/autocomplete/customer", params={"q": t, "purpose": purpose})
+        assert resp.ok, resp.text()
+        assert [row["value"] for row in resp.json()["data"]] == [mine["customer"].id], purpose
+    resp = page.request.get(f"{live_url}/notifications/bell")
+    assert resp.ok and mine["note"].title in resp.text()
+    _assert_none_of_theirs(resp.text(), world, "bell")
