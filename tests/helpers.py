@@ -98,3 +98,27 @@ def mine_and_theirs(make, kind, **fields):
     """The same record made twice with `make.<kind>(**fields)`: one of "sales" and one of "sales2"."""
     factory = getattr(make, kind)
     return factory("sales", **fields), factory("sales2", **fields)
+
+
+def long_ago():
+    """A timestamp further back than any earlier call's (a due date, a request time): the newest test row
+    comes first in an oldest-first bounded list, whatever earlier tests left in the session's database."""
+    import time
+    from datetime import timedelta
+
+    from models.base import utcnow
+
+    return utcnow() - timedelta(days=3650, seconds=time.time())
+
+
+def cancel_tasks(db, tasks):
+    """Cancel `tasks` (a test's leftovers), so they never crowd another test's bounded lists of open tasks."""
+    import sqlalchemy as sa
+
+    from models import Task, TaskStatus
+
+    db.session.rollback()
+    ids = [t.id for t in tasks]
+    if ids:
+        db.session.execute(sa.update(Task).where(Task.id.in_(ids)).values(status=TaskStatus.CANCELLED))
+        db.session.commit()

@@ -11,8 +11,16 @@ from app.services import approvals as approval_service
 from app.services.dashboard import home_figures, home_kind, home_periods
 from models import ApprovalRequest, ApprovalStatus, Task
 from models.base import utcnow
+from tests.helpers import cancel_tasks, long_ago
 
-LONG_AGO = utcnow() - timedelta(days=3650)
+
+
+@pytest.fixture()
+def leftovers(db):
+    """Tasks this test leaves open: cancelled afterwards (tests/helpers.cancel_tasks)."""
+    tasks = []
+    yield tasks
+    cancel_tasks(db, tasks)
 
 
 def _page(client):
@@ -37,11 +45,12 @@ def _task_status(db, task_id):
 
 
 @pytest.fixture()
-def overdue_pair(make):
+def overdue_pair(make, leftovers):
     """An overdue task for "sales" and one for "sales2"."""
     # Long overdue: the most overdue come first in the bounded list, whatever other tests left.
-    mine = make.task("sales", title="期限切れ: 提案書", due_date=LONG_AGO)
-    theirs = make.task("sales2", title="他の担当者の期限切れ", due_date=LONG_AGO)
+    mine = make.task("sales", title="期限切れ: 提案書", due_date=long_ago())
+    theirs = make.task("sales2", title="他の担当者の期限切れ", due_date=long_ago())
+    leftovers += [mine, theirs]
     return mine, theirs
 
 
@@ -170,7 +179,7 @@ def _old_request(users, make, db, amount):
     customer = make.customer("sales", investment_profile="moderate", risk_tolerance=5)
     with acting_as(users["sales"]):
         req = ApprovalRequest(customer_id=customer.id, product_name="外国債券ファンド", product_risk=3, amount=amount)
-        approval_service.submit(req, users["sales"], requested_at=LONG_AGO)
+        approval_service.submit(req, users["sales"], requested_at=long_ago())
         db.session.commit()
     return req
 
@@ -221,7 +230,7 @@ def test_sales_cannot_get_another_roles_figures(users):
 def test_home_cached_per_caller_and_invalidated_on_change(redis_cache, users, make):
     from app import caching
 
-    task = make.task("sales", title="キャッシュ確認", due_date=LONG_AGO)
+    task = make.task("sales", title="キャッシュ確認", due_date=long_ago())
     first = home_figures(users["sales"])
     hits = caching.stats()["hits"]
     again = home_figures(users["sales"])
@@ -279,7 +288,7 @@ def test_own_request_counts_from_counters_equal_the_rows(users, make, db):
 def test_cached_home_page_is_per_caller_carries_the_sessions_token_and_follows_changes(redis_cache, browser_login, make, db):
     from app import caching
 
-    task = make.task("sales", title="キャッシュされた画面", due_date=LONG_AGO)
+    task = make.task("sales", title="キャッシュされた画面", due_date=long_ago())
     client = browser_login("sales")
     first = _page(client)
     hits = caching.stats()["hits"]

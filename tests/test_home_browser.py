@@ -1,14 +1,11 @@
 """Role home pages in Chromium: the Sales story (overdue highlighted, completed from home) and each role's page."""
 
-from datetime import timedelta
-
 import pytest
 
-from models.base import utcnow
+from tests.helpers import long_ago
+from tests.test_home import leftovers  # noqa: F401  (the fixture: tasks cancelled after the test)
 
 pytestmark = pytest.mark.browser
-
-LONG_AGO = utcnow() - timedelta(days=3650)
 
 
 def _watch_console(page):
@@ -19,9 +16,10 @@ def _watch_console(page):
     return errors
 
 
-def test_sales_sees_overdue_highlighted_and_completes_it_from_home(browser_page, live_url, make, shot):
-    task = make.task("sales", title="ブラウザ: 期限切れの電話", due_date=LONG_AGO)
-    theirs = make.task("sales2", title="ブラウザ: 他の担当者", due_date=LONG_AGO)
+def test_sales_sees_overdue_highlighted_and_completes_it_from_home(browser_page, live_url, make, shot, leftovers):
+    task = make.task("sales", title="ブラウザ: 期限切れの電話", due_date=long_ago())
+    theirs = make.task("sales2", title="ブラウザ: 他の担当者", due_date=long_ago())
+    leftovers += [task, theirs]
     page = browser_page("sales")
     errors = _watch_console(page)
     page.goto(f"{live_url}/")
@@ -49,8 +47,8 @@ def test_sales_sees_overdue_highlighted_and_completes_it_from_home(browser_page,
         ("admin", ("pipeline", "dead-letters", "users"), 0),
     ],
 )
-def test_role_home_pages_render_their_blocks_and_charts(browser_page, live_url, make, shot, key, blocks, charts):
-    make.task("sales", title="ブラウザ: 期限切れ", due_date=LONG_AGO)
+def test_role_home_pages_render_their_blocks_and_charts(browser_page, live_url, make, shot, leftovers, key, blocks, charts):
+    leftovers.append(make.task("sales", title="ブラウザ: 期限切れ", due_date=long_ago()))
     make.approval("sales", amount=12_000_000)
     page = browser_page(key)
     errors = _watch_console(page)
@@ -75,7 +73,7 @@ def test_compliance_sees_the_request_in_its_queue_with_reasons(browser_page, liv
     with acting_as(users["sales"]):
         req = ApprovalRequest(customer_id=customer.id, product_name="新興国株式ファンド", product_risk=7, amount=20_000_000)
         # Back-dated: first in the oldest-first queue whatever other tests left waiting.
-        approvals.submit(req, users["sales"], requested_at=LONG_AGO)
+        approvals.submit(req, users["sales"], requested_at=long_ago())
         db.session.commit()
     approvals.approve(req.id, users["manager"], "上長確認済み")
     db.session.commit()
