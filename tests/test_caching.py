@@ -268,7 +268,7 @@ def test_bounded_count_is_exact_below_the_limit_and_estimated_above(app, db, mak
 
 
 def test_keyset_pages_walk_every_row_once(app, db, make):
-    from app.pagination import keyset_statement, keyset_trim
+    from app.listquery import keyset_statement, keyset_trim
     from models import Customer
 
     for _ in range(5):
@@ -287,7 +287,8 @@ def test_keyset_pages_walk_every_row_once(app, db, make):
 
 
 def test_page_args_and_bad_cursor_are_400s_naming_the_field():
-    from app.pagination import decode_cursor, page_args
+    from app.listquery import decode_cursor
+    from app.pagination import page_args
     from app.services.errors import ValidationFailed
 
     assert page_args("2", "500") == (2, 100)
@@ -403,7 +404,7 @@ def test_estimates_keyed_by_stand_ins_of_values_that_move_every_request(app, db,
 
 def test_offset_pages_read_only_their_own_rows_and_match_a_plain_offset(db, make):
     """Deep pages walk primary keys in a CTE; the rows and their order equal a plain OFFSET."""
-    from app.pagination import offset_statement
+    from app.listquery import offset_statement
     from models import Customer, Task
     from models.base import utcnow
 
@@ -480,7 +481,7 @@ def test_a_far_page_of_a_never_analysed_table_runs_its_key_walk_once(app, db):
 
     from sqlalchemy.orm import declarative_base
 
-    from app.pagination import offset_statement
+    from app.listquery import offset_statement
 
     name = f"fresh_customers_{uuid.uuid4().hex[:8]}"
     Base = declarative_base()

@@ -1,5 +1,6 @@
 """List statements built once per shape, the request's values bound at execution (app/listquery.py)."""
 
+import json
 import uuid
 
 import pytest
@@ -101,3 +102,71 @@ def test_the_scope_kind_is_part_of_the_shape(users):
     everyone = ListQuery(Customer, users["manager"])
     assert own.key == same.key != everyone.key
     assert own.params[SCOPE_UID] != same.params[SCOPE_UID]
+
+
+def _plan_nodes(node):
+    yield node
+    for child in node.get("Plans", ()):
+        yield from _plan_nodes(child)
+
+
+def test_a_far_offset_page_walks_its_keys_once_on_a_never_analysed_table(app, db, client, auth, users, monkeypatch):
+    """GET /api/customers?page=51 (past the exact count) as a Sales rep: the statement app/listquery.py builds and runs,
+    EXPLAIN ANALYZEd against a freshly loaded copy of the customers table in a private schema (autovacuum off,
+    never ANALYZEd, ~1,100 rows per rep): the page's key walk runs once, no subquery is re-run per row."""
+    monkeypatch.setitem(app.config, "CACHE_ANSWERS", False)  # the statement must run, not a stored answer
+    seen = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if "crm_page" in statement:
+            seen.append((statement, parameters))
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try:
+        resp = client.get("/api/customers?page=51&limit=20", headers=auth("sales"))
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    assert len(seen) == 1, [s for s, _ in seen]
+    statement, parameters = seen[0]
+    assert "WITH crm_page AS MATERIALIZED" in statement
+
+    schema = f"fresh_{uuid.uuid4().hex[:8]}"
+    rep, other = users["sales"].id, users["sales2"].id
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE TABLE {schema}.customers (LIKE customers INCLUDING ALL)")
+            conn.exec_driver_sql(f"ALTER TABLE {schema}.customers SET (autovacuum_enabled = false)")
+            # 20 reps' worth of rows, one rep in twenty is the caller: ~1,100 rows in scope.
+            conn.exec_driver_sql(
+                f"INSERT INTO {schema}.customers (id, name, risk_tolerance, assigned_sales_id, created_by_id, created_at, updated_at)"
+                f" SELECT md5(i::text), 'c' || i, 5, CASE WHEN mod(i, 20) = 0 THEN {rep} ELSE {other} END, {other},"
+                " now() - i * interval '1 minute', now() - i * interval '1 minute' FROM generate_series(1, 22000) AS i"
+            )
+        with db.engine.connect() as conn:
+            analysed = conn.exec_driver_sql(
+                f"SELECT last_analyze, last_autoanalyze FROM pg_stat_user_tables WHERE schemaname = '{schema}'"
+            ).one()
+            assert analysed == (None, None)
+            conn.exec_driver_sql(f"SET search_path TO {schema}, public")
+            plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters).scalar()
+            conn.rollback()
+        plan = plan if isinstance(plan, list) else json.loads(plan)
+        nodes = list(_plan_nodes(plan[0]["Plan"]))
+        shape = [(n["Node Type"], n.get("Relation Name"), n.get("Parent Relationship"), n.get("Subplan Name"), n["Actual Loops"]) for n in nodes]
+        assert plan[0]["Plan"]["Actual Rows"] == 20, shape  # the page's rows, from the private table
+        # The CTE that walks the keys is computed once and scanned once...
+        walk = [n for n in nodes if n.get("Subplan Name") == "CTE crm_page"]
+        assert len(walk) == 1 and walk[0]["Actual Loops"] == 1, shape
+        scans = [n for n in nodes if n["Node Type"] == "CTE Scan" and n.get("CTE Name") == "crm_page"]
+        assert len(scans) == 1 and scans[0]["Actual Loops"] == 1, shape
+        # ...no subquery is re-run per row, and the table is read again only for the page's 20 rows, one each.
+        assert not [n for n in nodes if n.get("Parent Relationship") == "SubPlan"], shape
+        for node in nodes:
+            if node.get("Relation Name") == "customers" and node["Actual Loops"] > 1:
+                assert node["Actual Loops"] <= 20 and node["Actual Rows"] <= 1, shape
+    finally:
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")

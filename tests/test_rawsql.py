@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from app import pagination, rawsql, reads
+from app import listquery, rawsql, reads
 from models import Customer, Task
 from models.base import utcnow
 from models.task import OPEN_STATUSES
@@ -155,9 +155,9 @@ def test_list_answers_are_the_same_with_and_without_it(client, auth, make, monke
         return found
 
     for who in ("manager", "sales") if "audit" not in path else ("compliance",):
-        monkeypatch.setattr(pagination.rawsql, "rows", counting)
+        monkeypatch.setattr(listquery.rawsql, "rows", counting)
         fast = client.get(path, headers=auth(who))
-        monkeypatch.setattr(pagination.rawsql, "rows", lambda *args: None)
+        monkeypatch.setattr(listquery.rawsql, "rows", lambda *args: None)
         slow = client.get(path, headers=auth(who))
         assert fast.status_code == 200 and fast.get_data() == slow.get_data(), (who, path)
     assert used and all(used), used  # every list on the cursor (the task lists' open statuses are constants)

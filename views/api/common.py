@@ -16,17 +16,13 @@ from flask import g, jsonify, request
 from flask_jwt_extended import verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
-import sqlalchemy as sa
-from sqlalchemy.orm import lazyload
-
-from app import budget, fastpath, reads
+from app import budget, fastpath
+from app.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from app.serialize import column_values, row_columns, row_serializer
 from app.services.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from app.services.search import like_pattern  # noqa: F401  (one LIKE escaper: /api lists and the global search)
 from views.api import nested
 
-DEFAULT_LIMIT = 20
-MAX_LIMIT = 100
 
 
 class ApiError(DomainError):
@@ -119,64 +115,18 @@ def page_answer(lq, order_by=None, keyset=None, descending=True, serializer=None
 
 
 def paginate(lq, order_by=None, keyset=None, descending=True, columns=None):
-    """Run a `ListQuery` (app/listquery.py) for the requested page; return (rows, page, limit, total).
+    """Read `?page=`, `?limit=` and `?after=`, run that page of `lq` (app/listquery.py); return (rows, page, limit, total).
 
-    The total is bounded (exact up to 1,000 rows, the planner's estimate beyond), never a
-    COUNT(*) over the table, and rides in the page's own statement (`with_total`). With
-    `keyset` (sort columns ending with a unique one, all sorted `descending` or not) the
-    order is those columns and `?after=` (empty: from the start) then `?after=<nextCursor>`
-    walks deep pages by an index range instead of OFFSET. With `columns` the rows are Core
-    rows of those columns' values (plus a last one, the capped count), not model objects.
-    The statement is built once per endpoint, list shape and kind of page; the page,
-    cursor and filter values are bound at execution.
+    `?after=` (empty for the first page) selects keyset paging, which adds
+    `pagination.nextCursor` to the answer (`listing`).
     """
-    from app.listquery import shaped
-    from app.pagination import Bound, counts_on_page, decode_cursor, encode_cursor, keyset_statement, keyset_trim, offset_statement, rows_and_total, with_total
-
     page = query_int("page", 1, minimum=1)
     limit = query_int("limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
-    # `after` present (empty for the first page) selects keyset mode, which adds nextCursor.
-    keyset_mode = "after" in request.args
-    after = request.args.get("after") or None
-    if keyset_mode and not keyset:
-        raise ValidationFailed("after is not supported on this list; use page", field="after")
-    offset = (page - 1) * limit
-    params = Bound({**lq.params, "crm_limit": limit, "crm_offset": offset}, lq.estimate_as)
-    if after:
-        params.update((f"crm_after_{i}", value) for i, value in enumerate(decode_cursor(after, len(keyset))))
-    kind = "after" if after else ("first" if page == 1 else ("deep" if counts_on_page(offset) else "far"))
-
-    def build():
-        # The answers carry columns only: skip the models' joined eager loads (users, customers).
-        query = lq.statement().options(lazyload("*"))
-        order = [c.desc() if descending else c.asc() for c in keyset] if keyset else order_by
-        # LIMIT and OFFSET are written into the SQL at execution (literal_execute): PostgreSQL
-        # then keeps one plan per page size instead of planning every execution anew.
-        limit_param = sa.bindparam("crm_limit", type_=sa.Integer, literal_execute=True)
-        if kind == "after":
-            cursor = [sa.bindparam(f"crm_after_{i}", type_=c.type) for i, c in enumerate(keyset)]
-            page_stmt = keyset_statement(query, keyset, limit=limit_param, descending=descending, values=cursor)
-        else:
-            offset_param = sa.bindparam("crm_offset", type_=sa.Integer, literal_execute=True)
-            page_stmt = offset_statement(query, order, offset_param, limit_param, deep=kind != "first")
-        if columns is not None:
-            page_stmt = page_stmt.with_only_columns(*columns)
-        return query, (page_stmt if kind == "far" else with_total(query, page_stmt))
-
-    query, page_stmt = shaped((request.endpoint, *lq.key, kind, columns is not None), build)
-    far = (offset, limit) if kind == "far" else None
-    if columns is None:  # model objects: the ORM Session loads them
-        rows, total = rows_and_total(reads.session(), query, page_stmt, params=params, far=far)
-    else:
-        with reads.connection() as conn:
-            rows, total = rows_and_total(conn, query, page_stmt, objects=False, params=params, far=far)
-    if after:
-        rows, next_cursor = keyset_trim(rows, keyset, limit)
-    elif keyset_mode:
-        next_cursor = encode_cursor([getattr(rows[-1], c.key) for c in keyset]) if len(rows) == limit else None
-    if keyset_mode:
-        g.api_next_cursor = next_cursor
-    return rows, page, limit, total
+    after = request.args.get("after")
+    found = lq.page(request.endpoint, page, limit, after=after, order_by=order_by, keyset=keyset, descending=descending, columns=columns)
+    if after is not None:
+        g.api_next_cursor = found.next_cursor
+    return found.rows, page, limit, found.total
 
 
 # ---- query string ----------------------------------------------------------------------
