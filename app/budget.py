@@ -2,7 +2,7 @@
 
 flask-limiter counted it with three Redis round trips of its own per request (the hit, then
 the window's count and expiry for the X-RateLimit-* headers) and decoded the token once
-more: about a quarter of an uncached list read (bench/README.md, series I). Here the count
+more, on every /api request. Here the count
 rides in the read every authenticated /api request already makes (app/fastpath.py and
 app/tokens.py: the blocklist entry, the auth epoch, the cached answer): one Lua script
 increments the caller's counter, reads its expiry and MGETs the request's keys. A request

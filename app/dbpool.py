@@ -1,8 +1,8 @@
 """Pooled PostgreSQL connections checked without a round trip per request.
 
 SQLAlchemy's `pool_pre_ping` runs `SELECT 1` at every checkout: one more round trip to
-PostgreSQL on every request (a quarter of an uncached list request's wall time in one
-process). Instead, at checkout:
+PostgreSQL on every request, before its own statements, to learn what the socket can
+mostly tell without one. Instead, at checkout:
 
 - the connection's socket is polled without waiting: a server that ended the session
   (restart, `pg_terminate_backend`, `idle_session_timeout`) has sent its goodbye and closed

@@ -51,7 +51,7 @@ class CookieSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, without building the signer for a request that sent no cookie.
 
     Token clients (/api) never send one, and Flask made an itsdangerous serializer (key
-    derivation included) on every request before looking: ~2 % of an uncached /api read.
+    derivation included) on every request before looking, work a cookieless request never uses.
     """
 
     def open_session(self, app, request):
@@ -88,7 +88,7 @@ def install(app):
         """Set CSP, nosniff, frame, referrer (and HSTS in production) headers, unless the view set its own."""
         headers = response.headers
         # One pass over the headers already set rather than one per header (werkzeug's
-        # setdefault scans them all each time: a tenth of a cached answer's reply).
+        # setdefault scans them all each time, on every answer).
         present = {name.lower() for name, _value in headers}
         if "content-security-policy" not in present:
             html = (response.mimetype or "").startswith("text/html")

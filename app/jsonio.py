@@ -1,10 +1,10 @@
 """JSON answers encoded by orjson (Flask's provider otherwise).
 
-Encoding a list page with the standard library took a twentieth of an uncached /api list
-request; orjson does the same in a fraction of that. Only `response()` (what `jsonify`
+The standard library encodes a list page's dicts value by value in Python; orjson encodes
+the same JSON in C. Only `response()` (what `jsonify`
 calls) changes: keys stay sorted, dates and dataclasses still go through Flask's own
 conversions (RFC 822 dates, as before), and text is sent as UTF-8 instead of \\u escapes
-(the same JSON, a third of the bytes for Japanese text). `dumps`/`loads` (sessions,
+(the same JSON, fewer bytes for Japanese text). `dumps`/`loads` (sessions,
 templates, FAB) stay Flask's.
 """
 

@@ -113,8 +113,8 @@ def install(app):
 def check_where_limited():
     """flask-limiter's before_request check, for the requests a before_request check can limit.
 
-    Its check ran for every request of the app, ~5 % of an uncached /api read with no
-    limit to apply. Routes with decorated limits (login, register) check them in their own
+    Its check runs for every request of the app, though almost none has a limit that only
+    this check applies. Routes with decorated limits (login, register) check them in their own
     wrapper, and the /api budget is app/budget.py's; what only the before_request check
     applies are default, application and meta limits (none configured here: any set makes
     every request checked again), limits hinted for the endpoint and blueprint limits (FAB's

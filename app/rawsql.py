@@ -3,7 +3,7 @@
 A list page's statement is built once per shape (app/listquery.py), yet each execution
 through SQLAlchemy still built an execution context, looked the compiled form up in the
 statement cache, read the cursor's description (psycopg builds it anew on every access)
-and wrapped every row: about a fifth of an uncached list request's CPU. Here a shared
+and wrapped every row, the same work again for a statement that never changes. Here a shared
 statement is compiled once per dialect and then executed with the request's values on
 the connection's DBAPI cursor; what SQLAlchemy would do per execution is kept:
 
@@ -17,8 +17,7 @@ the connection's DBAPI cursor; what SQLAlchemy would do per execution is kept:
 Integer parameters marked `literal_execute` (a page's LIMIT and OFFSET) are written into
 the SQL text at execution, as SQLAlchemy writes them: PostgreSQL plans a LIMIT it cannot
 see for a tenth of the table and so plans such a statement anew on every execution (a
-custom plan, ~0.2 ms for page 1, ~0.5 ms for page 200); with the numbers in the text the
-prepared statement keeps one plan.
+custom plan each time); with the numbers in the text the prepared statement keeps one plan.
 
 Statements this does not cover (positional dialects, IN lists expanded at execution,
 literal-rendered parameters of other types) return None and the caller executes them

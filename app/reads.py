@@ -3,7 +3,7 @@
 A list page or a dashboard is one statement (two when it must count or estimate on its
 own) and writes nothing. Run through the request's ORM Session it paid for the Session's
 transaction bookkeeping, for switching the pooled connection to autocommit and back, and
-for closing the Session at teardown: a tenth of an uncached list request's CPU. On
+for closing the Session at teardown, none of which a read that writes nothing needs. On
 PostgreSQL these statements run instead on a connection of a second pool whose
 connections are autocommit from the start (each statement its own snapshot, as READ
 COMMITTED gives every statement anyway; no BEGIN/ROLLBACK round trips, and psycopg keeps

@@ -322,7 +322,7 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
     # The list route: authentication and the permission check run on every request, then the
     # answer comes from the cache (keyed by caller scope, raw `q` and locale) or is computed.
     # Parsing and validating `q` happens only on a miss (FAB re-checks the JSON schema itself
-    # on every call, which cost ~40 ms per request).
+    # on every call, compiling it anew).
     @expose("/", methods=["GET"])
     @protect()
     @safe
