@@ -3,6 +3,7 @@ the scope rule (a rep never sees another rep's cards), and deciding from a card 
 right role, the service's errors, nothing written by a refused or forged decision)."""
 
 import re
+import uuid
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -28,14 +29,15 @@ def _columns(html):
     return out
 
 
-def _board(client):
-    resp = client.get(BOARD)
+def _board(client, **args):
+    """The board page's HTML (`args`: its query string, e.g. customer=<id> to find one's own cards)."""
+    resp = client.get(BOARD, query_string=args)
     assert resp.status_code == 200
     return resp.get_data(as_text=True)
 
 
-def _counts(client):
-    return {key: count for key, (count, _) in _columns(_board(client)).items()}
+def _counts(client, **args):
+    return {key: count for key, (count, _) in _columns(_board(client, **args)).items()}
 
 
 def _card(html, item_id):
@@ -54,19 +56,20 @@ def _writes(db, item_id):
 
 
 def _five_requests(make, users):
-    """One sales request in each column, plus one of sales2 waiting for a Manager."""
-    waiting = make.approval("sales")
-    big = make.approval("sales", amount=THRESHOLD + 1)
+    """One sales request in each column, all for one customer, plus one of sales2 waiting for a Manager."""
+    customer = make.customer("sales", investment_profile="moderate", risk_tolerance=5)
+    waiting = make.approval("sales", customer=customer)
+    big = make.approval("sales", customer=customer, amount=THRESHOLD + 1)
     service.approve(big.id, users["manager"], "一次承認")  # now waits for Compliance
-    approved = make.approval("sales")
+    approved = make.approval("sales", customer=customer)
     service.approve(approved.id, users["manager"])
-    rejected = make.approval("sales")
+    rejected = make.approval("sales", customer=customer)
     service.reject(rejected.id, users["manager"], "説明不足")
-    recalled = make.approval("sales")
+    recalled = make.approval("sales", customer=customer)
     service.recall(recalled.id, users["sales"])
     other = make.approval("sales2")
     return {"manager": waiting, "compliance": big, "approved": approved, "rejected": rejected, "recalled": recalled,
-            "other": other}
+            "other": other, "customer": customer}
 
 
 def test_columns_and_counts_per_role(browser_login, make, users):
@@ -81,17 +84,20 @@ def test_columns_and_counts_per_role(browser_login, make, users):
         "manager": {**one_each, "manager": 2},
         "compliance": {**one_each, "manager": 2},
     }
+    mine = made["customer"].id
     for key in keys:
-        html = _board(browser_login(key))
-        columns = _columns(html)
-        delta = {col: columns[col][0] - before[key][col] for col in COLUMNS}
+        client = browser_login(key)
+        delta = {col: n - before[key][col] for col, n in _counts(client).items()}
         assert delta == expected_delta[key], key
+        # Narrowed to the one customer, a column holds exactly its request (sales2: none, out of scope).
+        columns = _columns(_board(client, customer=mine))
         for col in COLUMNS:
-            if key != "sales2":
-                assert made[col].id in columns[col][1], (key, col)
-            assert all(made[col].id not in columns[other][1] for other in COLUMNS if other != col)
+            expected = [] if key == "sales2" else [made[col].id]
+            assert columns[col] == (len(expected), expected), (key, col)
+        theirs = _columns(_board(client, customer=made["other"].customer_id))
+        assert theirs["manager"][1] == ([] if key == "sales" else [made["other"].id]), key
 
-    html = _board(browser_login("manager"))
+    html = _board(browser_login("manager"), customer=mine)
     card = _card(html, made["compliance"].id)
     assert made["compliance"].customer.name in card and "国内株式ファンド" in card and "¥10,000,001" in card
     assert 'data-reason="AMOUNT_AT_OR_ABOVE_THRESHOLD"' in card  # why Compliance must look
@@ -101,18 +107,20 @@ def test_columns_and_counts_per_role(browser_login, make, users):
 def test_decision_forms_only_where_the_caller_may_decide(browser_login, make, users):
     """Manager: forms on the manager column (not their own); Compliance: on its column; Sales: none."""
     made = _five_requests(make, users)
+    mine = made["customer"].id
     own = make.approval("manager", customer=make.customer("admin", investment_profile="moderate"))
-    manager = _board(browser_login("manager"))
+    manager = _board(browser_login("manager"), customer=mine)
     assert "board-decide-form" in _card(manager, made["manager"].id)
-    assert "board-decide-form" in _card(manager, made["other"].id)
+    assert "board-decide-form" in _card(_board(browser_login("manager"), customer=made["other"].customer_id), made["other"].id)
     assert 'name="csrf_token"' in _card(manager, made["manager"].id)
     for key in ("compliance", "approved", "rejected", "recalled"):
         assert _card(manager, made[key].id) and "board-decide-form" not in _card(manager, made[key].id)
-    assert _card(manager, own.id) and "board-decide-form" not in _card(manager, own.id)  # nobody decides their own
-    compliance = _board(browser_login("compliance"))
+    mine_own = _board(browser_login("manager"), customer=own.customer_id)
+    assert _card(mine_own, own.id) and "board-decide-form" not in _card(mine_own, own.id)  # nobody decides their own
+    compliance = _board(browser_login("compliance"), customer=mine)
     assert "board-decide-form" in _card(compliance, made["compliance"].id)
     assert "board-decide-form" not in _card(compliance, made["manager"].id)
-    sales = _board(browser_login("sales"))
+    sales = _board(browser_login("sales"), customer=mine)
     assert _card(sales, made["manager"].id) and "board-decide-form" not in sales  # read-only
 
 
@@ -121,10 +129,16 @@ def test_sales_never_sees_sales2_cards_nor_deleted_customers(browser_login, make
     gone = make.approval("sales")
     db.session.execute(sa.update(Customer).where(Customer.id == gone.customer_id).values(deleted_at=utcnow()))
     db.session.commit()
-    sales, sales2 = _board(browser_login("sales")), _board(browser_login("sales2"))
-    assert mine.id in sales and theirs.id not in sales and theirs.customer.name not in sales
-    assert theirs.id in sales2 and mine.id not in sales2 and mine.customer.name not in sales2
-    assert gone.id not in sales and gone.id not in _board(browser_login("manager"))
+    sales, sales2 = browser_login("sales"), browser_login("sales2")
+    assert mine.id in _board(sales, customer=mine.customer_id)
+    assert theirs.id in _board(sales2, customer=theirs.customer_id)
+    for client, other in ((sales, theirs), (sales2, mine)):
+        # Neither the whole board, nor narrowed to the other's customer or its name, shows the other's card.
+        for args in ({}, {"customer": other.customer_id}, {"q": other.customer.name}):
+            html = _board(client, **args)
+            assert other.id not in html and other.customer.name not in html.replace(f'value="{other.customer.name}"', ""), args
+    for client in (sales, browser_login("manager")):
+        assert gone.id not in _board(client, customer=gone.customer_id) and gone.id not in _board(client)
 
 
 def test_stale_requests_are_highlighted(browser_login, make, db, app, monkeypatch):
@@ -133,12 +147,14 @@ def test_stale_requests_are_highlighted(browser_login, make, db, app, monkeypatc
     db.session.execute(sa.update(ApprovalRequest).where(ApprovalRequest.id == old.id)
                        .values(requested_at=utcnow() - timedelta(hours=30)))
     db.session.commit()
-    html = _board(browser_login("manager"))
+    manager = browser_login("manager")
+    html = _board(manager, customer=old.customer_id)
     assert 'data-stale="1"' in _card(html, old.id) and "board-card-stale" in _card(html, old.id)
     assert re.search(r'class="board-age"[^>]*>1日<', _card(html, old.id))
-    assert "data-stale" not in _card(html, fresh.id)
+    assert _card(_board(manager, customer=fresh.customer_id), fresh.id)
+    assert "data-stale" not in _card(_board(manager, customer=fresh.customer_id), fresh.id)
     monkeypatch.setitem(app.config, "APPROVAL_REMINDER_HOURS", 48)
-    assert "data-stale" not in _card(_board(browser_login("manager")), old.id)
+    assert "data-stale" not in _card(_board(manager, customer=old.customer_id), old.id)
 
 
 def test_decide_from_card_needs_csrf_and_goes_through_the_service(browser_login, make, db, users):
@@ -154,10 +170,11 @@ def test_decide_from_card_needs_csrf_and_goes_through_the_service(browser_login,
     assert page.request.path == BOARD and "(400)" in text and "a comment is required to reject" in text
     assert _writes(db, req.id) == before
 
-    page = manager.post(DECIDE, data=form, follow_redirects=True)
+    back = f"{BOARD}?customer={req.customer_id}"
+    page = manager.post(DECIDE, data={**form, "next": back}, follow_redirects=True)
     text = page.get_data(as_text=True)
     assert page.request.path == BOARD and "alert-success" in text
-    assert req.id in _columns(text)["approved"][1]
+    assert _columns(text)["approved"][1] == [req.id]  # back on the same, narrowed board
     status, decisions, audits, _ = _writes(db, req.id)
     assert status == ApprovalStatus.APPROVED and audits > before[2]
     assert db.session.execute(sa.select(AuditLog.user_id).where(
@@ -193,3 +210,29 @@ def test_board_needs_login_and_is_in_the_menu(app, browser_login):
     assert app.test_client().get(BOARD).status_code in (302, 401)
     for key in ("sales", "manager", "compliance", "admin"):
         assert 'href="/approvals/board/"' in browser_login(key).get("/").get_data(as_text=True), key
+
+
+def test_every_card_is_reachable_page_by_page_and_by_text(browser_login, make, monkeypatch):
+    from app.services import approval_board
+
+    customer = make.customer("sales", investment_profile="moderate", name=f"ページ送り商事{uuid.uuid4().hex[:6]}")
+    made = [make.approval("sales", customer=customer).id for _ in range(3)]
+    monkeypatch.setattr(approval_board, "CARD_LIMIT", 2)
+    manager = browser_login("manager")
+    first = _board(manager, customer=customer.id)
+    assert _columns(first)["manager"] == (3, made[:2])  # oldest first
+    more = re.search(r'class="btn btn-xs btn-default board-next" href="([^"]+)"', first).group(1).replace("&amp;", "&")
+    assert "page_manager=2" in more and f"customer={customer.id}" in more
+    second = manager.get(more).get_data(as_text=True)
+    assert _columns(second)["manager"] == (3, made[2:])
+    by_name = _columns(_board(manager, q=customer.name[-8:]))  # part of the customer's name
+    assert by_name["manager"][0] == 3
+    assert _columns(_board(manager, q="%"))["manager"] == (0, [])  # LIKE's wildcards are text here
+
+
+def test_bad_filters_answer_400_naming_the_field(browser_login):
+    manager = browser_login("manager")
+    for args, field in (({"page_approved": "x"}, "page_approved"), ({"page_manager": "0"}, "page_manager"),
+                        ({"q": "a" * 201}, "q"), ({"q": "nul\x00"}, "q"), ({"customer": "c" * 37}, "customer")):
+        resp = manager.get(BOARD, query_string=args)
+        assert resp.status_code == 400 and field in resp.get_data(as_text=True), args

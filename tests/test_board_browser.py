@@ -17,7 +17,7 @@ def test_compliance_approves_from_its_column_with_a_comment(browser_page, live_u
     req = make.approval("sales", customer=customer, amount=12_000_000, product_risk=6)
 
     page = browser_page("manager")
-    page.goto(f"{live_url}/approvals/board/")
+    page.goto(f"{live_url}/approvals/board/?customer={customer.id}")
     card = _card(page, "manager", req.id)
     assert card.count() == 1 and "¥12,000,000" in card.inner_text()
     shot(page, "board-manager")
@@ -29,7 +29,7 @@ def test_compliance_approves_from_its_column_with_a_comment(browser_page, live_u
     assert _card(page, "compliance", req.id).locator("button[name=decision]").count() == 0
 
     page = browser_page("compliance")
-    page.goto(f"{live_url}/approvals/board/")
+    page.goto(f"{live_url}/approvals/board/?customer={customer.id}")
     card = _card(page, "compliance", req.id)
     assert card.count() == 1
     reasons = {el.get_attribute("data-reason") for el in card.locator(".board-reasons [data-reason]").all()}

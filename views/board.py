@@ -7,7 +7,7 @@ form posts to ApprovalRequestView.decide, the screens' one way into the approval
 (CSRF token, the `can_decide` permission, flashes of the service's 400/403/404/409).
 """
 
-from flask import current_app, g
+from flask import abort, current_app, g, request, url_for
 from flask_appbuilder import BaseView
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
@@ -17,6 +17,7 @@ from app.extensions import db
 from app.roles import APPROVAL
 from app.scope import role_names
 from app.services import approval_board
+from app.services.errors import ValidationFailed
 from models.base import utcnow
 from views.approvals import template_helpers
 
@@ -51,13 +52,26 @@ class ApprovalBoardView(BaseView):
     @has_access
     def board(self):
         """Show the board's columns with their counts and cards (read permission on ApprovalRequest)."""
+        try:
+            filters = approval_board.parse_filters(request.args)
+        except ValidationFailed as exc:
+            abort(400, description=f"{exc.field}: {exc.message}")
         now = utcnow()
         hours = approval_board.reminder_hours(current_app.config)
-        columns = approval_board.columns(db.session, g.user)
+        columns = approval_board.columns(db.session, g.user, limit=approval_board.CARD_LIMIT, filters=filters)
+
+        def page_url(key, page):
+            """This board (same filters, other columns' pages kept) with column `key` at `page`."""
+            args = request.args.to_dict()
+            args[f"page_{key}"] = page
+            return url_for("ApprovalBoardView.board", **args)
+
         return self.render_template(
             "approvals/board.html",
             title=_("Approvals Board"),
             columns=columns,
+            filters=filters,
+            page_url=page_url,
             column_titles=COLUMN_TITLES,
             card_limit=approval_board.CARD_LIMIT,
             reminder_hours=hours,

@@ -19,6 +19,9 @@ from sqlalchemy.orm import selectinload
 
 from app.scope import COMPLIANCE, MANAGER, scope_clause
 from app.services.approvals import DECIDER_ROLES, current_step, pending_clause, waiting_for_clause
+from app.services.errors import ValidationFailed
+from app.services.inputs import text_field
+from app.services.search import like_pattern
 from models.approval import ApprovalRequest, ApprovalStatus
 from models.customer import Customer
 
@@ -33,13 +36,54 @@ _FINAL = {
 }
 
 
+MAX_QUERY = 200
+
+
 @dataclass
 class Column:
-    """One board column: its key, the full count in scope and the first cards."""
+    """One board column: its key, the count in scope (filters applied), this page of cards and the pages."""
 
     key: str
     total: int
     cards: list
+    page: int = 1
+    pages: int = 1
+
+
+@dataclass
+class Filters:
+    """What narrows the board: one customer, a text in the customer's name or the product, a page per column."""
+
+    customer_id: str = None
+    text: str = None
+    pages: dict = None
+
+
+def parse_filters(args):
+    """Filters from a query string (`customer`, `q`, `page_<column>`); ValidationFailed naming the field when bad."""
+    customer_id = text_field(args.get("customer"), "customer", 36, required=False) or None
+    text = text_field(args.get("q"), "q", MAX_QUERY, required=False) or None
+    pages = {}
+    for key in COLUMNS:
+        raw = args.get(f"page_{key}")
+        if raw in (None, ""):
+            continue
+        if not raw.isdigit() or not 1 <= int(raw) <= 100_000:
+            raise ValidationFailed(f"page_{key} must be a page number from 1", field=f"page_{key}")
+        pages[key] = int(raw)
+    return Filters(customer_id, text, pages)
+
+
+def filter_clause(filters):
+    """SQL condition of `filters` (customer and text; the pages are not a condition)."""
+    conditions = []
+    if filters.customer_id:
+        conditions.append(ApprovalRequest.customer_id == filters.customer_id)
+    if filters.text:
+        pattern = like_pattern(filters.text)
+        named = sa.select(Customer.id).where(Customer.name.ilike(pattern, escape="\\"))
+        conditions.append(sa.or_(ApprovalRequest.product_name.ilike(pattern, escape="\\"), ApprovalRequest.customer_id.in_(named)))
+    return sa.and_(sa.true(), *conditions)
 
 
 def reminder_hours(config):
@@ -75,10 +119,10 @@ def column_key():
     )
 
 
-def counts(session, user):
-    """{column key: how many of `user`'s visible requests it holds}, in one pass over the requests."""
+def counts(session, user, where=sa.true()):
+    """{column key: how many of `user`'s visible requests (also meeting `where`) it holds}, in one pass."""
     key = column_key().label("k")
-    rows = session.execute(sa.select(key, sa.func.count()).where(visible_clause(user)).group_by(key)).all()
+    rows = session.execute(sa.select(key, sa.func.count()).where(visible_clause(user), where).group_by(key)).all()
     found = {k: n for k, n in rows if k is not None}
     return {k: found.get(k, 0) for k in COLUMNS}
 
@@ -92,23 +136,32 @@ def _card_options():
     )
 
 
-def columns(session, user, limit=CARD_LIMIT):
-    """Return the board of `user`: a Column per key, pending oldest first, finished newest first."""
+def columns(session, user, limit=CARD_LIMIT, filters=None):
+    """Return the board of `user`: a Column per key, pending oldest first, finished newest first.
+
+    `filters` (a Filters) narrows every column and picks each column's page of `limit` cards.
+    """
+    filters = filters or Filters()
     board = []
-    visible = visible_clause(user)
-    totals = counts(session, user)
+    visible = sa.and_(visible_clause(user), filter_clause(filters))
+    totals = counts(session, user, filter_clause(filters))
     for key in COLUMNS:
         if key in _FINAL:
             order = (ApprovalRequest.processed_at.desc().nulls_last(), ApprovalRequest.id)
         else:
             order = (ApprovalRequest.requested_at.asc(), ApprovalRequest.id)
+        pages = max(1, -(-totals[key] // limit))
+        page = min((filters.pages or {}).get(key, 1), pages)
         cards = []
         if totals[key]:
-            # The first `limit` ids on the request table alone, then their cards with what they show.
-            first = sa.select(ApprovalRequest.id).where(visible, column_clause(key)).order_by(*order).limit(limit)
+            # This page's ids on the request table alone, then their cards with what they show.
+            first = (
+                sa.select(ApprovalRequest.id).where(visible, column_clause(key)).order_by(*order)
+                .offset((page - 1) * limit).limit(limit)
+            )
             stmt = sa.select(ApprovalRequest).where(ApprovalRequest.id.in_(first.scalar_subquery())).order_by(*order)
             cards = session.execute(stmt.options(*_card_options())).unique().scalars().all()
-        board.append(Column(key, totals[key], cards))
+        board.append(Column(key, totals[key], cards, page, pages))
     return board
 
 
