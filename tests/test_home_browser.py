@@ -89,3 +89,20 @@ def test_compliance_sees_the_request_in_its_queue_with_reasons(browser_page, liv
     page.wait_for_load_state()
     assert f"/approvalrequestview/show/{req.id}" in page.url
     assert errors == []
+
+
+def test_sales_home_at_phone_width_fits_and_keeps_one_click_complete(browser_page, live_url, make, shot, leftovers):
+    task = make.task("sales", title="スマホ: 期限切れ", due_date=long_ago())
+    leftovers.append(task)
+    page = browser_page("sales", width=375, height=800)
+    errors = _watch_console(page)
+    page.goto(f"{live_url}/")
+    # Nothing wider than the screen: no sideways scrolling of the page.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    button = page.locator(f"[data-block=overdue] tr[data-id='{task.id}'] button[type=submit]")
+    assert button.is_visible()
+    shot(page, "home-sales-375")
+    button.click()
+    page.wait_for_load_state()
+    assert page.locator(f"[data-block=overdue] tr[data-id='{task.id}']").count() == 0
+    assert errors == []
