@@ -124,13 +124,21 @@
     if (!event.target.closest(".crm-bell-open")) { event.stopPropagation(); }
   });
 
-  // Live: the stream says "something new for you"; the bell then reads its feed again.
+  // Live: the stream says "something new for you"; the bell then reads its feed again. When the
+  // stream drops (a restart, its periodic re-check of the session) the bell reconnects, waiting
+  // longer after each failure (2 s up to a minute), and reads its feed again once reconnected.
+  var retry = 2000;
   function listen() {
     if (!data.stream || !window.EventSource) { return; }
     var source = new EventSource(data.stream, { withCredentials: true });
     source.addEventListener("notification", refresh);
-    source.addEventListener("open", function () { bell.dataset.live = "1"; refresh(); });
-    source.addEventListener("error", function () { bell.dataset.live = "0"; });
+    source.addEventListener("open", function () { retry = 2000; bell.dataset.live = "1"; refresh(); });
+    source.addEventListener("error", function () {
+      bell.dataset.live = "0";
+      source.close();
+      window.setTimeout(listen, retry);
+      retry = Math.min(retry * 2, 60000);
+    });
   }
 
   refresh();
