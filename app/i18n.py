@@ -10,6 +10,15 @@ import tempfile
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
+def display_zone():
+    """The time zone screens, exports and the dashboard show times in (DISPLAY_TIMEZONE)."""
+    from zoneinfo import ZoneInfo
+
+    from flask import current_app
+
+    return ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
+
+
 SOURCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "translations")
 
 

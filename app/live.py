@@ -98,7 +98,7 @@ def publish(config, messages):
             client.publish(name, json.dumps(message))
         reset("live-redis-down")
     except redis.RedisError as exc:
-        log_throttled(log, "live-redis-down", config.get("EVENTS_LOG_INTERVAL", 30),
+        log_throttled(log, "live-redis-down", config["EVENTS_LOG_INTERVAL"],
                       "Redis unavailable (%s); open bells catch up at their next connect", exc)
 
 

@@ -297,7 +297,7 @@ def remind_approver(session, envelope):
 
     hours = int(approval_board.age(request, utcnow()).total_seconds() // 3600)
     # Stored text: in the product's language, whoever's request (and locale) runs the drain.
-    with force_locale(current_app.config.get("BABEL_DEFAULT_LOCALE", "ja")):
+    with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):
         title = gettext("Reminder: %(product)s has waited %(hours)d hours for your decision",
                         product=request.product_name, hours=hours)
         message = gettext("%(customer)s / ¥%(amount)s, requested by %(requester)s",

@@ -36,7 +36,7 @@ MAX_HEAD = 16 * 1024
 
 def stream_url(config, request):
     """The URL the browser opens for the stream: STREAM_URL, else this page's host on STREAM_PORT ("" when off)."""
-    if not config.get("STREAM_ENABLED", True):
+    if not config["STREAM_ENABLED"]:
         return ""
     if config.get("STREAM_URL"):
         return config["STREAM_URL"]
@@ -127,7 +127,7 @@ class StreamServer:
     def authenticate(self, cookie_header):
         """The active user id of the session cookie in `cookie_header`, else None (runs in a worker thread)."""
         app = self.app
-        name = app.config.get("SESSION_COOKIE_NAME", "session")
+        name = app.config["SESSION_COOKIE_NAME"]
         jar = SimpleCookie()
         try:
             jar.load(cookie_header or "")
@@ -321,11 +321,11 @@ def start_embedded(app):
     """In a web process without Redis: serve the stream from a background loop here (once); None when not needed."""
     from app import live
 
-    if not (app.config.get("STREAM_ENABLED", True) and app.config.get("STREAM_EMBEDDED", True)) or live.backend(app.config) != "inprocess":
+    if not (app.config["STREAM_ENABLED"] and app.config["STREAM_EMBEDDED"]) or live.backend(app.config) != "inprocess":
         return None
     if "server" not in _embedded:
         try:
-            _embedded["server"] = StreamServer(app, host=app.config.get("STREAM_HOST", "127.0.0.1")).start()
+            _embedded["server"] = StreamServer(app, host=app.config["STREAM_HOST"]).start()
         except OSError as exc:
             log.warning("notification stream not started: %s", exc)
             _embedded["server"] = None

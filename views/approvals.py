@@ -24,7 +24,8 @@ from app.services.errors import DomainError, ValidationFailed
 from models.approval import ApprovalRequest, ApprovalStatus
 from views.datamodels import CrmInterface
 from views import display
-from views.base import ScopedModelApi, ScopedModelView, local_time, time_formatters
+from views.base import ScopedModelApi, ScopedModelView, time_formatters
+from views.display import local_time
 from views.lists import InFilter, link_button
 
 ADDABLE = ["customer", "product_name", "product_risk", "amount", "comment"]

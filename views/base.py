@@ -4,8 +4,6 @@ Every ModelView and ModelRestApi of the CRM derives from these, so the row-level
 the shared permissions, the service hooks and the error answers are written once.
 """
 
-from zoneinfo import ZoneInfo
-
 import json
 import logging
 from decimal import Decimal
@@ -13,7 +11,7 @@ from functools import wraps
 
 import jsonschema
 import prison
-from flask import current_app, g, request, url_for
+from flask import g, request, url_for
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.api import rison
 from flask_appbuilder.api.schemas import get_item_schema, get_list_schema
@@ -45,19 +43,12 @@ from app.scope import ASSIGN, FILTER, SCOPE_FILTERS, choice_filters
 from app.services import errors
 from app.services.errors import DomainError
 from views.autocomplete import use_autocomplete
+from views.display import local_time
 from views.list_tools import ListTools
 from views.lists import CrmListWidget, wants_default
 from views.relations import CrmSchemaConverter
 
 log = logging.getLogger(__name__)
-
-
-def local_time(value):
-    """Format an aware UTC timestamp in the configured display time zone."""
-    if value is None:
-        return ""
-    tz = ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
-    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
 
 def time_formatters(*columns):

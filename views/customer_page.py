@@ -7,12 +7,12 @@ event is theirs. CustomerView (views/customers.py) routes here.
 """
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from flask import abort, current_app, flash, g, make_response, redirect, request, url_for
 from flask_babel import lazy_gettext as _
 
 from app.extensions import db
+from app.i18n import display_zone
 from app.roles import ADD, APPROVAL, MEETING, TASK
 from app.services import customer_overview, timeline
 from app.services.approvals import submit
@@ -23,7 +23,7 @@ from models.meeting import Meeting, MeetingType
 from models.task import Task, TaskPriority
 from views.approvals import STATUS_BADGES as REQUEST_BADGES
 from views.approvals import STATUS_LABELS as REQUEST_LABELS
-from views.base import local_time
+from views.display import local_time
 from views.meetings import STATUS_LABELS as MEETING_STATUS_LABELS
 from views.meetings import TYPE_LABELS as MEETING_TYPE_LABELS
 
@@ -153,7 +153,7 @@ def local_datetime(name, required=True):
     except ValueError:
         raise ValidationFailed(f"{name} must be a date and time like 2026-04-01T10:00", field=name) from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo(current_app.config["DISPLAY_TIMEZONE"]))
+        value = value.replace(tzinfo=display_zone())
     return value
 
 

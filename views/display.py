@@ -8,12 +8,12 @@ past their due date, or due within UPCOMING_DAYS, get a class the stylesheet hig
 
 from datetime import timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
-from flask import current_app, g, has_app_context
+from flask import g, has_app_context
 from flask_babel import lazy_gettext as _
 from markupsafe import Markup, escape
 
+from app.i18n import display_zone
 from models.approval import ApprovalStatus
 from models.base import utcnow
 from models.customer import CompanySize, InvestmentProfile
@@ -129,11 +129,6 @@ def yen(value):
         return ""
     value = Decimal(value)
     return f"¥{value:,.0f}" if value == value.to_integral_value() else f"¥{value:,.2f}"
-
-
-def display_zone():
-    """The configured display time zone (DISPLAY_TIMEZONE, default Asia/Tokyo)."""
-    return ZoneInfo(current_app.config.get("DISPLAY_TIMEZONE", "Asia/Tokyo"))
 
 
 def local_time(value, fmt="%Y-%m-%d %H:%M"):

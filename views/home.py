@@ -23,7 +23,7 @@ from app.services.errors import DomainError, NotFound
 from app.services.records import complete_task, get_in_scope, prepare_task
 from models.task import Task
 from views.approvals import REASON_LABELS, STATUS_BADGES, STATUS_LABELS, yen
-from views.base import local_time
+from views.display import local_time
 
 TASK_STATUS_LABELS = {"TODO": _("To do"), "IN_PROGRESS": _("In progress")}
 PRIORITY_LABELS = {"LOW": _("Low"), "MEDIUM": _("Medium"), "HIGH": _("High"), "URGENT": _("Urgent")}

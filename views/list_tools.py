@@ -9,7 +9,6 @@ as CSV with a BOM or as Excel, every cell through app/exports.py. Exports are bo
 """
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from flask import Response, abort, current_app, g, jsonify, request, url_for
 from flask_appbuilder import Model
@@ -19,6 +18,7 @@ from flask_appbuilder.urltools import get_filter_args, get_order_args
 from flask_babel import lazy_gettext as _
 
 from app.exports import csv_stream, xlsx_bytes
+from app.i18n import display_zone
 from app.services import saved_views
 from models.base import utcnow
 
@@ -80,7 +80,7 @@ class ListTools:
         dm = self.datamodel
         filters, order_column, order_direction = self.screen_query()
         query = dm.apply_all(dm.session.query(dm.obj), filters, order_column, order_direction, page=0, page_size=limit + 1)
-        tz = ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
+        tz = display_zone()
         header = [str(self.label_columns.get(col, col)) for col in self.list_columns]
         rows = []
         for item in query.all():

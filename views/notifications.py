@@ -18,7 +18,8 @@ from views.api.common import path_uuid
 from views.approvals import _safe_next
 from views.datamodels import CrmInterface
 from views import display
-from views.base import ScopedModelView, local_time, time_formatters
+from views.base import ScopedModelView, time_formatters
+from views.display import local_time
 from views.lists import may, post_button
 
 TYPE_LABELS = {

@@ -14,7 +14,7 @@ from flask_babel import lazy_gettext as _
 from app.roles import CUSTOMER, MEETING, READ, TASK
 from app.services import search as service
 from app.services.errors import DomainError
-from views.base import local_time
+from views.display import local_time
 
 #: Group → (the resource its role must read, its heading, the screen a hit opens).
 GROUPS = {

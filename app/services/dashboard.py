@@ -14,6 +14,7 @@ from datetime import timedelta, timezone
 import sqlalchemy as sa
 
 from app import reads
+from app.i18n import display_zone
 from app.extensions import db
 from app.scope import scope_clause, sees_all
 from models.approval import ApprovalRequest, ApprovalStatus
@@ -277,17 +278,9 @@ def home_kind(user):
     return None
 
 
-def _display_zone():
-    from zoneinfo import ZoneInfo
-
-    from flask import current_app
-
-    return ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
-
-
 def home_periods(now):
     """UTC bounds of the display time zone's today, this week (from Monday) and this month, at `now`."""
-    local = now.astimezone(_display_zone())
+    local = now.astimezone(display_zone())
     day = local.replace(hour=0, minute=0, second=0, microsecond=0)
     week = day - timedelta(days=day.weekday())
     month = day.replace(day=1)
