@@ -24,9 +24,10 @@ from datetime import datetime, timezone
 
 import psycopg
 
-from bench.load_data import DB_URL_TEMPLATE, PASSWORD
+from bench.load_data import DB_URL_TEMPLATE, PASSWORD, SEARCH_WORD
 from bench.run import ROOT, Server, check_once, cleanup, login, start_redis, wrk
 
+_WORD = urllib.parse.quote(SEARCH_WORD)  # find: the search rows' word, as a URL carries it
 # name: (path, user, twin). Screens: session cookie; api_*: bearer token (JSON).
 ROWS = {
     "hello": ("/bench/hello", None, None),
@@ -57,6 +58,13 @@ ROWS = {
     "board_sales": ("/approvals/board/", "sales1", "api_approvals_sales"),
     "api_approvals_sales": ("/api/approvals?page=1&limit=25", "sales1", None),
     # --- end board ---
+    # --- find --- the navbar search's dropdown (customers, meetings, tasks; 5 a group), twin: the
+    # customer search under /api; a list export (CSV, the customers whose name holds the word).
+    "search_manager": (f"/search/suggest?q={_WORD}", "manager", "api_customer_search"),
+    "search_sales": (f"/search/suggest?q={_WORD}", "sales1", None),
+    "api_customer_search": (f"/api/customers?page=1&limit=5&search={_WORD}", "manager", None),
+    "export_customers_sales": (f"/customerview/export/csv?_flt_2_name={_WORD}", "sales1", None),
+    # --- end find ---
     "api_customers": ("/api/customers?page=1&limit=25", "manager", None),
     "api_tasks": ("/api/tasks?page=1&limit=25", "manager", None),
     "api_meetings": ("/api/meetings?page=1&limit=25", "manager", None),
