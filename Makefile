@@ -29,6 +29,11 @@ browser:
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || { echo "Could not install chromium (need root and Debian's package index)"; exit 1; }; }
+	@# Japanese glyphs for the screenshots (without a CJK font every label renders as boxes).
+	@fc-list :lang=ja 2>/dev/null | grep -q . || { \
+	  echo "Installing Debian's fonts-ipafont-gothic for Japanese in the browser screenshots"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-ipafont-gothic >/dev/null) \
+	  || echo "Could not install fonts-ipafont-gothic: screenshots will show boxes for Japanese"; }
 
 # Front-end libraries (charts, calendar, autocomplete) from npm at the versions of
 # package-lock.json, copied to app/static/vendor/ (not committed, never loaded from a CDN).

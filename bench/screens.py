@@ -1,6 +1,7 @@
 """The browser screens beside the hello route and the /api read of the same rows, in one run.
 
     python -m bench.screens --customers 10000 [--db-url URL] [--duration 8] [--only customers,api_customers] [--root CHECKOUT]
+    python -m bench.screens --customers 10000 --inproc 50 [--root CHECKOUT]   # CPU ms per request in one process
 
 Uses bench/run.py's server (gunicorn as in production), wrk script and data loader
 (bench/load_data.py; load first with `python -m bench.load_data --customers N`). Screens
@@ -17,6 +18,8 @@ import argparse
 import json
 import os
 import re
+import secrets
+import subprocess
 import sys
 import urllib.parse
 import urllib.request
@@ -25,7 +28,7 @@ from datetime import datetime, timezone
 import psycopg
 
 from bench.load_data import DB_URL_TEMPLATE, PASSWORD, SEARCH_WORD
-from bench.run import ROOT, Server, check_once, cleanup, login, start_redis, wrk
+from bench.run import ROOT, UNREACHED_LIMITS, Server, check_once, cleanup, login, start_redis, wrk
 
 _WORD = urllib.parse.quote(SEARCH_WORD)  # find: the search rows' word, as a URL carries it
 # name: (path, user, twin). Screens: session cookie; api_*: bearer token (JSON).
@@ -252,6 +255,57 @@ def cell(server, name, creds, duration, connections, threads, customer):
     return {**res, **extra}
 
 
+INPROC = r"""
+import json, re, statistics, sys, time
+from bench.app import app
+rows, repeat, password = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+clients = {}
+
+def client(user, screen):
+    key = (user, screen)
+    if key not in clients:
+        c = app.test_client()
+        if screen:
+            page = c.get("/login/").get_data(as_text=True)
+            token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+            c.post("/login/", data={"username": f"{user}@bench.example", "password": password, "csrf_token": token})
+            clients[key] = (c, {"Accept": "text/html"})
+        else:
+            answer = c.post("/api/auth/login", json={"email": f"{user}@bench.example", "password": password}).get_json()
+            clients[key] = (c, {"Authorization": "Bearer " + answer["token"]})
+    return clients[key]
+
+out = {}
+for name, path, user, screen in rows:
+    c, headers = client(user, screen) if user else (app.test_client(), {})
+    for _ in range(5):
+        status = c.get(path, headers=headers).status_code
+    cpu, wall = [], []
+    for _ in range(repeat):
+        t0, p0 = time.perf_counter(), time.process_time()
+        c.get(path, headers=headers)
+        cpu.append((time.process_time() - p0) * 1000)
+        wall.append((time.perf_counter() - t0) * 1000)
+    out[name] = {"status": status, "cpu_ms": statistics.median(cpu), "wall_ms": statistics.median(wall)}
+print("INPROC " + json.dumps(out))
+"""
+
+
+def inproc(root, db_url, redis_url, names, repeat, customer, cached):
+    """Median CPU and wall ms per request of each row inside one process of `root`'s production app (no HTTP, no wrk).
+
+    CPU time is the web process's own work (rendering, ORM), which the shared machine's
+    load changes far less than requests per second; the database's time is in wall only.
+    """
+    env = dict(os.environ, CRM_ENV="production", SECRET_KEY=secrets.token_urlsafe(48), DATABASE_URL=db_url, REDIS_URL=redis_url,
+               CACHE_ANSWERS="1" if cached else "0", KAFKA_ENABLED="1", FAB_UPDATE_PERMS="0", LOG_LEVEL="ERROR",
+               PYTHONPATH=root, **UNREACHED_LIMITS)
+    rows = [(n, ROWS[n][0].format(customer=customer), ROWS[n][1], is_screen(n)) for n in names]
+    out = subprocess.run([sys.executable, "-c", INPROC, json.dumps(rows), str(repeat), PASSWORD], cwd=root, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(next(l for l in out.splitlines() if l.startswith("INPROC "))[len("INPROC "):])
+
+
 def main(argv=None):
     """Run every row uncached then cached; print a table with the ratio of each screen to its /api twin."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -264,6 +318,8 @@ def main(argv=None):
     parser.add_argument("--only", default="", help="comma-separated row names (default: all)")
     parser.add_argument("--modes", default="uncached,cached")
     parser.add_argument("--root", default=ROOT, help="the checkout gunicorn serves (default this one; main for a before figure)")
+    parser.add_argument("--inproc", type=int, default=0, metavar="N",
+                        help="instead of wrk: N requests of each row in one process of the app, median CPU and wall ms")
     args = parser.parse_args(argv)
     db_url = args.db_url or DB_URL_TEMPLATE.format(customers=args.customers)
     names = [n for n in args.only.split(",") if n] or list(ROWS)
@@ -274,6 +330,18 @@ def main(argv=None):
     if any(n.startswith("board_") for n in names):
         seed_steps(db_url)  # board
     redis_proc, redis_url = start_redis()
+    if args.inproc:
+        try:
+            for mode in [m for m in args.modes.split(",") if m]:
+                got = inproc(os.path.abspath(args.root), db_url, redis_url, names, args.inproc, customer, mode == "cached")
+                for name, r in got.items():
+                    twin = ROWS[name][2]
+                    ratio = f"  {r['cpu_ms'] / got[twin]['cpu_ms']:5.1f}x its /api twin's CPU" if twin in got else ""
+                    print(f"{mode:9} {name:18} status {r['status']}  cpu {r['cpu_ms']:7.2f} ms  wall {r['wall_ms']:7.2f} ms{ratio}", flush=True)
+        finally:
+            redis_proc.kill()
+            redis_proc.wait()
+        return None
     results = {}
     try:
         for mode in [m for m in args.modes.split(",") if m]:

@@ -207,3 +207,17 @@ def test_export_of_a_list_follows_its_default_filter(browser_login, make):
     assert f"開いている{tag}" in shown and f"済んだ{tag}" not in shown
     everything = c.get("/taskview/export/csv?all=1").get_data(as_text=True)
     assert f"開いている{tag}" in everything and f"済んだ{tag}" in everything
+
+
+def test_forms_offer_labels_not_codes(browser_login, make):
+    c = browser_login("sales")
+    task_form = c.get("/taskview/add").get_data(as_text=True)
+    assert '<option selected value="TODO">未着手</option>' in task_form or ('value="TODO"' in task_form and ">未着手<" in task_form)
+    assert 'value="URGENT"' in task_form and ">緊急<" in task_form
+    customer_form = c.get("/customerview/add").get_data(as_text=True)
+    assert 'value="ENTERPRISE"' in customer_form and ">大企業<" in customer_form and ">安定型<" in customer_form
+    # The list's filter form too.
+    from tests.test_scope import _search_widgets
+
+    widgets = _search_widgets(c.get("/taskview/list/").get_data(as_text=True))
+    assert "進行中" in widgets["status"] and "IN_PROGRESS" in widgets["status"]

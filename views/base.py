@@ -56,14 +56,14 @@ def time_formatters(*columns):
     return {col: local_time for col in columns}
 
 
-def optional_enum_field(enum_cls, label):
-    """A select for a nullable enum column, with a blank choice (FAB's EnumField has none)."""
+def optional_enum_field(enum_cls, label, labels=None):
+    """A select for a nullable enum column, with a blank choice (FAB's EnumField has none); `labels`: {member: text}."""
     from flask_appbuilder.fieldwidgets import Select2Widget
     from wtforms import SelectField
 
     return SelectField(
         label,
-        choices=[("", "—")] + [(m.value, m.value) for m in enum_cls],
+        choices=[("", "—")] + [(m.value, (labels or {}).get(m, m.value)) for m in enum_cls],
         coerce=lambda v: enum_cls(v.value if hasattr(v, "value") else v) if v else None,
         widget=Select2Widget(),
         validate_choice=False,

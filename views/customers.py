@@ -70,8 +70,8 @@ class CustomerView(ScopedModelView):
         "investment_experience": display.text_or_dash,
     }
     add_form_extra_fields = edit_form_extra_fields = {
-        "size": optional_enum_field(CompanySize, _("Company size")),
-        "investment_profile": optional_enum_field(InvestmentProfile, _("Investment profile")),
+        "size": optional_enum_field(CompanySize, _("Company size"), display.enum_labels("size")),
+        "investment_profile": optional_enum_field(InvestmentProfile, _("Investment profile"), display.enum_labels("profile")),
     }
     # The page itself is views/customer_page.py; a quick-add form needs the add permission of what it adds.
     method_permission_name = {**VIEW_METHOD_PERMISSIONS, "quick_add": "read"}

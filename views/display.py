@@ -9,7 +9,7 @@ past their due date, or due within UPCOMING_DAYS, get a class the stylesheet hig
 from datetime import timedelta
 from decimal import Decimal
 
-from flask import g, has_app_context
+from flask import has_request_context, request
 from flask_babel import lazy_gettext as _
 from markupsafe import Markup, escape
 
@@ -95,10 +95,16 @@ def badge(kind, code):
     """`code` as a coloured badge with its label; empty for None (each badge built once per request)."""
     if code is None or code == "":
         return Markup("")
-    memo = g.setdefault("crm_badges", {}) if has_app_context() else {}
-    key = (kind, code)
+    return request_memo(("badge", kind, code), lambda: _badge(kind, code))
+
+
+def request_memo(key, build):
+    """`build()` once per request for `key` (kept on the request: flask.g is the app context's, which tests share)."""
+    if not has_request_context():
+        return build()
+    memo = request.environ.setdefault("crm.display_memo", {})
     if key not in memo:
-        memo[key] = _badge(kind, code)
+        memo[key] = build()
     return memo[key]
 
 
@@ -180,3 +186,8 @@ def text_or_dash(value):
     if value is None or value == "":
         return Markup('<span class="text-muted">—</span>')
     return escape(value)
+
+
+def enum_labels(kind):
+    """{member: label} of `kind`'s codes, for a form's select (views/meetings.py's labelled_enum_field)."""
+    return {code: text for code, (text, _colour) in BADGES[kind].items()}

@@ -8,11 +8,13 @@ renders (small POST forms carrying the CSRF token), and each cell's column label
 
 from urllib.parse import urlsplit
 
-from flask import g, request, url_for
+from flask import request, url_for
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.widgets import ListWidget
 from flask_wtf.csrf import generate_csrf
-from markupsafe import Markup
+from markupsafe import Markup, escape
+
+from views.display import request_memo
 
 
 class CrmListWidget(ListWidget):
@@ -36,21 +38,38 @@ def wants_default():
     return request.args.get("all") != "1" and not any(k.startswith("_flt_") for k in request.args)
 
 
+def _per_request(key, build):
+    """`build()` once per request (the list's rows share it)."""
+    return request_memo(("lists",) + key, build)
+
+
+def _url_pattern(endpoint, values):
+    """url_for(endpoint) with `pk` left as a placeholder, built once per request (rows differ by the id only)."""
+    return _per_request(("url", endpoint), lambda: url_for(endpoint, **{**values, "pk": "__PK__"}))
+
+
 def post_button(endpoint, label, icon, css="btn-default", **values):
     """A one-button POST form (CSRF token, back to this page) for a row's quick action."""
-    return Markup(
-        '<form method="post" action="{action}" class="crm-quick">'
-        '<input type="hidden" name="csrf_token" value="{csrf}">'
-        '<input type="hidden" name="next" value="{back}">'
-        '<button type="submit" class="btn btn-xs {css}"><i class="fa {icon}" aria-hidden="true"></i> {label}</button>'
-        "</form>"
-    ).format(action=url_for(endpoint, **values), csrf=generate_csrf(), back=request.full_path, css=css, icon=icon, label=label)
+    head = _per_request(
+        ("form", endpoint, str(label), icon, css),
+        lambda: (
+            Markup('<form method="post" action="{{action}}" class="crm-quick">'
+                   '<input type="hidden" name="csrf_token" value="{csrf}">'
+                   '<input type="hidden" name="next" value="{back}">'
+                   '<button type="submit" class="btn btn-xs {css}"><i class="fa {icon}" aria-hidden="true"></i> {label}</button>'
+                   "</form>").format(csrf=generate_csrf(), back=request.full_path, css=css, icon=icon, label=label),
+            _url_pattern(endpoint, values),
+        ),
+    )
+    template, pattern = head
+    return Markup(str(template).replace("{action}", str(escape(pattern.replace("__PK__", str(values["pk"]))))))
 
 
 def link_button(endpoint, label, icon, css="btn-default", **values):
     """A small link styled as a row's quick action."""
+    pattern = _url_pattern(endpoint, values)
     return Markup('<a class="btn btn-xs {css}" href="{href}"><i class="fa {icon}" aria-hidden="true"></i> {label}</a>').format(
-        href=url_for(endpoint, **values), css=css, icon=icon, label=label
+        href=pattern.replace("__PK__", str(values["pk"])), css=css, icon=icon, label=label
     )
 
 
@@ -65,8 +84,4 @@ def safe_next(default):
 
 def may(appbuilder, permission, resource):
     """Whether the caller holds `permission` on `resource`, asked once per request (rows ask it each)."""
-    memo = g.setdefault("crm_may", {})
-    key = (permission, resource)
-    if key not in memo:
-        memo[key] = appbuilder.sm.has_access(permission, resource)
-    return memo[key]
+    return _per_request(("may", permission, resource), lambda: appbuilder.sm.has_access(permission, resource))

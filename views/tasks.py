@@ -10,11 +10,12 @@ from app.extensions import db
 from app.roles import TASK, VIEW_METHOD_PERMISSIONS
 from app.services.errors import DomainError
 from app.services.records import complete_task, prepare_task
-from models.task import OPEN_STATUSES, Task, TaskStatus
+from models.task import OPEN_STATUSES, Task, TaskPriority, TaskStatus
 from views import display
 from views.datamodels import CrmInterface
 from views.base import ScopedModelApi, ScopedModelView, time_formatters
 from views.lists import InFilter, may, post_button, safe_next
+from views.meetings import labelled_enum_field
 
 EDITABLE = ["title", "description", "customer", "user", "due_date", "status", "priority"]
 
@@ -53,6 +54,12 @@ class TaskView(ScopedModelView):
         "status": display.badge_formatter("task_status"),
         "priority": display.badge_formatter("priority"),
         "description": display.text_or_dash,
+    }
+
+    # The forms' and the filters' selects show the labels, not TODO / URGENT.
+    add_form_extra_fields = edit_form_extra_fields = search_form_extra_fields = {
+        "status": labelled_enum_field(TaskStatus, display.enum_labels("task_status"), _("Status")),
+        "priority": labelled_enum_field(TaskPriority, display.enum_labels("priority"), _("Priority")),
     }
 
     def row_class(self, item):
