@@ -91,13 +91,14 @@ def health_command():
 @crm_cli.command("stream")
 @click.option("--host", default=None, help="address to listen on (default STREAM_HOST)")
 @click.option("--port", default=None, type=int, help="port (default STREAM_PORT)")
-@with_appcontext
-def stream_command(host, port):
+@click.pass_obj
+def stream_command(info, host, port):
     """Serve the bell's notification stream (SSE) on one asyncio loop, fed by Redis pub/sub."""
     from app import live
     from app.stream import StreamServer
 
-    app = current_app._get_current_object()
+    # The app object itself (not the context-local proxy): the loop's threads push their own contexts.
+    app = info.load_app()
     if live.backend(app.config) != "redis":
         raise click.ClickException("crm stream needs REDIS_URL (without Redis the web process serves the stream itself)")
     StreamServer(app, host=host or app.config["STREAM_HOST"], port=port).run()

@@ -98,10 +98,12 @@ class Sse:
         return None
 
     def close(self):
+        """Close the connection (the server notices and forgets the stream)."""
         self.sock.close()
 
 
 def _manager_note(db, users, product):
+    """The manager's notification about `product`, as committed."""
     db.session.rollback()  # a fresh snapshot: the row was committed by another session or process
     return db.session.execute(
         sa.select(Notification).where(Notification.user_id == users["manager"].id, Notification.title.contains(product))
@@ -109,6 +111,7 @@ def _manager_note(db, users, product):
 
 
 def _assert_live(db, users, manager_stream, product, timeout=LIVE_WITHIN + 1):
+    """The manager's stream hears `product`'s notification within 2 s of its commit; return the delay."""
     got = manager_stream.wait_for(lambda d: product in d["title"], timeout)
     assert got, f"no live notification for {product}"
     arrived, data = got
@@ -298,6 +301,7 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
 def _wait_http(url, proc, what):
+    """Wait until `url` answers at all (the process `proc` is up), else fail with its output."""
     import requests
 
     deadline = time.monotonic() + 60
@@ -314,6 +318,7 @@ def _wait_http(url, proc, what):
 
 
 def _stop(proc):
+    """Terminate a server process started by a test (kill it after 15 s)."""
     proc.terminate()
     try:
         proc.wait(15)
