@@ -21,11 +21,14 @@ from app.services.records import prepare_meeting, prepare_task
 from models.approval import ApprovalRequest
 from models.meeting import Meeting, MeetingType
 from models.task import Task, TaskPriority
+from views.approvals import LABELS as REQUEST_FIELD_LABELS
 from views.approvals import STATUS_BADGES as REQUEST_BADGES
 from views.approvals import STATUS_LABELS as REQUEST_LABELS
 from views.display import local_time
 from views.meetings import STATUS_LABELS as MEETING_STATUS_LABELS
 from views.meetings import TYPE_LABELS as MEETING_TYPE_LABELS
+from views.meetings import MeetingView
+from views.tasks import TaskView
 
 ACTION_LABELS = {
     "CREATE": _("created"),
@@ -41,38 +44,19 @@ RESOURCE_LABELS = {
     "task": _("Task"),
     "approval_request": _("Approval request"),
 }
-FIELD_LABELS = {
-    "name": _("Name"),
-    "email": _("Email"),
-    "phone": _("Phone"),
-    "address": _("Address"),
-    "industry": _("Industry"),
-    "size": _("Company size"),
-    "investment_profile": _("Investment profile"),
-    "risk_tolerance": _("Risk tolerance (1-10)"),
-    "investment_experience": _("Investment experience"),
-    "assigned_sales_id": _("Sales rep"),
-    "deleted_at": _("Deleted"),
-    "title": _("Title"),
-    "description": _("Description"),
-    "scheduled_at": _("Date"),
-    "location": _("Location"),
-    "next_action": _("Next action"),
-    "next_action_date": _("Next action date"),
-    "type": _("Type"),
-    "status": _("Status"),
-    "sales_id": _("Sales rep"),
-    "user_id": _("Owner"),
-    "due_date": _("Due"),
-    "priority": _("Priority"),
-    "completed_at": _("Completed"),
-    "product_name": _("Product"),
-    "product_risk": _("Product risk (1-10)"),
-    "amount": _("Amount (JPY)"),
-    "comment": _("Comment"),
-    "approver_id": _("Last decided by"),
-    "processed_at": _("Processed"),
-}
+DELETED_LABEL = _("Deleted")
+
+
+def field_labels(*label_maps):
+    """The timeline's field names -> labels: the screens' own column labels, `<relation>_id` named as its relation."""
+    merged = {}
+    for labels in label_maps:
+        merged.update(labels)
+    merged.update({f"{key}_id": label for key, label in list(merged.items())})
+    merged.setdefault("deleted_at", DELETED_LABEL)
+    return {key: str(label) for key, label in merged.items()}
+
+
 #: What each quick-add form writes, and the permission it needs on that resource.
 FORMS = {"meeting": MEETING, "task": TASK, "request": APPROVAL}
 
@@ -128,7 +112,7 @@ def render(view, pk, status=200):
         show_value=show_value,
         action_labels=texts(ACTION_LABELS),
         resource_labels=texts(RESOURCE_LABELS),
-        field_labels=texts(FIELD_LABELS),
+        field_labels=field_labels(REQUEST_FIELD_LABELS, MeetingView.label_columns, TaskView.label_columns, view.label_columns),
         is_overdue=customer_overview.is_overdue,
         may_add={kind: may_add(kind) for kind in FORMS},
         meeting_types=[(t.value, MEETING_TYPE_LABELS[t]) for t in MeetingType],
@@ -141,40 +125,34 @@ def render(view, pk, status=200):
     return make_response(html, status)
 
 
-def local_datetime(name, required=True):
-    """The form's `name` (a datetime-local value, in the display time zone) as an aware time; 400 naming it."""
+def _parsed(name, convert, hint, required=False):
+    """The form's `name` through `convert` (None when empty and not `required`); a 400 naming it otherwise."""
     raw = (request.form.get(name) or "").strip()
     if not raw:
         if required:
             raise ValidationFailed(f"{name} is required", field=name)
         return None
     try:
-        value = datetime.fromisoformat(raw)
+        return convert(raw)
     except ValueError:
-        raise ValidationFailed(f"{name} must be a date and time like 2026-04-01T10:00", field=name) from None
-    if value.tzinfo is None:
+        raise ValidationFailed(f"{name} must be {hint}", field=name) from None
+
+
+def local_datetime(name, required=True):
+    """The form's `name` (a datetime-local value, in the display time zone) as an aware time; 400 naming it."""
+    value = _parsed(name, datetime.fromisoformat, "a date and time like 2026-04-01T10:00", required)
+    if value is not None and value.tzinfo is None:
         value = value.replace(tzinfo=display_zone())
     return value
 
 
 def _enum(enum_cls, name, default):
-    raw = request.form.get(name) or default.value
-    try:
-        return enum_cls(raw)
-    except ValueError:
-        raise ValidationFailed(f"{name} must be one of {', '.join(m.value for m in enum_cls)}", field=name) from None
+    hint = f"one of {', '.join(m.value for m in enum_cls)}"
+    return _parsed(name, enum_cls, hint) or default
 
 
-def _int(name, required=False):
-    raw = (request.form.get(name) or "").strip()
-    if not raw:
-        if required:
-            raise ValidationFailed(f"{name} is required", field=name)
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValidationFailed(f"{name} must be a whole number", field=name) from None
+def _int(name):
+    return _parsed(name, int, "a whole number")
 
 
 def _build(kind, customer, user):
