@@ -58,7 +58,9 @@ def test_rows_equal_sqlalchemys_value_for_value(read_conn, make):
 
 def test_a_missing_parameter_is_an_error_never_a_stale_value(read_conn, make):
     stmt = customers_statement()
-    assert rawsql.rows(read_conn, stmt, {"f_name": "x%", "crm_limit": 5}) == []
+    # A prefix no other test's customer has: the session-wide database holds theirs too.
+    nobody = f"無人{uuid.uuid4().hex}%"
+    assert rawsql.rows(read_conn, stmt, {"f_name": nobody, "crm_limit": 5}) == []
     with pytest.raises(sa.exc.InvalidRequestError, match="f_name"):
         rawsql.rows(read_conn, stmt, {"crm_limit": 5})
 
