@@ -1,7 +1,8 @@
 """The scope story in Chromium: with another rep's records in place, Sales never sees any of them —
 not on the home page, in the navbar search (dropdown and results page), in the calendar feed, on
-the approvals board, in a customer's page and timeline, on the customer and task lists, in the list
-exports (CSV and Excel), in the forms' customer autocomplete, nor in the notification bell. Each
+the approvals board, in a customer's page and timeline, on the customer, task, meeting, request and
+notification lists or their record pages (404), in the list exports (CSV and Excel), in the forms'
+customer autocomplete, nor in the notification bell. Each
 screen also shows Sales's own record of the same kind, so an empty or broken page cannot pass for
 a scoped one."""
 
@@ -169,6 +170,28 @@ def test_sales_never_sees_another_reps_records(browser_page, live_url, world, sh
     assert mine["task"].title in data
     _assert_none_of_theirs(data, world, "task export")
     shot(page, "exports")
+
+    # The meeting, request and notification lists (filtered by the tag where they filter), an Excel
+    # export of the requests, and the record pages of sales2's records: not found.
+    for path, own in (
+        (f"/meetingview/list/?_flt_2_title={t}", mine["meeting"].title),
+        (f"/approvalrequestview/list/?_flt_2_product_name={t}", mine["request"].product_name),
+        ("/notificationview/list/?_oc_NotificationView=created_at&_od_NotificationView=desc", mine["note"].title),
+    ):
+        page.goto(f"{live_url}{path}")
+        assert own in page.content(), path
+        _assert_none_of_theirs(page.content(), world, path)
+    page.goto(f"{live_url}/approvalrequestview/list/?_flt_2_product_name={t}")
+    with page.expect_download() as download:
+        page.click("a.crm-export-xlsx")
+    sheet = load_workbook(io.BytesIO(open(download.value.path(), "rb").read())).active
+    cells = "\n".join(str(c.value) for row in sheet.iter_rows() for c in row)
+    assert mine["request"].product_name in cells
+    _assert_none_of_theirs(cells, world, "request export")
+    theirs = world["theirs"]
+    for view, record in (("meetingview", theirs["meeting"]), ("taskview", theirs["task"]), ("taskview", theirs["cross"]),
+                         ("approvalrequestview", theirs["request"]), ("notificationview", theirs["note"])):
+        assert page.goto(f"{live_url}/{view}/show/{record.id}").status == 404, (view, record.id)
 
     # The customer autocomplete of the forms (assign and filter) and the notification bell.
     for purpose in ("assign", "filter"):
