@@ -26,12 +26,14 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http.cookies import SimpleCookie
 from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 16 * 1024
+AUTH_THREADS = 4
 
 
 def stream_url(config, request):
@@ -70,6 +72,9 @@ class StreamServer:
         self.loop = None
         self.server = None
         self.queues = {}  # user id -> set of asyncio.Queue, one per open stream
+        # Session checks read the database: a few threads, whatever the machine, so a burst of
+        # reconnects takes a bounded number of database connections.
+        self.executor = ThreadPoolExecutor(max_workers=AUTH_THREADS, thread_name_prefix="stream-auth")
         self.ready = threading.Event()
         self.error = None
         self._stopping = False
@@ -205,7 +210,7 @@ class StreamServer:
                 return await self._answer(writer, "405 Method Not Allowed", [("Allow", "GET"), *cors], b"GET only")
             if headers.get("origin") and not cors:
                 return await self._answer(writer, "403 Forbidden", (), b"origin not allowed")
-            uid = await asyncio.get_running_loop().run_in_executor(None, self.authenticate, headers.get("cookie"))
+            uid = await asyncio.get_running_loop().run_in_executor(self.executor, self.authenticate, headers.get("cookie"))
             if uid is None:
                 return await self._answer(writer, "401 Unauthorized", cors, b"log in first")
             mine = self.queues.setdefault(uid, set())
@@ -312,6 +317,7 @@ class StreamServer:
         if loop is not None and server is not None and not loop.is_closed():
             # serve_forever ends (cancelled); asyncio.run then cancels the open streams' tasks.
             loop.call_soon_threadsafe(server.close)
+        self.executor.shutdown(wait=False)
 
 
 _embedded = {}
