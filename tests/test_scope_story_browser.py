@@ -115,8 +115,12 @@ def test_sales_never_sees_another_reps_records(browser_page, live_url, world, sh
     assert page.locator(f"a.crm-search-hit[href='/customerview/show/{mine['customer'].id}']").count() == 1
     _assert_none_of_theirs(page.content(), world, "search page")
 
-    # Calendar: the feed the calendar reads, for mine and (refused to widen) the team's.
+    # Calendar: the month Sales opens shows their meeting, not sales2's; then the feed it reads,
+    # for mine and (refused or kept to their own) the team's.
     page.goto(f"{live_url}/calendar/")
+    page.locator(f"[data-event-id='meeting:{mine['meeting'].id}']").first.wait_for()
+    assert page.locator(f"[data-event-id='meeting:{world['theirs']['meeting'].id}']").count() == 0
+    _assert_none_of_theirs(page.content(), world, "calendar page")
     start = (utcnow() - timedelta(days=1)).date().isoformat()
     end = (utcnow() + timedelta(days=6)).date().isoformat()
     for who in ("mine", "team"):
