@@ -28,7 +28,7 @@ from models.customer import Customer
 #: The board's columns, in order.
 COLUMNS = ("manager", "compliance", "approved", "rejected", "recalled")
 #: Cards shown per column (the count above a column is always the full count).
-CARD_LIMIT = 50
+CARD_LIMIT = 20
 _FINAL = {
     "approved": ApprovalStatus.APPROVED,
     "rejected": ApprovalStatus.REJECTED,
