@@ -13,6 +13,9 @@ def test_type_arrow_down_enter_opens_the_record(browser_page, live_url, make, sh
     task = make.task("sales", customer=customer, title=f"検索の件{t}")
     theirs = make.customer("sales2", name=f"他人商事{t}")
     page = browser_page("sales")
+    errors = []  # console errors and uncaught page errors (a CSP refusal of the script shows up here)
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(f"{live_url}/taskview/list/")
     box = page.locator("#crm-search-q")
     box.fill(t)
@@ -35,6 +38,7 @@ def test_type_arrow_down_enter_opens_the_record(browser_page, live_url, make, sh
         box.press("Enter")
     assert page.url == f"{live_url}/customerview/show/{customer.id}"
     assert customer.name in page.content()
+    assert errors == []
 
 
 def test_enter_without_a_highlighted_hit_opens_the_results_page(browser_page, live_url, make):
