@@ -23,6 +23,7 @@ the change together) and roll back on any refusal, releasing the lock either way
 """
 
 from decimal import Decimal, InvalidOperation
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 from flask import current_app
@@ -210,6 +211,17 @@ def pending_clause(user, uid=None):
         ApprovalRequest.id.not_in(decided),
         scope_clause(ApprovalRequest, user, uid=uid),
     )
+
+
+def pending_filter(lq, user):
+    """Add the inbox rule to the list query `lq` (app/listquery.py): one shared statement per set of deciding roles.
+
+    The statement is built for a stand-in holding only the caller's deciding roles (their
+    scope is the same: deciders see every request), and the caller's id is bound at execution.
+    """
+    roles = sorted(role_names(user) & DECIDER_ROLES)
+    deciding = SimpleNamespace(id=0, is_authenticated=True, roles=[SimpleNamespace(name=r) for r in roles])
+    return lq.where("pendingFor" + "".join(roles), lambda uid: pending_clause(deciding, uid=uid), user.id)
 
 
 def pending_for(user):

@@ -4,8 +4,6 @@ Every transition is the approval service's (app/services/approvals.py): this mod
 parses input, checks the permission matrix and scope, and shapes the answer.
 """
 
-from types import SimpleNamespace
-
 from flask import Blueprint, request
 
 from app.extensions import db
@@ -15,7 +13,6 @@ from app.listquery import ListQuery
 from app.serialize import column_values
 from app.services import approvals as service
 from app.services.errors import Forbidden, ValidationFailed
-from app.scope import role_names
 from app.services.records import get_in_scope
 from models.approval import ApprovalRequest, ApprovalStatus
 from views.api import nested
@@ -89,14 +86,8 @@ def list_approvals():
 @cached_endpoint(*nested.resources(ApprovalRequest), "approval_steps", by_roles=True, per_user=True)
 def pending_approvals():
     """The inbox: requests whose current step waits for one of the caller's roles (never their own), oldest first."""
-    user = current_user()
-    roles = sorted(role_names(user) & service.DECIDER_ROLES)
-    # The approval service's inbox rule, as the Pending My Decision screen uses it. The
-    # statement is shared by callers with the same deciding roles: it is built for a
-    # stand-in holding only those roles, and the caller's id is bound at execution.
-    deciding = SimpleNamespace(id=0, is_authenticated=True, roles=[SimpleNamespace(name=r) for r in roles])
-    lq = ListQuery(ApprovalRequest, user)
-    lq.where("pendingFor" + "".join(roles), lambda uid: service.pending_clause(deciding, uid=uid), user.id)
+    # The approval service's inbox rule, as the Pending My Decision screen uses it.
+    lq = service.pending_filter(ListQuery(ApprovalRequest, current_user()), current_user())
     if request.args.get("customerId"):
         lq.where("customerId", lambda p: ApprovalRequest.customer_id == p, parse_uuid(request.args["customerId"], "customerId"))
     return page_answer(lq, keyset=(ApprovalRequest.requested_at, ApprovalRequest.id), descending=False, serializer=column_values)
