@@ -18,6 +18,10 @@ def test_sales_adds_a_meeting_from_the_customer_page_and_finds_it_on_the_calenda
     other = make.customer("sales2", name="株式会社他人の物語")
     make.meeting("sales2", customer=other, title="他人の物語の商談", scheduled_at=utcnow() + timedelta(days=1))
     page = browser_page("sales")
+    # A CSP refusal (an inline script, a CDN) or a script error shows here.
+    problems = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
     page.goto(f"{live_url}/customerview/show/{customer.id}")
     assert page.locator("h2.customer-name").inner_text() == customer.name
 
@@ -64,6 +68,7 @@ def test_sales_adds_a_meeting_from_the_customer_page_and_finds_it_on_the_calenda
     page.wait_for_selector("#crm-calendar[data-last-move]", timeout=10_000)
     assert page.locator(".crm-calendar-error.hidden").count() == 1
     assert reload(db, Meeting, meeting.id).scheduled_at == when + timedelta(days=shift)
+    assert problems == []
 
 
 def test_the_calendar_on_a_phone_lists_the_week(browser_page, live_url, make, shot):
