@@ -1,8 +1,19 @@
 """The production app plus the benchmark's framework floor: `gunicorn bench.app:app`.
 
 - GET /bench/hello: a plain JSON answer, no auth, no database (the framework floor).
-Nothing here is registered by `create_app`, so production never serves this route.
+- BENCH_OFF=name,...: switch speed modules off in this process, for their ABAB on and off
+  (bench/ab.py `--variant norawsql=:BENCH_OFF=rawsql`): `rawsql` (list pages through
+  SQLAlchemy's execution instead of the DBAPI cursor), `reads` (cacheable reads on the
+  request's Session, not the autocommit engine), `orjson` (Flask's own JSON provider),
+  `signatures` (every token's signature verified on every use), `limitcheck`
+  (flask-limiter's own before_request check on every request). The fast-path middleware
+  has its own setting (CACHE_WSGI_HITS=0).
+Nothing here is registered by `create_app`, so production never serves this route or
+runs without these modules.
 """
+
+import functools
+import os
 
 from flask import Blueprint, jsonify
 
@@ -17,5 +28,32 @@ def hello():
     return jsonify(success=True, data={"hello": "world"})
 
 
+def switch_off(app, names):
+    """Run `app` without the speed modules `names` (BENCH_OFF)."""
+    from app import compat, rawsql, ratelimits, reads
+    from app.extensions import limiter
+
+    if "rawsql" in names:
+        rawsql.rows = lambda connection, stmt, params: None  # every caller then executes through SQLAlchemy
+    if "reads" in names:
+        app.extensions[reads.ENGINE_KEY] = False
+    if "orjson" in names:
+        from flask.json.provider import DefaultJSONProvider
+
+        app.json = DefaultJSONProvider(app)
+    if "signatures" in names:
+        from flask_jwt_extended import JWTManager
+
+        with app.app_context():
+            manager = app.appbuilder.sm.jwt_manager
+            compat.wrap_jwt_decode(manager, lambda _remembered: functools.partial(JWTManager._decode_jwt_from_config, manager))
+    if "limitcheck" in names:
+        hooks = app.before_request_funcs.get(None, [])
+        for i, hook in enumerate(hooks):
+            if hook is ratelimits.check_where_limited:
+                hooks[i] = lambda: compat.check_request_limit(limiter)
+
+
 app = create_app()
 app.register_blueprint(bench)
+switch_off(app, {n for n in os.environ.get("BENCH_OFF", "").split(",") if n})
