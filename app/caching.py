@@ -32,7 +32,7 @@ from sqlalchemy.orm import MANYTOONE
 from werkzeug.http import parse_etags
 
 from app import tokens
-from app.extensions import cache
+from app.extensions import cache, redis_client
 from app.memo import remember
 from app.scope import cache_scope, role_names
 
@@ -312,6 +312,36 @@ def answer_backend():
     return backend
 
 
+def _same_server(a, b):
+    ka, kb = a.connection_pool.connection_kwargs, b.connection_pool.connection_kwargs
+    return all(ka.get(k) == kb.get(k) for k in ("host", "port", "db", "path"))
+
+
+def same_redis(backend, client):
+    """True when the cache `backend` reads from the Redis server of `client` (decided once per app)."""
+    read = getattr(backend, "_read_client", None)
+    if read is None:
+        return False
+    same = current_app.extensions.get("crm_fast_same")
+    if same is None or same[0] is not read:
+        same = (read, _same_server(read, client))
+        current_app.extensions["crm_fast_same"] = same
+    return same[1]
+
+
+def fast_clients():
+    """(answer backend, raw client) when answers and token revocations share one Redis, else None.
+
+    Only then does app/fastpath.py answer the hits of `cached_endpoint` views; without it
+    (the embedded default's in-process cache) the views answer their own.
+    """
+    backend = answer_backend()
+    client = redis_client() if backend is not None else None
+    if client is None or not same_redis(backend, client):
+        return None
+    return backend, client
+
+
 def cached_value(resources, scope, query_key, compute, timeout=None, read=True):
     """Return compute() cached under (resources, scope, query_key); any picklable value.
 
@@ -468,27 +498,41 @@ def cacheable_read():
     return getattr(current_app.view_functions.get(request.endpoint), "crm_cache", None)
 
 
+def endpoint_spec(resources, by_roles=False, per_user=False, timeout=None, budget=True):
+    """What app/fastpath.py needs to answer a view's hits: its tables, how its key is scoped, its timeout.
+
+    `budget`: a hit spends the caller's /api request budget (app/budget.py), as the /api
+    blueprint's requests do; FAB's /api/v1 has none.
+    """
+    return {"resources": resource_names(resources), "by_roles": by_roles, "per_user": per_user, "timeout": timeout, "budget": budget}
+
+
+def store_answer(spec, compute):
+    """Answer the current request with compute(), stored under the key app/fastpath.py reads for the caller (`spec`)."""
+    scope = None
+    if answer_backend() is not None:
+        from app.context import current_user_obj
+
+        scope = user_scope(spec, current_user_obj())
+    return cached_response(spec["resources"], compute, scope=scope, timeout=spec["timeout"], read=fast_clients() is None)
+
+
 def cached_endpoint(*resources, timeout=None, by_roles=False, per_user=False):
     """Decorate an /api view function (placed under its auth decorator) to store its 200 answers.
 
     Their hits are answered by app/fastpath.py alone, before the view: the view runs on a
     miss and stores its answer under the key fastpath reads (`endpoint_scope`,
-    `request_query_key`).
+    `request_query_key`); without a shared Redis (`fast_clients`) the view answers them.
     `by_roles`: the answer also depends on the caller's permissions (e.g. a dashboard showing
     only the sections the roles may read), so the role names join the scope of the key.
     `per_user`: the answer depends on who calls, whatever the role (`scope.cache_scope`).
     """
-    spec = {"resources": resource_names(resources), "by_roles": by_roles, "per_user": per_user, "timeout": timeout}
+    spec = endpoint_spec(resources, by_roles=by_roles, per_user=per_user, timeout=timeout)
 
     def decorator(fn):
         @wraps(fn)
         def wrapper(*args, **kwargs):
-            scope = None
-            if answer_backend() is not None:
-                from app.context import current_user_obj
-
-                scope = user_scope(spec, current_user_obj())
-            return cached_response(resources, lambda: fn(*args, **kwargs), scope=scope, timeout=timeout, read=False)
+            return store_answer(spec, lambda: fn(*args, **kwargs))
 
         # Read by app/fastpath.py (copied onto the auth decorators' wrappers by functools.wraps).
         wrapper.crm_cache = spec

@@ -78,7 +78,7 @@ def mget_with_epoch(client, keys, claims):
     tokens.flush_auth_epochs(client)
     backend = caching.cache_backend()
     names, gen_keys = caching.resource_names(caching.AUTH_TABLES), []
-    if backend is not None and _same_redis(backend, client):
+    if backend is not None and caching.same_redis(backend, client):
         try:
             caching.flush_pending_invalidations(backend)
             gen_keys = [backend.key_prefix + caching.GEN_PREFIX + n for n in names]
@@ -145,32 +145,6 @@ def permitted(permission, view_name):
 # ---------------------------------------------------------------- serving
 
 
-def _same_server(a, b):
-    ka, kb = a.connection_pool.connection_kwargs, b.connection_pool.connection_kwargs
-    return all(ka.get(k) == kb.get(k) for k in ("host", "port", "db", "path"))
-
-
-def _same_redis(backend, client):
-    """True when the cache `backend` reads from the Redis server of `client` (decided once per app)."""
-    read = getattr(backend, "_read_client", None)
-    if read is None:
-        return False
-    same = current_app.extensions.get("crm_fast_same")
-    if same is None or same[0] is not read:
-        same = (read, _same_server(read, client))
-        current_app.extensions["crm_fast_same"] = same
-    return same[1]
-
-
-def _clients():
-    """(cache backend, raw client) when the cache and the blocklist share one Redis, else None."""
-    backend = caching.answer_backend()
-    client = redis_client() if backend is not None else None
-    if client is None or not _same_redis(backend, client):
-        return None
-    return backend, client
-
-
 def bearer_claims(header=None):
     """(token, claims) of the request's bearer access token when valid, unexpired and carrying role claims, else None.
 
@@ -207,13 +181,13 @@ def answer(environ, route, locale):
     locale (part of the answer's key). Raises `budget.OverBudget` when the caller's budget,
     charged in the same Redis read, is spent.
     """
-    pair = _clients()
+    pair = caching.fast_clients()
     if pair is None:
         return None
     found = bearer_claims(environ.get("HTTP_AUTHORIZATION", ""))
     if found is None:
         return None
-    if environ.get(budget.STATE) is None:
+    if route[0].get("budget", True) and environ.get(budget.STATE) is None:
         item = budget.limit()
         if item is not None:
             environ[budget.STATE] = budget.Charge(item, budget.user_caller(found[1]))
@@ -233,7 +207,7 @@ def before_flask(environ):
 
 
 def before_request():
-    """The /api blueprint's first before_request: `answer` for a bearer GET on a cached view that `Middleware` did not see."""
+    """The app's first before_request: `answer` for a bearer GET on a cached view that `Middleware` did not see."""
     environ = request.environ
     spec = caching.cacheable_read()
     if spec is None or not environ.get("HTTP_AUTHORIZATION", "").startswith("Bearer "):
@@ -247,7 +221,7 @@ def before_request():
 def _answer(pair, environ, claims, spec, permission, query_key):
     """The cached answer of this GET when its token, epoch, generations and permission are all current, else None.
 
-    `pair`: `_clients()`, the cache backend and the raw client of the one Redis both live on;
+    `pair`: `caching.fast_clients()`, the cache backend and the raw client of the one Redis both live on;
     `claims`: the request's verified access token (`bearer_claims`).
     """
     if caching.stats_down():

@@ -310,18 +310,25 @@ class ScopedModelApi(ServiceHooks, ModelRestApi):
     #: those of its many-to-one relations (app.caching.model_resources).
     cache_resources = None
 
-    # The list route: authentication and the permission check run on every request, then the
-    # answer comes from the cache (keyed by caller scope, raw `q` and locale) or is computed.
-    # Parsing and validating `q` happens only on a miss (FAB re-checks the JSON schema itself
-    # on every call, compiling it anew).
+    # The list route: its hits are answered by app/fastpath.py, as the /api reads are (under
+    # the same key: caller scope, normalised query, locale; views/api/__init__.py's
+    # `share_read_path`); FAB's authentication and permission check, then the answer stored,
+    # on a miss. Parsing and validating `q` happens only then (FAB re-checks the JSON schema
+    # itself on every call, compiling it anew).
     @expose("/", methods=["GET"])
     @protect()
     @safe
     @permission_name("get")
     def get_list(self, **kwargs):
-        resources = self.cache_resources or caching.model_resources(self.datamodel.obj)
-        query = json.dumps([self.resource_name, request.args.get(API_URI_RIS_KEY, ""), caching.request_locale()], ensure_ascii=False)
-        return caching.cached_response(resources, self._computed_list, query=query)
+        return caching.store_answer(self.list_cache_spec(), self._computed_list)
+
+    def list_cache_spec(self):
+        """The answer cache's spec of this API's list (app/caching.py's `endpoint_spec`), made once."""
+        spec = self.__dict__.get("_list_cache_spec")
+        if spec is None:
+            resources = self.cache_resources or caching.model_resources(self.datamodel.obj)
+            spec = self.__dict__["_list_cache_spec"] = caching.endpoint_spec(resources, budget=False)
+        return spec
 
     get_list.__doc__ = ModelRestApi.get_list.__doc__
 

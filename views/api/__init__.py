@@ -35,9 +35,6 @@ def create_blueprint():
         csrf.exempt(module.bp)
     bp.register_error_handler(Exception, handle_error)
     bp.before_request(limit_body_size)
-    # Cached GETs with a good token that did not meet app/fastpath.py before Flask: one Redis
-    # round trip, no database.
-    bp.before_request(fastpath.before_request)
     # The per-caller budget, paid in the request's one Redis read (app/budget.py); login and
     # register carry their own stricter limits (app/ratelimits.py).
     bp.before_request(lambda: budget.start(deferred=caching.cacheable_read() is not None))
@@ -115,11 +112,45 @@ def rate_limited(exc):
     return response, code
 
 
+def share_read_path(app, appbuilder):
+    """FAB's generated /api/v1 list reads take the /api read path: app/fastpath.py answers their hits.
+
+    Each ScopedModelApi's list endpoint carries the cache spec and permission the fast path
+    reads (as `cached_endpoint` and `requires` give the /api views); the list stores its
+    answers under the same key (views/base.py).
+    """
+    from views.base import ScopedModelApi
+
+    for view in appbuilder.baseviews:
+        endpoint = f"{type(view).__name__}.get_list"
+        if not isinstance(view, ScopedModelApi) or endpoint not in app.view_functions:
+            continue
+        bound = app.view_functions[endpoint]
+
+        def v1_list(*args, _bound=bound, **kwargs):
+            return _bound(*args, **kwargs)
+
+        v1_list.__name__ = v1_list.__qualname__ = "get_list"
+        v1_list.__doc__ = bound.__doc__
+        v1_list.crm_cache = view.list_cache_spec()
+        v1_list.crm_permission = (f"can_{view.method_permission_name['get_list']}", view.class_permission_name)
+        app.view_functions[endpoint] = v1_list
+
+    @app.after_request
+    def v1_no_session_cookie(response):
+        """FAB's /api/v1 answers token clients: no session cookie either (`no_session_cookie`), so its reads meet the fast path before Flask."""
+        return no_session_cookie(response) if request.path.startswith("/api/v1/") else response
+
+
 def init_api(app, appbuilder):
     """Register /api, /ready, the JWT blocklist, login limits, CORS, security headers and the fast path."""
     tokens.install(appbuilder, read=fastpath.mget_with_epoch)
     app.register_blueprint(create_blueprint())
     app.register_blueprint(health.bp)
+    share_read_path(app, appbuilder)
+    # Cached GETs with a good token that did not meet app/fastpath.py before Flask: one Redis
+    # round trip, no database; first, so the /api budget's own hook sees the charge it made.
+    app.before_request_funcs.setdefault(None, []).insert(0, fastpath.before_request)
     ratelimits.install(app)
     http.install(app)
     # Cache hits answered before Flask's dispatch (app/fastpath.py).
