@@ -16,13 +16,14 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from flask_appbuilder.security.sqla.models import Role, User
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.scope import COMPLIANCE, MANAGER, scope_clause
 from app.services.approvals import DECIDER_ROLES, current_step, pending_clause, waiting_for_clause
 from app.services.errors import ValidationFailed
 from app.services.inputs import text_field
 from app.services.search import like_pattern
-from models.approval import ApprovalRequest, ApprovalStatus
+from models.approval import ApprovalRequest, ApprovalStatus, ApprovalStep
 from models.customer import Customer
 
 #: The board's columns, in order.
@@ -132,8 +133,23 @@ def _card_options():
     return (
         sa.orm.joinedload(ApprovalRequest.customer).lazyload("*"),
         sa.orm.joinedload(ApprovalRequest.requester).lazyload("*"),
-        selectinload(ApprovalRequest.steps).lazyload("*"),
+        sa.orm.lazyload(ApprovalRequest.steps),  # loaded for every column at once, below
     )
+
+
+def _load_steps(session, cards):
+    """Give `cards` their steps with one query for the whole board (not one per column)."""
+    by_request = {card.id: [] for card in cards}
+    if not by_request:
+        return
+    steps = session.execute(
+        sa.select(ApprovalStep).where(ApprovalStep.approval_request_id.in_(list(by_request)))
+        .order_by(ApprovalStep.approval_request_id, ApprovalStep.sequence).options(sa.orm.lazyload("*"))
+    ).scalars().all()
+    for step in steps:
+        by_request[step.approval_request_id].append(step)
+    for card in cards:
+        set_committed_value(card, "steps", by_request[card.id])
 
 
 def columns(session, user, limit=CARD_LIMIT, filters=None):
@@ -162,6 +178,7 @@ def columns(session, user, limit=CARD_LIMIT, filters=None):
             stmt = sa.select(ApprovalRequest).where(ApprovalRequest.id.in_(first.scalar_subquery())).order_by(*order)
             cards = session.execute(stmt.options(*_card_options())).unique().scalars().all()
         board.append(Column(key, totals[key], cards, page, pages))
+    _load_steps(session, [card for column in board for card in column.cards])
     return board
 
 
