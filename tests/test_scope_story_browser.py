@@ -16,12 +16,14 @@ from openpyxl import load_workbook
 
 from app.exports import BOM
 from models.base import utcnow
+from tests.helpers import long_ago
+
+# Due dates and request times from long_ago(): further back than any earlier test's rows, so
+# Sales's own lead the home page's overdue list and the board's columns (oldest first), and
+# sales2's, made after them, are older still: first in line, were they ever let through.
 
 pytestmark = pytest.mark.browser
 
-# Twenty years old: first on the home page's overdue list and in the board's columns (oldest
-# first), whatever else the session's shared database holds by the time this story runs.
-LONG_AGO = utcnow() - timedelta(days=7300)
 
 
 def _texts(*records):
@@ -66,18 +68,18 @@ def world(make, users):
         "tag": t,
         "mine": {
             "customer": mine_customer,
-            "task": make.task("sales", customer=mine_customer, title=f"自分の電話{t}", due_date=LONG_AGO + timedelta(minutes=1)),
+            "task": make.task("sales", customer=mine_customer, title=f"自分の電話{t}", due_date=long_ago()),
             "meeting": make.meeting("sales", customer=mine_customer, title=f"自分の面談{t}", scheduled_at=soon),
-            "request": _old_request(users, "sales", mine_customer, f"自分の投信{t}", LONG_AGO + timedelta(minutes=1)),
+            "request": _old_request(users, "sales", mine_customer, f"自分の投信{t}", long_ago()),
             "note": _note(users, "sales", f"自分の通知{t}"),
         },
         "theirs": {
             "customer": their_customer,
-            "task": make.task("sales2", customer=their_customer, title=f"他人の電話{t}", due_date=LONG_AGO),
+            "task": make.task("sales2", customer=their_customer, title=f"他人の電話{t}", due_date=long_ago()),
             "meeting": make.meeting("sales2", customer=their_customer, title=f"他人の面談{t}", scheduled_at=soon),
-            "request": _old_request(users, "sales2", their_customer, f"他人の投信{t}", LONG_AGO),
+            "request": _old_request(users, "sales2", their_customer, f"他人の投信{t}", long_ago()),
             # Another rep's task about Sales's own customer: it must stay off that customer's timeline.
-            "cross": make.task("sales2", customer=mine_customer, title=f"他人の横入り{t}", due_date=LONG_AGO),
+            "cross": make.task("sales2", customer=mine_customer, title=f"他人の横入り{t}", due_date=long_ago()),
             "note": _note(users, "sales2", f"他人の通知{t}"),
         },
     }
