@@ -43,7 +43,7 @@ def stream_url(config, request):
     if config.get("STREAM_URL"):
         return config["STREAM_URL"]
     host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
-    return f"{request.scheme}://{host}:{int(config.get('STREAM_PORT', 8081))}{config.get('STREAM_PATH', '/notifications/stream')}"
+    return f"{request.scheme}://{host}:{int(config['STREAM_PORT'])}{config['STREAM_PATH']}"
 
 
 def stream_origin(config, request):
