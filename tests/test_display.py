@@ -241,3 +241,18 @@ def test_forms_offer_labels_not_codes(browser_login, make):
 
     widgets = _search_widgets(c.get("/taskview/list/").get_data(as_text=True))
     assert "進行中" in widgets["status"] and "IN_PROGRESS" in widgets["status"]
+
+
+def test_screen_errors_are_pages_in_the_apps_layout(browser_login, client):
+    """No bare Werkzeug page: a 403 or 404 of a screen keeps the navbar and the theme; JSON callers keep JSON."""
+    manager = browser_login("manager")
+    refused = manager.get("/taskview/add")  # Managers add no tasks
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 403 and "crm/theme.css" in html and 'data-status="403"' in html
+    assert "このページを開く権限がありません" in html
+    missing = manager.get("/no-such-screen/")
+    assert missing.status_code == 404 and 'data-status="404"' in missing.get_data(as_text=True)
+    assert manager.get("/taskview/show/not-a-uuid").status_code == 404
+    as_json = manager.get("/no-such-screen/", headers={"Accept": "application/json"})
+    assert as_json.status_code == 404 and "crm/theme.css" not in as_json.get_data(as_text=True)
+    assert client.get("/api/no-such-thing").is_json

@@ -159,7 +159,9 @@ def init_api(app, appbuilder):
 
     @app.errorhandler(HTTPException)
     def api_http_errors(exc):
-        """Unrouted /api paths, 405s, 413s and 429s answer the envelope; screens keep Flask's pages."""
+        """Unrouted /api paths, 405s, 413s and 429s answer the envelope; screens get a page in their layout."""
         if is_api_path(request.path):
             return http_error(exc)
-        return exc
+        from views.errors import screen_error_page  # lists: 4xx pages in the app's layout
+
+        return screen_error_page(exc)
