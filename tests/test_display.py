@@ -256,3 +256,8 @@ def test_screen_errors_are_pages_in_the_apps_layout(browser_login, client):
     as_json = manager.get("/no-such-screen/", headers={"Accept": "application/json"})
     assert as_json.status_code == 404 and "crm/theme.css" not in as_json.get_data(as_text=True)
     assert client.get("/api/no-such-thing").is_json
+
+
+def test_audit_log_shows_action_labels(browser_login):
+    html = browser_login("manager").get("/auditlogview/list/?_flt_0_action=LOGIN").get_data(as_text=True)
+    assert "crm-badge-audit-LOGIN" in html and ">LOGIN<" not in html
