@@ -261,3 +261,13 @@ def test_screen_errors_are_pages_in_the_apps_layout(browser_login, client):
 def test_audit_log_shows_action_labels(browser_login):
     html = browser_login("manager").get("/auditlogview/list/?_flt_0_action=LOGIN").get_data(as_text=True)
     assert "crm-badge-audit-LOGIN" in html and ">LOGIN<" not in html
+
+
+def test_inbox_and_request_page_show_the_profile_label(browser_login, make):
+    customer = make.customer("sales", investment_profile="conservative", risk_tolerance=5)
+    req = make.approval("sales", customer=customer)
+    manager = browser_login("manager")
+    page = manager.get(f"/approvalrequestview/show/{req.id}").get_data(as_text=True)
+    assert "安定型" in page and ">conservative<" not in page
+    inbox = manager.get("/approvals/pending/").get_data(as_text=True)
+    assert ">conservative<" not in inbox

@@ -84,6 +84,7 @@ def template_helpers():
         "current_step": service.current_step,
         "decidable_step": service.decidable_step,
         "yen": yen,
+        "profile_labels": display.enum_labels("profile"),
     }
 
 
