@@ -31,6 +31,7 @@ from wtforms.validators import DataRequired, EqualTo, ValidationError
 from app import audit, caching, events, fastpath, passwords, ratelimits, tokens
 from app.memo import remember
 from models.audit import AuditAction
+from views import display
 from views.auth import AuthDBView, SecurityApi
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,9 @@ SESSION_EPOCH = "crm_te"
 # Same class names as FAB's: endpoints and permission names (app/roles.py) derive from them.
 class UserDBModelView(FabUserDBModelView):
     """FAB's user screen, hashing the new user's password with Argon2id."""
+
+    # The list and the user's own page show "Active" as a word, not Python's True/False.
+    formatters_columns = {"active": display.yes_no}
 
     def pre_add(self, item):
         """Hash the password typed in the add form."""
@@ -140,6 +144,7 @@ class CrmSecurityManager(SecurityManager):
     resetmypasswordview = ResetMyPasswordView
     authdbview = AuthDBView  # logout is a POST with the CSRF token
     security_api = SecurityApi  # a missing `provider` is a 400, not a 500
+    userstatschartview = None  # FAB's chart loads Google Charts from a CDN, which the CSP and the no-CDN rule refuse
 
     def create_login_manager(self, app):
         """FAB's login manager, whose browser sessions end with a password change or deactivation like tokens do."""

@@ -135,6 +135,7 @@ class ApprovalRequestView(ScopedModelView):
         "comment": lambda v: v or "",
         "status": display.badge_formatter("approval_status"),
         "product_risk": display.risk_badge,
+        "approver": display.text_or_dash,  # nobody until decided: a dash, not "None"
     }
     show_template = "approvals/show.html"
 

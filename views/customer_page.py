@@ -24,7 +24,7 @@ from models.task import Task, TaskPriority
 from views.approvals import LABELS as REQUEST_FIELD_LABELS
 from views.approvals import STATUS_BADGES as REQUEST_BADGES
 from views.approvals import STATUS_LABELS as REQUEST_LABELS
-from views.display import local_time
+from views.display import badge, local_time, risk_badge
 from views.meetings import STATUS_LABELS as MEETING_STATUS_LABELS
 from views.meetings import TYPE_LABELS as MEETING_TYPE_LABELS
 from views.meetings import MeetingView
@@ -109,6 +109,8 @@ def render(view, pk, status=200):
         related=customer_overview.related_records(customer, user),
         timeline=page,
         local_time=local_time,
+        badge=badge,  # codes (size, investment profile) as their labelled badges, as on the lists
+        risk_badge=risk_badge,
         show_value=show_value,
         action_labels=texts(ACTION_LABELS),
         resource_labels=texts(RESOURCE_LABELS),

@@ -76,6 +76,7 @@ class MeetingView(ScopedModelView):
         "status": display.badge_formatter("meeting_status"),
         "location": display.text_or_dash,
         "next_action": display.text_or_dash,
+        "description": display.text_or_dash,
     }
     add_form_extra_fields = edit_form_extra_fields = {
         "type": labelled_enum_field(MeetingType, TYPE_LABELS, _("Type")),
