@@ -271,3 +271,14 @@ def test_inbox_and_request_page_show_the_profile_label(browser_login, make):
     assert "安定型" in page and ">conservative<" not in page
     inbox = manager.get("/approvals/pending/").get_data(as_text=True)
     assert ">conservative<" not in inbox
+
+
+def test_customer_page_shows_labels_not_codes(browser_login, make):
+    customer = make.customer("sales", investment_profile="moderate", size="SMALL")
+    make.task("sales", customer=customer, title=f"顧客ページ{uuid.uuid4().hex[:6]}")
+    make.meeting("sales", customer=customer)
+    html = browser_login("sales").get(f"/customerview/show/{customer.id}").get_data(as_text=True)
+    text = re.sub(r"<[^>]+>", " ", html)
+    for code in ("moderate", "TODO", "MEDIUM", "URGENT", "SMALL", "visit"):
+        assert f" {code} " not in f" {text} ".replace("\n", " "), code
+    assert "未着手" in html and "中庸型" in html and ">緊急<" in html

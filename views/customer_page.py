@@ -25,6 +25,7 @@ from views.approvals import LABELS as REQUEST_FIELD_LABELS
 from views.approvals import STATUS_BADGES as REQUEST_BADGES
 from views.approvals import STATUS_LABELS as REQUEST_LABELS
 from views.display import badge, local_time, risk_badge
+from views.display import label as code_label
 from views.meetings import STATUS_LABELS as MEETING_STATUS_LABELS
 from views.meetings import TYPE_LABELS as MEETING_TYPE_LABELS
 from views.meetings import MeetingView
@@ -110,6 +111,7 @@ def render(view, pk, status=200):
         timeline=page,
         local_time=local_time,
         badge=badge,  # codes (size, investment profile) as their labelled badges, as on the lists
+        code_label=code_label,  # a code's label alone (the quick-add form's priorities)
         risk_badge=risk_badge,
         show_value=show_value,
         action_labels=texts(ACTION_LABELS),
