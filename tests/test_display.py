@@ -282,3 +282,20 @@ def test_customer_page_shows_labels_not_codes(browser_login, make):
     for code in ("moderate", "TODO", "MEDIUM", "URGENT", "SMALL", "visit"):
         assert f" {code} " not in f" {text} ".replace("\n", " "), code
     assert "未着手" in html and "中庸型" in html and ">緊急<" in html
+
+
+def test_show_pages_show_labels_not_codes(browser_login, make):
+    customer = make.customer("sales", investment_profile="aggressive", size="ENTERPRISE")
+    task = make.task("sales", customer=customer, priority="URGENT")
+    meeting = make.meeting("sales", customer=customer)
+    c = browser_login("sales")
+    for path, codes, labels in (
+        (f"/taskview/show/{task.id}", ("TODO", "URGENT"), ("未着手", "緊急")),
+        (f"/meetingview/show/{meeting.id}", ("visit", "scheduled"), ("訪問",)),
+    ):
+        html = c.get(path).get_data(as_text=True)
+        text = " " + re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)) + " "
+        for code in codes:
+            assert f" {code} " not in text, (path, code)
+        for label in labels:
+            assert label in html, (path, label)
