@@ -84,6 +84,7 @@ CHECKS = """() => {
     sheets: sheets,
     bg: getComputedStyle(document.body).backgroundColor,
     primary: getComputedStyle(document.documentElement).getPropertyValue('--crm-primary').trim(),
+    brand: (el => el ? getComputedStyle(el).color : null)(document.querySelector('.navbar-brand a, a.navbar-brand')),
     scroll: document.documentElement.scrollWidth,
     inner: window.innerWidth,
     cells: cells,
@@ -105,6 +106,8 @@ def _visit(page, url, problems, phone):
         wrong.append("crm.css not loaded")
     if info["primary"] != "#1f5fa8" or info["bg"] != "rgb(244, 246, 249)":
         wrong.append(f"theme not applied (body {info['bg']}, --crm-primary {info['primary']!r})")
+    if info["brand"] != "rgb(255, 255, 255)":
+        wrong.append(f"the app's name in the navbar is {info['brand']} on the dark bar, not white")
     raw = sorted({c for c in info["cells"] if c in RAW_CODES})
     if raw:
         wrong.append(f"raw codes in cells: {raw}")
@@ -114,6 +117,18 @@ def _visit(page, url, problems, phone):
         wrong.append(f"scrolls sideways: {info['scroll']}px > {info['inner']}px")
     wrong += problems
     return wrong
+
+
+def _bell_opens_within_the_screen(page):
+    """On a phone: the hamburger shows the bell, whose dropdown opens no wider than the screen."""
+    page.click(".navbar-toggle")
+    page.locator(".crm-bell-toggle").wait_for(state="visible")
+    page.click(".crm-bell-toggle")
+    menu = page.locator(".crm-bell-menu")
+    menu.wait_for(state="visible")
+    box = menu.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"] + 1, box
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"] + 1
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -138,6 +153,7 @@ def test_every_page_of_the_role_is_styled_clean_and_fits_a_phone(role, browser_p
                 failures[f"{path} @{size['width']}"] = wrong
         if phone:
             page.goto(f"{live_url}/")
+            _bell_opens_within_the_screen(page)
             shot(page, f"home-{role}-375")
     assert visited >= 2 * 8, f"{role}: only {visited} page visits"
     assert not failures, f"{role}: " + "\n".join(f"{p}: {w}" for p, w in failures.items())
