@@ -122,3 +122,11 @@ def cancel_tasks(db, tasks):
     if ids:
         db.session.execute(sa.update(Task).where(Task.id.in_(ids)).values(status=TaskStatus.CANCELLED))
         db.session.commit()
+
+
+def watch_console(page):
+    """Collect console errors and uncaught page errors of `page` (CSP refusals show up here too)."""
+    errors = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return errors

@@ -1,42 +1,12 @@
-"""Role home pages in Chromium: the Sales story (overdue highlighted, completed from home) and each role's page."""
+"""Role home pages in Chromium: each role's page (the Sales story is tests/test_sales_story_browser.py)."""
 
 import pytest
 
-from tests.helpers import long_ago
+from tests.helpers import long_ago, watch_console
 from tests.test_home import leftovers  # noqa: F401  (the fixture: tasks cancelled after the test)
 
 pytestmark = pytest.mark.browser
 
-
-def _watch_console(page):
-    """Collect console errors and uncaught page errors of `page` (CSP refusals show up here too)."""
-    errors = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    return errors
-
-
-def test_sales_sees_overdue_highlighted_and_completes_it_from_home(browser_page, live_url, make, shot, leftovers):
-    task = make.task("sales", title="ブラウザ: 期限切れの電話", due_date=long_ago())
-    theirs = make.task("sales2", title="ブラウザ: 他の担当者", due_date=long_ago())
-    leftovers += [task, theirs]
-    page = browser_page("sales")
-    errors = _watch_console(page)
-    page.goto(f"{live_url}/")
-    row = page.locator(f"[data-block=overdue] tr[data-id='{task.id}']")
-    assert row.count() == 1
-    assert "crm-overdue" in row.get_attribute("class")
-    # Highlighted: the row's cells carry the overdue background, not the table's plain one.
-    background = row.locator("td").first.evaluate("el => getComputedStyle(el).backgroundColor")
-    assert background not in ("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)"), background
-    assert page.locator(f"tr[data-id='{theirs.id}']").count() == 0
-    shot(page, "home-sales")
-    row.locator("button[type=submit]").click()
-    page.wait_for_load_state()
-    assert page.url.rstrip("/") == live_url
-    assert page.locator(".alert-success").count() >= 1
-    assert page.locator(f"[data-block=overdue] tr[data-id='{task.id}']").count() == 0
-    assert errors == []
 
 
 @pytest.mark.parametrize(
@@ -51,7 +21,7 @@ def test_role_home_pages_render_their_blocks_and_charts(browser_page, live_url, 
     leftovers.append(make.task("sales", title="ブラウザ: 期限切れ", due_date=long_ago()))
     make.approval("sales", amount=12_000_000)
     page = browser_page(key)
-    errors = _watch_console(page)
+    errors = watch_console(page)
     page.goto(f"{live_url}/")
     for block in blocks:
         assert page.locator(f"[data-block='{block}']").count() == 1, block
@@ -78,7 +48,7 @@ def test_compliance_sees_the_request_in_its_queue_with_reasons(browser_page, liv
     approvals.approve(req.id, users["manager"], "上長確認済み")
     db.session.commit()
     page = browser_page("compliance")
-    errors = _watch_console(page)
+    errors = watch_console(page)
     page.goto(f"{live_url}/")
     row = page.locator(f"[data-block=queue] tr[data-id='{req.id}']")
     assert row.count() == 1
@@ -95,7 +65,7 @@ def test_sales_home_at_phone_width_fits_and_keeps_one_click_complete(browser_pag
     task = make.task("sales", title="スマホ: 期限切れ", due_date=long_ago())
     leftovers.append(task)
     page = browser_page("sales", width=375, height=800)
-    errors = _watch_console(page)
+    errors = watch_console(page)
     page.goto(f"{live_url}/")
     # Nothing wider than the screen: no sideways scrolling of the page.
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
