@@ -78,9 +78,11 @@ def _watch(page):
 
 CHECKS = """() => {
   const sheets = [...document.styleSheets].map(s => s.href || '');
-  const cells = [...document.querySelectorAll('table tbody td')]
-    .filter(td => td.offsetParent !== null && !td.querySelector('table'))
-    .map(td => td.innerText.trim());
+  // List and show cells, and the short texts of lists, badges and select options (codes hide there too).
+  const cells = [...document.querySelectorAll('table tbody td, li, dd, small, .label, .badge')]
+    .filter(el => el.offsetParent !== null && !el.querySelector('table, li'))
+    .map(el => el.innerText.trim())
+    .concat([...document.querySelectorAll('select option')].map(o => o.textContent.trim()));
   return {
     sheets: sheets,
     bg: getComputedStyle(document.body).backgroundColor,
@@ -119,7 +121,7 @@ def _visit(page, url, problems, phone):
         wrong.append(f"the app's name in the navbar is {info['brand']} on the dark bar, not white")
     raw = sorted({c for c in info["cells"] if c in RAW_CODES})
     if raw:
-        wrong.append(f"raw codes in cells: {raw}")
+        wrong.append(f"raw codes shown: {raw}")
     if info["traceback"]:
         wrong.append("a traceback")
     if phone and info["scroll"] > info["inner"] + 1:
