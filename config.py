@@ -97,6 +97,10 @@ class Config:
     # Set by `secret_key()` when the app is made: no config but TestConfig has a default.
     SECRET_KEY = None
     SQLALCHEMY_DATABASE_URI = normalise_db_url(os.environ.get("DATABASE_URL", _sqlite_default()))
+    # Alembic scripts (flask-migrate); `crm db upgrade` reads them from here.
+    MIGRATIONS_DIR = os.environ.get("MIGRATIONS_DIR", os.path.join(BASE_DIR, "migrations"))
+    # Where the screens' logout goes; empty: the index.
+    LOGOUT_REDIRECT_URL = os.environ.get("LOGOUT_REDIRECT_URL", "")
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     # No pool_pre_ping (a SELECT 1 round trip per request): app/dbpool.py checks a pooled
     # connection's socket at checkout and pings only one idle this many seconds or more.
@@ -184,6 +188,8 @@ class Config:
     # Seconds Redis keeps its copy of a user's token epoch (the database holds the truth);
     # bounds how long a copy that missed a bump (Redis failing just then) can be believed.
     TOKEN_EPOCH_CACHE_SECONDS = env_int("TOKEN_EPOCH_CACHE_SECONDS", 300)
+    # Redis keys of the per-user authorisation epochs (app/tokens.py), tagged per database.
+    AUTH_EPOCH_PREFIX = os.environ.get("AUTH_EPOCH_PREFIX", "crm:authepoch:")
     # Seconds a process believes a remembered permission answer without asking again, so a
     # permission removed in another process (no shared Redis cache) applies within this.
     PERMISSION_MEMO_SECONDS = env_int("PERMISSION_MEMO_SECONDS", 30)

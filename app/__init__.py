@@ -49,7 +49,7 @@ def create_app(config_class=None):
         db.init_app(app)
         for engine in db.engines.values():
             dbpool.install(engine, app.config["DB_PING_IDLE_SECONDS"])
-        migrate.init_app(app, db, directory=app.config.get("MIGRATIONS_DIR", _migrations_dir()))
+        migrate.init_app(app, db, directory=app.config["MIGRATIONS_DIR"])
         cache.init_app(app)
         i18n.init_app(app)
         limiter.init_app(app)
@@ -76,9 +76,3 @@ def create_app(config_class=None):
         return jsonify(status="ok")
 
     return app
-
-
-def _migrations_dir():
-    import os
-
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")

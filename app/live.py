@@ -36,7 +36,7 @@ def backend(config):
 
 def channel(config):
     """The Redis pub/sub channel of live notifications."""
-    return config.get("LIVE_CHANNEL") or "crm:live:notifications"
+    return config["LIVE_CHANNEL"]
 
 
 class Hub:

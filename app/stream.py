@@ -59,12 +59,12 @@ class StreamServer:
         cfg = app.config
         self.app = app
         self.host = host
-        self.port = int(cfg.get("STREAM_PORT", 8081) if port is None else port)
-        self.path = cfg.get("STREAM_PATH", "/notifications/stream")
-        self.per_user = int(cfg.get("STREAM_MAX_PER_USER", 5))
-        self.max_connections = int(cfg.get("STREAM_MAX_CONNECTIONS", 2000))
-        self.heartbeat = float(cfg.get("STREAM_HEARTBEAT_SECONDS", 20))
-        self.reauth = float(cfg.get("STREAM_REAUTH_SECONDS", 300))
+        self.port = int(cfg["STREAM_PORT"] if port is None else port)
+        self.path = cfg["STREAM_PATH"]
+        self.per_user = int(cfg["STREAM_MAX_PER_USER"])
+        self.max_connections = int(cfg["STREAM_MAX_CONNECTIONS"])
+        self.heartbeat = float(cfg["STREAM_HEARTBEAT_SECONDS"])
+        self.reauth = float(cfg["STREAM_REAUTH_SECONDS"])
         self.allowed = {o.strip().rstrip("/") for o in (cfg.get("STREAM_ALLOWED_ORIGINS") or "").split(",") if o.strip()}
         from app import live
 
@@ -107,7 +107,7 @@ class StreamServer:
         name = live.channel(cfg)
         while not self._stopping:
             try:
-                client = redis.Redis.from_url(cfg["REDIS_URL"], socket_connect_timeout=cfg.get("REDIS_CONNECT_TIMEOUT", 0.5))
+                client = redis.Redis.from_url(cfg["REDIS_URL"], socket_connect_timeout=cfg["REDIS_CONNECT_TIMEOUT"])
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(name)
                 self.ready.set()

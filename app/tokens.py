@@ -60,8 +60,8 @@ def _prefixes():
     found = extensions.get("crm_token_prefixes")
     if found is None:
         config = current_app.config
-        prefix = config.get("JWT_BLOCKLIST_PREFIX", "crm:jwt:revoked:")
-        tag = hashlib.sha1(str(config.get("SQLALCHEMY_DATABASE_URI", "")).encode()).hexdigest()[:10]
+        prefix = config["JWT_BLOCKLIST_PREFIX"]
+        tag = hashlib.sha1(str(config["SQLALCHEMY_DATABASE_URI"]).encode()).hexdigest()[:10]
         found = extensions["crm_token_prefixes"] = (prefix, f"{prefix}family:", f"{prefix}epoch:{tag}:u")
     return found
 
@@ -168,7 +168,7 @@ return 1
 
 
 def _copy_ttl():
-    return max(1, int(current_app.config.get("TOKEN_EPOCH_CACHE_SECONDS", 300)))
+    return max(1, int(current_app.config["TOKEN_EPOCH_CACHE_SECONDS"]))
 
 
 def _publish(epochs):
@@ -230,8 +230,8 @@ def _epoch_prefix():
     app = current_app
     prefix = app.extensions.get("crm_epoch_prefix")
     if prefix is None:
-        db_uri = str(app.config.get("SQLALCHEMY_DATABASE_URI", ""))
-        prefix = f"{app.config.get('AUTH_EPOCH_PREFIX', 'crm:authepoch:')}{hashlib.sha1(db_uri.encode()).hexdigest()[:10]}:"
+        db_uri = str(app.config["SQLALCHEMY_DATABASE_URI"])
+        prefix = f"{app.config['AUTH_EPOCH_PREFIX']}{hashlib.sha1(db_uri.encode()).hexdigest()[:10]}:"
         app.extensions["crm_epoch_prefix"] = prefix
     return prefix
 

@@ -186,3 +186,50 @@ def test_every_procfile_process_runs_the_production_config():
     for line in lines:
         command = line.split(":", 1)[1].split()
         assert command[0] == "CRM_ENV=production", line
+
+
+# ---- issue 20 leftovers: defaults only in config.py -------------------------------------
+
+
+def test_moved_settings_have_their_defaults_in_config_and_come_from_the_environment():
+    """MIGRATIONS_DIR, LOGOUT_REDIRECT_URL and AUTH_EPOCH_PREFIX: a default in config.py, an override from the environment."""
+    import os
+    import subprocess
+    import sys
+
+    from config import BASE_DIR, Config
+
+    assert Config.MIGRATIONS_DIR == os.path.join(BASE_DIR, "migrations") and os.path.isdir(Config.MIGRATIONS_DIR)
+    assert Config.LOGOUT_REDIRECT_URL == "" and Config.AUTH_EPOCH_PREFIX == "crm:authepoch:"
+    env = dict(os.environ, MIGRATIONS_DIR="/elsewhere/migrations", LOGOUT_REDIRECT_URL="/bye", AUTH_EPOCH_PREFIX="other:epoch:")
+    code = "from config import Config as C; print(C.MIGRATIONS_DIR, C.LOGOUT_REDIRECT_URL, C.AUTH_EPOCH_PREFIX)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True)
+    assert result.stdout.split() == ["/elsewhere/migrations", "/bye", "other:epoch:"], result.stderr
+
+
+def test_logout_goes_to_the_configured_url_else_the_index(app, users, monkeypatch):
+    """The screens' logout follows LOGOUT_REDIRECT_URL; empty, it goes to the index."""
+    from tests.conftest import PASSWORD
+
+    def logout_location():
+        c = app.test_client()
+        assert c.post("/login/", data={"username": users["sales"].email, "password": PASSWORD}).status_code == 302
+        resp = c.post("/logout/")
+        assert resp.status_code == 302
+        return resp.headers["Location"]
+
+    index = logout_location()
+    assert index != "/goodbye"
+    monkeypatch.setitem(app.config, "LOGOUT_REDIRECT_URL", "/goodbye")
+    assert logout_location() == "/goodbye"
+
+
+def test_auth_epoch_keys_use_the_configured_prefix(app, monkeypatch):
+    """AUTH_EPOCH_PREFIX names the authorisation-epoch keys (read from config, not a literal in app/tokens.py)."""
+    from app import tokens
+
+    monkeypatch.setitem(app.config, "AUTH_EPOCH_PREFIX", "t-prefix:")
+    monkeypatch.delitem(app.extensions, "crm_epoch_prefix", raising=False)
+    with app.app_context():
+        keys = tokens.epoch_keys(7)
+    assert all(key.startswith("t-prefix:") for key in keys) and keys[1].endswith(":u7")

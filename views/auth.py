@@ -50,7 +50,7 @@ class LogoutView(BaseView):
         logout_user()
         if user is not None:
             sm.on_user_logout(user)
-        return redirect(current_app.config.get("LOGOUT_REDIRECT_URL", self.appbuilder.get_url_for_index))
+        return redirect(current_app.config["LOGOUT_REDIRECT_URL"] or self.appbuilder.get_url_for_index)
 
 
 # Same class name as FAB's: the endpoint (SecurityApi.login) and app/ratelimits.py's wrapper stay.
