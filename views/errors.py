@@ -20,6 +20,11 @@ def screen_error_page(exc):
     code = getattr(exc, "code", None) or 500
     if code < 400 or code >= 500 or request.accept_mimetypes.best == "application/json":
         return exc
+    # The layout writes a CSRF token into the session: for a request that came without the
+    # session cookie (a cross-site POST under SameSite=Lax) that would answer a new, empty
+    # session cookie and sign the user out of the site that sent them here.
+    if current_app.session_interface.get_cookie_name(current_app) not in request.cookies:
+        return exc
     appbuilder = current_app.appbuilder
     try:
         page = render_template(
