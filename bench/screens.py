@@ -2,6 +2,7 @@
 
     python -m bench.screens --customers 10000 [--db-url URL] [--duration 8] [--only customers,api_customers] [--root CHECKOUT]
     python -m bench.screens --customers 10000 --inproc 50 [--root CHECKOUT]   # CPU ms per request in one process
+    python -m bench.screens --customers 10000 --inproc 50 --only customers --profile customers   # and its cProfile
 
 Uses bench/run.py's server (gunicorn as in production), wrk script and data loader
 (bench/load_data.py; load first with `python -m bench.load_data --customers N`). Screens
@@ -39,6 +40,7 @@ ROWS = {
     "meetings": ("/meetingview/list/", "manager", "api_meetings"),
     "approvals": ("/approvalrequestview/list/", "manager", "api_approvals"),
     "tasks_sales": ("/taskview/list/", "sales1", "api_tasks_sales"),
+    "customers_sales": ("/customerview/list/", "sales1", "api_customers_sales"),  # shell-speed
     # --- home --- each role's home page (views/home.py); twin: the dashboard figures under /api.
     "home_sales": ("/", "sales1", "api_dashboard_sales"),
     "home_manager": ("/", "manager", "api_dashboard"),
@@ -73,6 +75,7 @@ ROWS = {
     "api_meetings": ("/api/meetings?page=1&limit=25", "manager", None),
     "api_approvals": ("/api/approvals?page=1&limit=25", "manager", None),
     "api_tasks_sales": ("/api/tasks?page=1&limit=25", "sales1", None),
+    "api_customers_sales": ("/api/customers?page=1&limit=25", "sales1", None),  # shell-speed
 }
 USERS = ("manager", "sales1", "compliance", "admin")
 HTML = "text/html,application/xhtml+xml"
@@ -256,7 +259,7 @@ def cell(server, name, creds, duration, connections, threads, customer):
 
 
 INPROC = r"""
-import json, re, statistics, sys, time
+import json, os, re, statistics, sys, time
 from bench.app import app
 rows, repeat, password = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 clients = {}
@@ -287,11 +290,21 @@ for name, path, user, screen in rows:
         cpu.append((time.process_time() - p0) * 1000)
         wall.append((time.perf_counter() - t0) * 1000)
     out[name] = {"status": status, "cpu_ms": statistics.median(cpu), "wall_ms": statistics.median(wall)}
+    if name == os.environ.get("BENCH_PROFILE"):  # --profile: the row's `repeat` requests again under cProfile
+        import cProfile, io, pstats
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(repeat):
+            c.get(path, headers=headers)
+        prof.disable()
+        text = io.StringIO()
+        pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(60)
+        print(text.getvalue())
 print("INPROC " + json.dumps(out))
 """
 
 
-def inproc(root, db_url, redis_url, names, repeat, customer, cached):
+def inproc(root, db_url, redis_url, names, repeat, customer, cached, profile=""):
     """Median CPU and wall ms per request of each row inside one process of `root`'s production app (no HTTP, no wrk).
 
     CPU time is the web process's own work (rendering, ORM), which the shared machine's
@@ -299,10 +312,12 @@ def inproc(root, db_url, redis_url, names, repeat, customer, cached):
     """
     env = dict(os.environ, CRM_ENV="production", SECRET_KEY=secrets.token_urlsafe(48), DATABASE_URL=db_url, REDIS_URL=redis_url,
                CACHE_ANSWERS="1" if cached else "0", KAFKA_ENABLED="1", FAB_UPDATE_PERMS="0", LOG_LEVEL="ERROR",
-               PYTHONPATH=root, **UNREACHED_LIMITS)
+               PYTHONPATH=root, BENCH_PROFILE=profile, **UNREACHED_LIMITS)
     rows = [(n, ROWS[n][0].format(customer=customer), ROWS[n][1], is_screen(n)) for n in names]
     out = subprocess.run([sys.executable, "-c", INPROC, json.dumps(rows), str(repeat), PASSWORD], cwd=root, env=env,
                          capture_output=True, text=True, check=True).stdout
+    if profile:
+        print("\n".join(l for l in out.splitlines() if not l.startswith("INPROC ")), flush=True)
     return json.loads(next(l for l in out.splitlines() if l.startswith("INPROC "))[len("INPROC "):])
 
 
@@ -320,6 +335,8 @@ def main(argv=None):
     parser.add_argument("--root", default=ROOT, help="the checkout gunicorn serves (default this one; main for a before figure)")
     parser.add_argument("--inproc", type=int, default=0, metavar="N",
                         help="instead of wrk: N requests of each row in one process of the app, median CPU and wall ms")
+    parser.add_argument("--profile", default="", metavar="ROW",
+                        help="with --inproc: run ROW's requests once more under cProfile and print its top 60 (cumulative)")
     args = parser.parse_args(argv)
     db_url = args.db_url or DB_URL_TEMPLATE.format(customers=args.customers)
     names = [n for n in args.only.split(",") if n] or list(ROWS)
@@ -333,7 +350,7 @@ def main(argv=None):
     if args.inproc:
         try:
             for mode in [m for m in args.modes.split(",") if m]:
-                got = inproc(os.path.abspath(args.root), db_url, redis_url, names, args.inproc, customer, mode == "cached")
+                got = inproc(os.path.abspath(args.root), db_url, redis_url, names, args.inproc, customer, mode == "cached", args.profile)
                 for name, r in got.items():
                     twin = ROWS[name][2]
                     ratio = f"  {r['cpu_ms'] / got[twin]['cpu_ms']:5.1f}x its /api twin's CPU" if twin in got else ""
