@@ -41,7 +41,7 @@ def csp_nonce():
 
 def cors_origins(config):
     """The configured CORS origin list (comma-separated CORS_ORIGINS)."""
-    raw = config.get("CORS_ORIGINS") or ""
+    raw = config["CORS_ORIGINS"]
     if isinstance(raw, (list, tuple)):
         return list(raw)
     return [o.strip() for o in raw.split(",") if o.strip()]

@@ -28,7 +28,7 @@ _INFO_KEY = "live_notifications"
 
 def backend(config):
     """"redis" or "inprocess": where this process publishes and the stream listens."""
-    chosen = (config.get("LIVE_BACKEND") or "").strip().lower()
+    chosen = config["LIVE_BACKEND"].strip().lower()
     if chosen in ("redis", "inprocess"):
         return chosen
     return "redis" if config.get("REDIS_URL") else "inprocess"

@@ -65,7 +65,7 @@ class StreamServer:
         self.max_connections = int(cfg["STREAM_MAX_CONNECTIONS"])
         self.heartbeat = float(cfg["STREAM_HEARTBEAT_SECONDS"])
         self.reauth = float(cfg["STREAM_REAUTH_SECONDS"])
-        self.allowed = {o.strip().rstrip("/") for o in (cfg.get("STREAM_ALLOWED_ORIGINS") or "").split(",") if o.strip()}
+        self.allowed = {o.strip().rstrip("/") for o in cfg["STREAM_ALLOWED_ORIGINS"].split(",") if o.strip()}
         from app import live
 
         self.source = source or live.backend(cfg)
