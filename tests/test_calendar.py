@@ -94,9 +94,14 @@ def test_reschedule_writes_audit_outbox_and_invalidates_the_api_cache(browser_lo
     first = client.get(api, headers=auth("sales")).get_json()["data"][0]["scheduledAt"]
     from app import caching
 
-    hits = caching.stats()["hits"]
-    assert client.get(api, headers=auth("sales")).get_json()["data"][0]["scheduledAt"] == first
-    assert caching.stats()["hits"] > hits, "the /api answer is served from the cache before the move"
+    # As tests/test_api_v1_read_path.warm: a few reads until one is answered from the cache.
+    for _ in range(4):
+        hits = caching.stats()["hits"]
+        assert client.get(api, headers=auth("sales")).get_json()["data"][0]["scheduledAt"] == first
+        if caching.stats()["hits"] > hits:
+            break
+    else:
+        raise AssertionError("the /api answer is never served from the cache before the move")
     target = (utcnow() + timedelta(days=5)).replace(microsecond=0)
     resp = _move(browser_login("sales"), {"kind": "meeting", "id": meeting.id, "start": target.isoformat()})
     assert resp.status_code == 200, resp.get_data(as_text=True)
