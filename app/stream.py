@@ -123,7 +123,7 @@ class StreamServer:
             except redis.RedisError as exc:
                 from app.throttle import log_throttled
 
-                log_throttled(log, "stream-redis-down", cfg.get("EVENTS_LOG_INTERVAL", 30),
+                log_throttled(log, "stream-redis-down", cfg["EVENTS_LOG_INTERVAL"],
                               "stream: Redis unavailable (%s); retrying", exc)
                 time.sleep(1)
 
