@@ -9,6 +9,7 @@ from models import AuditLog, Meeting, Task
 from models.base import utcnow
 from models.outbox import OutboxEvent
 from tests.helpers import reload
+from tests.test_api_caching import issue
 
 
 def _range(first, last):
@@ -88,16 +89,19 @@ def test_feed_scope_sales_sales2_and_manager(browser_login, make, users, db):
     assert compliance[f"meeting:{mine.id}"]["editable"] is False
 
 
-def test_reschedule_writes_audit_outbox_and_invalidates_the_api_cache(browser_login, make, users, db, client, auth, redis_cache):
+def test_reschedule_writes_audit_outbox_and_invalidates_the_api_cache(app, browser_login, make, users, db, client, redis_cache):
     meeting = make.meeting("sales", scheduled_at=utcnow() + timedelta(days=1))
+    # A token issued now: the session's token predates other tests' permission changes, and a
+    # token with a stale auth epoch is judged on the slow path, which stores but never reads.
+    headers = issue(app, users["sales"].id)
     api = f"/api/meetings?customerId={meeting.customer_id}"
-    first = client.get(api, headers=auth("sales")).get_json()["data"][0]["scheduledAt"]
+    first = client.get(api, headers=headers).get_json()["data"][0]["scheduledAt"]
     from app import caching
 
     # As tests/test_api_v1_read_path.warm: a few reads until one is answered from the cache.
     for _ in range(4):
         hits = caching.stats()["hits"]
-        assert client.get(api, headers=auth("sales")).get_json()["data"][0]["scheduledAt"] == first
+        assert client.get(api, headers=headers).get_json()["data"][0]["scheduledAt"] == first
         if caching.stats()["hits"] > hits:
             break
     else:
@@ -113,7 +117,7 @@ def test_reschedule_writes_audit_outbox_and_invalidates_the_api_cache(browser_lo
     assert db.session.execute(
         sa.select(OutboxEvent).where(OutboxEvent.aggregate_id == meeting.id, OutboxEvent.type == "MEETING_UPDATED")
     ).scalar_one()
-    after = client.get(api, headers=auth("sales")).get_json()["data"][0]["scheduledAt"]
+    after = client.get(api, headers=headers).get_json()["data"][0]["scheduledAt"]
     assert after != first and after.startswith(target.strftime("%Y-%m-%dT%H:%M"))
 
 
