@@ -342,12 +342,8 @@ def fast_clients():
     return backend, client
 
 
-def cached_value(resources, scope, query_key, compute, timeout=None, read=True):
-    """Return compute() cached under (resources, scope, query_key); any picklable value.
-
-    `read=False`: compute and store without looking first, for an /api answer, whose hits
-    app/fastpath.py answers before the view runs.
-    """
+def cached_value(resources, scope, query_key, compute, timeout=None):
+    """Return compute() cached under (resources, scope, query_key); any picklable value."""
     names = resource_names(resources)
     backend = answer_backend()
     if backend is None:
@@ -356,7 +352,7 @@ def cached_value(resources, scope, query_key, compute, timeout=None, read=True):
     try:
         # The generations before computing: a write meanwhile leaves the stored entry stale.
         gens = _call(lambda: _generations(backend, names))
-        entry = _call(lambda: backend.get(key)) if read else None
+        entry = _call(lambda: backend.get(key))
     except CacheDown:
         return compute()
     if entry is not None and entry[0] == gens:
@@ -433,14 +429,14 @@ def etag_of(body):
     return '"' + hashlib.sha1(body).hexdigest()[:24] + '"'
 
 
-def cached_json(resources, scope, query_key, compute, timeout=None, read=True):
+def cached_json(resources, scope, query_key, compute, timeout=None):
     """Return (body bytes, etag) of compute() (bytes, str, JSON data or a 200 Response), cached (`cached_value`)."""
 
     def build():
         body = _to_bytes(compute())
         return body, etag_of(body)
 
-    return cached_value(resources, scope, query_key, build, timeout=timeout, read=read)
+    return cached_value(resources, scope, query_key, build, timeout=timeout)
 
 
 def etag_response(body, etag, status=200, mimetype="application/json", environ=None):
@@ -465,11 +461,10 @@ def etag_response(body, etag, status=200, mimetype="application/json", environ=N
 _ETAG_HEADERS = (("Cache-Control", "private, no-cache"), ("Vary", "Authorization, Cookie, Accept-Language"))
 
 
-def cached_response(resources, compute, scope=None, query=None, timeout=None, read=True):
+def cached_response(resources, compute, scope=None, query=None, timeout=None):
     """Answer the current request from cache or compute(); ETag/304; non-200 answers pass through.
 
-    `scope` defaults to the visibility of the acting user, `query` to the normalised request;
-    `read=False`: compute and store only (`cached_value`).
+    `scope` defaults to the visibility of the acting user, `query` to the normalised request.
     """
     from app.context import current_user_obj
 
@@ -485,7 +480,7 @@ def cached_response(resources, compute, scope=None, query=None, timeout=None, re
     if query is None:
         query = request_query_key()
     try:
-        body, etag = cached_json(resources, scope, query, compute, timeout=timeout, read=read)
+        body, etag = cached_json(resources, scope, query, compute, timeout=timeout)
     except _NotCacheable as exc:
         return exc.response
     return etag_response(body, etag)
@@ -514,7 +509,10 @@ def store_answer(spec, compute):
         from app.context import current_user_obj
 
         scope = user_scope(spec, current_user_obj())
-    return cached_response(spec["resources"], compute, scope=scope, timeout=spec["timeout"], read=fast_clients() is None)
+    # The view runs only when app/fastpath.py did not answer: a miss, or a token it could not
+    # judge alone (a stale auth epoch). The latter's answer may well be stored under the
+    # scope of the user just loaded, so look before computing.
+    return cached_response(spec["resources"], compute, scope=scope, timeout=spec["timeout"])
 
 
 def cached_endpoint(*resources, timeout=None, by_roles=False, per_user=False):

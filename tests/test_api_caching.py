@@ -205,6 +205,26 @@ def test_role_change_and_deactivation_apply_at_once(app, db, client, make, redis
     assert client.get(LIST, headers=headers).status_code == 401
 
 
+def test_a_token_with_a_stale_auth_epoch_still_reads_the_cached_answer(app, client, make, redis_cache):
+    """The fast path leaves a stale-epoch token to Flask, which loads the user and then reads the cache."""
+    from app import tokens
+
+    uid = fresh_user(app)
+    headers = issue(app, uid)
+    first = client.get(LIST, headers=headers)
+    assert listed(first) is not None
+    assert client.get(LIST, headers=headers).get_data() == first.get_data()  # stored, now a fast hit
+    with app.app_context():
+        tokens.bump([uid])  # roles unchanged: the same answer, but the token's epoch is stale
+    hits = caching.stats()["hits"]
+    with Statements() as seen:
+        again = client.get(LIST, headers=headers)
+    assert again.status_code == 200 and again.get_data() == first.get_data()
+    assert caching.stats()["hits"] == hits + 1
+    assert [s for s in seen if "FROM ab_user" in s], "the stale epoch makes the user row decide"
+    assert not [s for s in auth_reads(seen) if "FROM customers" in s], seen
+
+
 def test_uncached_reads_take_the_user_from_a_current_token(app, db, client, make, redis_cache):
     """A read on a cacheable view with a current token skips the user row; role changes still bite."""
     from flask_appbuilder.security.sqla.models import User
