@@ -9,23 +9,11 @@ tests/test_compat.py too: views/base.py's `_init_forms`, `_init_properties`,
 `_sanitize_page_args` of FAB's ModelRestApi; views/relations.py's
 `CrmSchemaConverter._column2relation` (FAB's schema converter has no hook per relation
 field) and marshmallow's `Field._deserialize` (marshmallow's documented way to write a
-field); app/security.py's `CrmSecurityManager.roles_may`, which calls the manager's own
+field); app/tokens.py's `SignatureMemoJWTManager._decode_jwt_from_config` (flask-jwt-extended
+has no hook for the decode itself); app/security.py's `CrmSecurityManager.roles_may`, which calls the manager's own
 `_has_view_access` (FAB's permission check for a user object, which `has_access` offers
 only for the request's user).
 """
-
-
-# ---------------------------------------------------------------- flask-jwt-extended
-
-
-def wrap_jwt_decode(jwt_manager, wrap):
-    """Replace the method every token decode of `jwt_manager` goes through with `wrap(original)`.
-
-    flask-jwt-extended decodes through `JWTManager._decode_jwt_from_config` (decode_token,
-    verify_jwt_in_request); it offers loaders for keys, claims and users, none for the
-    decode itself (app/tokens.py's `remember_signatures`).
-    """
-    jwt_manager._decode_jwt_from_config = wrap(jwt_manager._decode_jwt_from_config)
 
 
 # ---------------------------------------------------------------- flask-limiter

@@ -153,6 +153,13 @@ class CrmSecurityManager(SecurityManager):
         user_logged_in.connect(_remember_session_epoch)  # once, whatever the app: the same for each
         return manager
 
+    def create_jwt_manager(self, app):
+        """FAB's JWT manager (its user loader included), remembering verified signatures (`tokens.SignatureMemoJWTManager`)."""
+        jwt_manager = tokens.SignatureMemoJWTManager()
+        jwt_manager.init_app(app)
+        jwt_manager.user_lookup_loader(self.load_user_jwt)
+        return jwt_manager
+
     def load_session_user(self, pk):
         """FAB's session user lookup; None (signed out) for a session older than the user's token epoch."""
         user = self.load_user(pk)

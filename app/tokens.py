@@ -26,7 +26,7 @@ import uuid
 import redis
 import sqlalchemy as sa
 from flask import current_app, has_app_context, has_request_context, jsonify, request
-from flask_jwt_extended import create_access_token, create_refresh_token, decode_token, get_jwt, verify_jwt_in_request
+from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token, decode_token, get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import RevokedTokenError
 
 from app import compat
@@ -571,23 +571,25 @@ def install_listeners(session_class):
 _DECODED_MAX = 4096
 
 
-def remember_signatures(jwt_manager):
-    """Verify each token's signature once per process: later uses check only its expiry.
+class SignatureMemoJWTManager(JWTManager):
+    """FAB's JWT manager verifying each token's signature once per process: later uses check only its expiry.
 
     An HMAC signature over the same bytes verifies the same way every time, and PyJWT's
     checks (three parses, every base64 character, the HMAC) are a large part of a cached
     answer's cost. Tokens with a CSRF value or decoded with `allow_expired` take the full
     path; revocation is checked on every request by the blocklist hook, after this.
+    flask-jwt-extended offers loaders for keys, claims and users, none for the decode
+    itself, so this overrides the one method every decode goes through (pinned by
+    tests/test_compat.py).
     """
-    memo = {}
 
-    def remembering(decode):
-        def remembered(encoded_token, csrf_value=None, allow_expired=False):
-            return _remembered(decode, memo, encoded_token, csrf_value, allow_expired)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.verified_signatures = {}
 
-        return remembered
-
-    compat.wrap_jwt_decode(jwt_manager, remembering)
+    def _decode_jwt_from_config(self, encoded_token, csrf_value=None, allow_expired=False):
+        decode = super()._decode_jwt_from_config
+        return _remembered(decode, self.verified_signatures, encoded_token, csrf_value, allow_expired)
 
 
 def _remembered(decode, memo, encoded_token, csrf_value, allow_expired):
@@ -622,7 +624,6 @@ def install(appbuilder, read=None):
     `read`: how `is_revoked` reads its keys (see there).
     """
     jwt_manager = appbuilder.sm.jwt_manager
-    remember_signatures(jwt_manager)
     install_claims(appbuilder, role_claims)
 
     @jwt_manager.token_in_blocklist_loader

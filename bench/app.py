@@ -12,7 +12,6 @@ Nothing here is registered by `create_app`, so production never serves this rout
 runs without these modules.
 """
 
-import functools
 import os
 
 from flask import Blueprint, jsonify
@@ -42,11 +41,15 @@ def switch_off(app, names):
 
         app.json = DefaultJSONProvider(app)
     if "signatures" in names:
-        from flask_jwt_extended import JWTManager
+
+        class Forgetful(dict):
+            """A memo that keeps nothing: every token's signature is verified each time."""
+
+            def __setitem__(self, key, value):
+                pass
 
         with app.app_context():
-            manager = app.appbuilder.sm.jwt_manager
-            compat.wrap_jwt_decode(manager, lambda _remembered: functools.partial(JWTManager._decode_jwt_from_config, manager))
+            app.appbuilder.sm.jwt_manager.verified_signatures = Forgetful()
     if "limitcheck" in names:
         hooks = app.before_request_funcs.get(None, [])
         for i, hook in enumerate(hooks):
