@@ -259,6 +259,13 @@ class Config:
 
     DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "demo-pass-2026")
 
+    # --- ops: backups (app/backup.py) and API keys (app/api_keys.py) ---
+    # Where `crm backup` writes its directories (one per backup) when --out is not given.
+    BACKUP_DIR = os.environ.get("BACKUP_DIR", os.path.join(BASE_DIR, "instance", "backups"))
+    # The code's version named in each backup's manifest (Render sets RENDER_GIT_COMMIT).
+    APP_VERSION = os.environ.get("APP_VERSION") or os.environ.get("RENDER_GIT_COMMIT", "dev")
+    # --- end ops ---
+
     # --- bell: the navbar's notification bell and its live stream (app/live.py, app/stream.py) ---
     BELL_ITEMS = env_int("BELL_ITEMS", 8)  # newest notifications in the bell's dropdown
     # Where committed notifications are published: "redis" (pub/sub) or "inprocess"; empty: redis with REDIS_URL.

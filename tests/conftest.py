@@ -303,6 +303,45 @@ def sqlite_app(config_class, tmp_path_factory):
         _db.engine.dispose()
 
 
+@pytest.fixture()
+def fresh_app(config_class, database_url):
+    """fresh_app(kind="postgresql"|"sqlite") -> the application on an empty database of its own, migrated with `crm init` (dropped afterwards).
+
+    For tests that drop, replace or restore a whole database (app/backup.py): the run's
+    shared database is never touched. `app.crm_database` names the PostgreSQL database.
+    """
+    from app import create_app
+    from config import normalise_db_url
+
+    made = []
+
+    def make(kind="postgresql", tmp_dir=None):
+        name = f"{database_url.rsplit('/', 1)[1]}_f{uuid.uuid4().hex[:6]}"
+        if kind == "postgresql":
+            uri = normalise_db_url(create_database(TEST_DATABASE_URL, name))
+        else:
+            import tempfile
+
+            uri = "sqlite:///" + os.path.join(tmp_dir or tempfile.mkdtemp(), f"{name}.db")
+        application = create_app(type("FreshConfig", (config_class,), {"SQLALCHEMY_DATABASE_URI": uri}))
+        application.test_client_class = IsolatedClient
+        application.crm_database = name if kind == "postgresql" else None
+        made.append(application)
+        result = application.test_cli_runner().invoke(args=["crm", "init"])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        return application
+
+    yield make
+    from app.extensions import db as _db
+
+    for application in made:
+        with application.app_context():
+            _db.session.remove()
+            _db.engine.dispose()
+        if application.crm_database:
+            drop_database(TEST_DATABASE_URL, application.crm_database)
+
+
 @pytest.fixture(scope="session")
 def sqlite_users(sqlite_app):
     """The same users as `users`, in the SQLite database of `sqlite_app`."""
