@@ -220,6 +220,19 @@ class Config:
     LIST_EXPORT_MAX_ROWS = env_int("LIST_EXPORT_MAX_ROWS", 10_000)
     # --- end find ---
 
+    # --- attach: files on customers, meetings and approval requests (app/storage.py, app/services/attachments.py) ---
+    ATTACHMENT_MAX_MB = env_int("ATTACHMENT_MAX_MB", 20)  # largest file, in MiB (413 beyond)
+    # The local storage's folder, used unless S3_BUCKET is set.
+    ATTACHMENT_DIR = os.environ.get("ATTACHMENT_DIR", os.path.join(BASE_DIR, "instance", "attachments"))
+    # S3-compatible storage (boto3) when S3_BUCKET is set; empty values leave boto3's own defaults.
+    S3_BUCKET = os.environ.get("S3_BUCKET", "")
+    S3_ENDPOINT_URL = os.environ.get("S3_ENDPOINT_URL", "")  # e.g. a MinIO or other S3-compatible server
+    S3_REGION = os.environ.get("S3_REGION", "")
+    S3_PREFIX = os.environ.get("S3_PREFIX", "")  # prepended to every object key
+    AWS_ACCESS_KEY_ID = os.environ.get("AWS_ACCESS_KEY_ID", "")
+    AWS_SECRET_ACCESS_KEY = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    # --- end attach ---
+
     # Events (seed names kept). Disabled: the outbox drains in-process.
     KAFKA_ENABLED = env_bool("KAFKA_ENABLED", False)
     KAFKA_BROKERS = os.environ.get("KAFKA_BROKERS", "")

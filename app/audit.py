@@ -11,6 +11,7 @@ from flask_appbuilder.security.sqla.models import User
 from app import events, passwords
 from app.context import client_ip, current_user_id
 from app.serialize import column_values, json_value
+from models.attachment import Attachment
 from models.audit import AuditAction, AuditLog
 from models.customer import Customer
 from models.meeting import Meeting
@@ -90,6 +91,10 @@ def _change_events(session, obj, action, before, after):
     elif isinstance(obj, Meeting) and action != AuditAction.DELETE:
         kind = "MEETING_CREATED" if action == AuditAction.CREATE else "MEETING_UPDATED"
         events.emit(session, kind, "meeting", obj.id, payload, key=obj.customer_id or obj.id)
+    elif isinstance(obj, Attachment) and action in (AuditAction.CREATE, AuditAction.DELETE):
+        kind = "ATTACHMENT_ADDED" if action == AuditAction.CREATE else "ATTACHMENT_DELETED"
+        body = {k: v for k, v in payload.items() if k != "storageKey"}  # where the bytes sit is nobody's business
+        events.emit(session, kind, "attachment", obj.id, body, key=obj.customer_id)
     elif isinstance(obj, User) and action == AuditAction.CREATE:
         events.emit(
             session,

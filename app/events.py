@@ -37,6 +37,9 @@ EVENT_TOPICS = {
     "APPROVAL_APPROVED": "opportunity",
     "APPROVAL_REJECTED": "opportunity",
     "APPROVAL_RECALLED": "opportunity",
+    # attach: a file added to / removed from a customer, meeting or approval request (key: its customer)
+    "ATTACHMENT_ADDED": "sales-activity",
+    "ATTACHMENT_DELETED": "sales-activity",
     "TASK_DUE_SOON": "notification",
     "TASK_OVERDUE": "notification",
     "MEETING_REMINDER": "notification",

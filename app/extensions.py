@@ -39,6 +39,19 @@ def redis_client(app=None):
     return client
 
 
+def file_storage(app=None):
+    """The app's attachment storage (app/storage.py: local folder, or S3 when S3_BUCKET is set), made once per app."""
+    from flask import current_app
+
+    app = app or current_app
+    store = app.extensions.get("crm_storage")
+    if store is None:
+        from app.storage import from_config
+
+        store = app.extensions["crm_storage"] = from_config(app.config)
+    return store
+
+
 _scripts = weakref.WeakKeyDictionary()  # client -> {script text: redis-py Script}
 
 

@@ -5,6 +5,7 @@ from flask_appbuilder.security.sqla.models import User
 
 from models.analytics import EventCounter, Reminder
 from models.approval import ApprovalRequest, ApprovalStatus, ApprovalStep, StepDecision
+from models.attachment import Attachment, OwnerType
 from models.audit import AuditAction, AuditLog
 from models.counters import RecordCounter
 from models.customer import CompanySize, Customer, InvestmentProfile
@@ -22,6 +23,8 @@ __all__ = [
     "ApprovalStatus",
     "ApprovalStep",
     "StepDecision",
+    "Attachment",
+    "OwnerType",
     "AuditAction",
     "AuditLog",
     "CompanySize",

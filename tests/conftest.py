@@ -623,3 +623,57 @@ def kafka_broker(tmp_path):
     broker.external = False
     yield broker
     broker.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# attach: file storage for attachments (app/storage.py). S3 is moto's server mode, run as
+# its own process on a free port for the whole session; each test gets its own bucket (or
+# folder), so runs and tests never see each other's objects.
+# ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """The URL of a local S3-compatible server: `moto_server -p <free port>`, stopped after the run."""
+    import shutil
+    import sys
+
+    exe = Path(sys.executable).with_name("moto_server")
+    exe = str(exe) if exe.exists() else shutil.which("moto_server")
+    if not exe:
+        pytest.exit("moto_server is missing: pip install -r requirements-dev.txt (moto[server])", returncode=3)
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    server = ServiceProcess("moto_server", [exe, "-H", "127.0.0.1", "-p", str(port)], port, log).start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def s3_settings(url, bucket):
+    """The S3_* / AWS_* settings of a bucket on the local S3 server at `url`."""
+    return {
+        "S3_BUCKET": bucket,
+        "S3_ENDPOINT_URL": url,
+        "S3_REGION": "us-east-1",
+        "S3_PREFIX": "crm/",
+        "AWS_ACCESS_KEY_ID": "test-access-key",
+        "AWS_SECRET_ACCESS_KEY": "test-secret-key",
+    }
+
+
+@pytest.fixture(params=["local", "s3"])
+def attachment_storage(request, app, tmp_path):
+    """The app's attachment storage for one test, once on a private folder and once on a private S3 bucket."""
+    from app.extensions import file_storage
+
+    settings = {"S3_BUCKET": "", "ATTACHMENT_DIR": str(tmp_path / "attachments")}
+    if request.param == "s3":
+        from app.storage import s3_client
+
+        settings.update(s3_settings(request.getfixturevalue("s3_server"), f"crm-test-{uuid.uuid4().hex[:12]}"))
+        s3_client(settings).create_bucket(Bucket=settings["S3_BUCKET"])
+    saved = {key: app.config.get(key) for key in settings}
+    app.config.update(settings)
+    app.extensions.pop("crm_storage", None)
+    yield file_storage(app)
+    app.config.update(saved)
+    app.extensions.pop("crm_storage", None)

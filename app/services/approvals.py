@@ -82,11 +82,19 @@ def _validate_business_fields(request):
         raise ValidationFailed("productRisk must be between 1 and 10", field="productRisk")
 
 
+PENDING_LOCKED = "a pending approval request is locked: recall it and submit a new one"
+
+
+def refuse_if_pending(request):
+    """Refuse a change of what a PENDING request was submitted with: its business fields, and its attachments."""
+    if request.status == ApprovalStatus.PENDING:
+        raise Conflict(PENDING_LOCKED, field="status")
+
+
 def prepare_request(request, user, creating):
     """Submit a new request (routing its steps) or refuse edits of a submitted one."""
     if not creating:
-        if request.status == ApprovalStatus.PENDING:
-            raise Conflict("a pending approval request is locked: recall it and submit a new one", field="status")
+        refuse_if_pending(request)
         raise Conflict(f"a {request.status} approval request is final and cannot be edited", field="status")
     submit(request, user)
 

@@ -38,6 +38,16 @@ class Conflict(DomainError):
     error = "Conflict"
 
 
+class PayloadTooLarge(DomainError):
+    status = 413
+    error = "Payload Too Large"
+
+
+class UnsupportedType(DomainError):
+    status = 415
+    error = "Unsupported Media Type"
+
+
 class Unavailable(DomainError):
     status = 503
     error = "Service Unavailable"
