@@ -40,6 +40,9 @@ def create_app(config_class=None):
     from app import live
 
     live.install(Session)
+    from app.services import screening
+
+    screening.install(Session)  # meeting notes screened at every write (docs/compliance.md)
 
     # FAB keeps a per-app registry of views, so each app gets its own AppBuilder.
     appbuilder = AppBuilder(update_perms=app.config["FAB_UPDATE_PERMS"])

@@ -42,6 +42,8 @@ API_METHOD_PERMISSIONS = {
 # Resource names (FAB view-menus) shared by screens and APIs.
 CUSTOMER, MEETING, TASK, APPROVAL = "Customer", "Meeting", "Task", "ApprovalRequest"
 NOTIFICATION, AUDIT = "Notification", "AuditLog"
+#: Meeting-note screening: its queue of flags and its phrase rules (app/services/screening.py).
+SCREENING, SCREENING_RULE = "MeetingFlag", "ScreeningRule"
 
 ROLE_PERMISSIONS = {
     SALES: {
@@ -58,6 +60,7 @@ ROLE_PERMISSIONS = {
         APPROVAL: [READ, DECIDE],
         NOTIFICATION: [READ, EDIT, DELETE],
         AUDIT: [READ],
+        SCREENING: [READ],
     },
     COMPLIANCE: {
         CUSTOMER: [READ],
@@ -66,6 +69,8 @@ ROLE_PERMISSIONS = {
         APPROVAL: [READ, DECIDE],
         NOTIFICATION: [READ, EDIT, DELETE],
         AUDIT: [READ],
+        SCREENING: [READ, DECIDE],
+        SCREENING_RULE: [READ, ADD, EDIT, DELETE],
     },
 }
 
@@ -94,6 +99,8 @@ MENU_FOR_RESOURCE = {
     APPROVAL: ["Approval Requests", "Approvals", "Approvals Board"],  # board: the approvals board
     NOTIFICATION: ["Notifications"],
     AUDIT: ["Audit Log", "Admin"],
+    SCREENING: ["Screening queue", "Compliance"],
+    SCREENING_RULE: ["Screening rules", "Compliance"],
 }
 ROLES = (ADMIN, MANAGER, SALES, COMPLIANCE)
 
@@ -149,11 +156,13 @@ def sync_roles(appbuilder):
         every_pair |= role_permission_pairs(role)
     for perm, view in every_pair:
         sm.add_permission_view_menu(perm, view)
-    for resource in (CUSTOMER, MEETING, TASK, APPROVAL, NOTIFICATION, AUDIT):
+    for resource in (CUSTOMER, MEETING, TASK, APPROVAL, NOTIFICATION, AUDIT, SCREENING_RULE):
         for perm in (READ, ADD, EDIT, DELETE):
             sm.add_permission_view_menu(perm, resource)
     sm.add_permission_view_menu(DECIDE, APPROVAL)
     sm.add_permission_view_menu(RECALL, APPROVAL)
+    sm.add_permission_view_menu(READ, SCREENING)
+    sm.add_permission_view_menu(DECIDE, SCREENING)
 
     session = sm.session
     all_pvs = session.query(sm.permissionview_model).all()

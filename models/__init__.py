@@ -13,6 +13,7 @@ from models.meeting import Meeting, MeetingStatus, MeetingType
 from models.notification import Notification, NotificationType
 from models.outbox import OutboxEvent, ProcessedEvent
 from models.saved_view import SavedView
+from models.screening import FlagStatus, MatchKind, MeetingFlag, ScreeningRule
 from models.task import OPEN_STATUSES, Task, TaskPriority, TaskStatus
 from models.token_epoch import TokenEpoch
 
@@ -41,6 +42,10 @@ __all__ = [
     "OutboxEvent",
     "ProcessedEvent",
     "SavedView",
+    "FlagStatus",
+    "MatchKind",
+    "MeetingFlag",
+    "ScreeningRule",
     "OPEN_STATUSES",
     "Task",
     "TaskPriority",

@@ -41,6 +41,14 @@ def register_views(appbuilder):
     appbuilder.add_view_no_menu(NotificationBellView)
     current_app.jinja_env.globals["bell_stream_url"] = bell_stream_url
     # --- end bell ---
+    # Compliance: the meeting-note screening queue and its phrase rules (views/screening.py)
+    from views.screening import ScreeningQueueView, ScreeningRuleView
+
+    appbuilder.add_view(
+        ScreeningQueueView, "Screening queue", label=_("Screening queue"), icon="fa-flag", category="Compliance",
+        category_label=_("Compliance"),
+    )
+    appbuilder.add_view(ScreeningRuleView, "Screening rules", label=_("Screening rules"), icon="fa-filter", category="Compliance")
     appbuilder.add_view(AuditLogView, "Audit Log", label=_("Audit Log"), icon="fa-history", category="Admin", category_label=_("Admin"))
 
     # --- find: global search, saved views ---
