@@ -279,6 +279,20 @@ class Config:
     APP_VERSION = os.environ.get("APP_VERSION") or os.environ.get("RENDER_GIT_COMMIT", "dev")
     # --- end ops ---
 
+    # --- audit: the hash chain and retention (app/audit_chain.py, app/audit_archive.py) ---
+    # Seconds between sealer runs that link new audit rows into the chain.
+    AUDIT_SEAL_SECONDS = env_int("AUDIT_SEAL_SECONDS", 10)
+    # Audit rows older than this many months are moved to the archive (whole months only).
+    AUDIT_RETENTION_MONTHS = env_int("AUDIT_RETENTION_MONTHS", 84)
+    # Seconds between retention runs.
+    AUDIT_RETENTION_SECONDS = env_int("AUDIT_RETENTION_SECONDS", 6 * 3600)
+    # One gzip JSONL file and one manifest per month; a persistent disk in production.
+    AUDIT_ARCHIVE_DIR = os.environ.get("AUDIT_ARCHIVE_DIR", os.path.join(BASE_DIR, "instance", "audit-archive"))
+    # Run the sealer and retention in a thread of the web process (the embedded default has no
+    # worker); empty: on exactly when REDIS_URL is unset.
+    AUDIT_JOBS_IN_PROCESS = env_bool("AUDIT_JOBS_IN_PROCESS", not REDIS_URL)
+    # --- end audit ---
+
     # --- bell: the navbar's notification bell and its live stream (app/live.py, app/stream.py) ---
     BELL_ITEMS = env_int("BELL_ITEMS", 8)  # newest notifications in the bell's dropdown
     # Where committed notifications are published: "redis" (pub/sub) or "inprocess"; empty: redis with REDIS_URL.
@@ -328,6 +342,7 @@ class TestConfig(Config):
     # The only config with a fixed secret: pytest's throwaway databases.
     SECRET_KEY = "test-only-secret-never-used-by-a-deployment"
     STREAM_ENABLED = False  # bell: pages open no stream unless a test starts one (tests/test_bell_browser.py)
+    AUDIT_JOBS_IN_PROCESS = False  # audit: tests seal and archive when they mean to
     SQLALCHEMY_DATABASE_URI = normalise_db_url(
         os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     )

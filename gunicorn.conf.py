@@ -15,6 +15,7 @@ def post_worker_init(worker):
     """
     gc.freeze()
     _embedded_stream(worker)
+    _embedded_audit_jobs(worker)
 
 
 def _embedded_stream(worker):
@@ -24,3 +25,12 @@ def _embedded_stream(worker):
         from app.stream import start_embedded
 
         start_embedded(app)
+
+
+def _embedded_audit_jobs(worker):
+    """Without a worker (the embedded default) the web process seals the audit chain itself (AUDIT_JOBS_IN_PROCESS)."""
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "config"):
+        from app.audit_chain import start_in_process
+
+        start_in_process(app)

