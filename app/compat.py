@@ -16,29 +16,6 @@ only for the request's user).
 """
 
 
-# ---------------------------------------------------------------- flask-limiter
-
-
-def is_limiter_before_request(hook, limiter):
-    """True when `hook` (an app before_request function) is `limiter`'s own check of every request."""
-    return getattr(hook, "__self__", None) is limiter and getattr(hook, "__name__", "") == "_check_request_limit"
-
-
-def check_request_limit(limiter):
-    """Run `limiter`'s before_request check now, as its own hook would (meta, default, application, blueprint limits)."""
-    return limiter._check_request_limit()
-
-
-def meta_limits(limiter):
-    """The meta limits `limiter` was configured with (no public accessor)."""
-    return limiter._meta_limits
-
-
-def blueprint_limits(limit_manager):
-    """The names of the blueprints `limit_manager` holds limits for (no public accessor)."""
-    return limit_manager._blueprint_limits
-
-
 # ---------------------------------------------------------------- SQLAlchemy (app/rawsql.py, app/pagination.py)
 
 

@@ -10,7 +10,6 @@ is app/budget.py's: it is paid in the request's one Redis read.
 from flask import current_app, request
 from flask_limiter.util import get_remote_address
 
-from app import compat
 from app.extensions import limiter
 
 
@@ -99,33 +98,8 @@ def limit_password_forms(app):
 
 
 def install(app):
-    """Put FAB's API login under the login limits (decorated once, at import, for every app); see `check_where_limited`."""
+    """Put FAB's API login under the login limits (decorated once, at import, for every app)."""
     endpoint = "SecurityApi.login"
     if endpoint in app.view_functions and "crm_fab_login" not in app.extensions:
         app.extensions["crm_fab_login"] = app.view_functions[endpoint]
         app.view_functions[endpoint] = fab_api_login
-    hooks = app.before_request_funcs.get(None, [])
-    for i, hook in enumerate(hooks):
-        if compat.is_limiter_before_request(hook, limiter):
-            hooks[i] = check_where_limited
-
-
-def check_where_limited():
-    """flask-limiter's before_request check, for the requests a before_request check can limit.
-
-    Its check runs for every request of the app, though almost none has a limit that only
-    this check applies. Routes with decorated limits (login, register) check them in their own
-    wrapper, and the /api budget is app/budget.py's; what only the before_request check
-    applies are default, application and meta limits (none configured here: any set makes
-    every request checked again), limits hinted for the endpoint and blueprint limits (FAB's
-    form login, AUTH_RATE_LIMIT).
-    """
-    manager = limiter.limit_manager
-    if manager.default_limits or manager.application_limits or compat.meta_limits(limiter) or manager.has_hints(request.endpoint or ""):
-        return compat.check_request_limit(limiter)
-    blueprint = request.blueprint
-    if blueprint:
-        parts = blueprint.split(".")  # a nested blueprint inherits its parents' limits
-        if any(".".join(parts[: i + 1]) in compat.blueprint_limits(manager) for i in range(len(parts))):
-            return compat.check_request_limit(limiter)
-    return None

@@ -5,8 +5,7 @@
   (bench/ab.py `--variant norawsql=:BENCH_OFF=rawsql`): `rawsql` (list pages through
   SQLAlchemy's execution instead of the DBAPI cursor), `reads` (cacheable reads on the
   request's Session, not the autocommit engine), `orjson` (Flask's own JSON provider),
-  `signatures` (every token's signature verified on every use), `limitcheck`
-  (flask-limiter's own before_request check on every request). The fast-path middleware
+  `signatures` (every token's signature verified on every use). The fast-path middleware
   has its own setting (CACHE_WSGI_HITS=0).
 Nothing here is registered by `create_app`, so production never serves this route or
 runs without these modules.
@@ -29,8 +28,7 @@ def hello():
 
 def switch_off(app, names):
     """Run `app` without the speed modules `names` (BENCH_OFF)."""
-    from app import compat, rawsql, ratelimits, reads
-    from app.extensions import limiter
+    from app import rawsql, reads
 
     if "rawsql" in names:
         rawsql.rows = lambda connection, stmt, params: None  # every caller then executes through SQLAlchemy
@@ -50,11 +48,6 @@ def switch_off(app, names):
 
         with app.app_context():
             app.appbuilder.sm.jwt_manager.verified_signatures = Forgetful()
-    if "limitcheck" in names:
-        hooks = app.before_request_funcs.get(None, [])
-        for i, hook in enumerate(hooks):
-            if hook is ratelimits.check_where_limited:
-                hooks[i] = lambda: compat.check_request_limit(limiter)
 
 
 app = create_app()

@@ -88,24 +88,3 @@ def test_fab_form_login_is_limited(limited_app, users):
     assert client.post("/login/", data={"username": users["sales2"].email, "password": PASSWORD}, headers=from_ip()).status_code != 429
 
 
-def test_limiter_checks_only_where_a_before_request_check_limits(limited_app, users, tokens, monkeypatch):
-    """flask-limiter's before_request check runs for FAB's form login (a blueprint limit), not for routes without one."""
-    from app.extensions import limiter
-
-    manager = limiter.limit_manager
-    calls, real = [], manager.resolve_limits
-
-    def counting(app, endpoint=None, blueprint=None, callable_name=None, in_middleware=False, marked_for_limiting=False):
-        calls.append(in_middleware)  # every flask-limiter check resolves the limits that apply
-        return real(app, endpoint, blueprint, callable_name, in_middleware, marked_for_limiting)
-
-    client = limited_app.test_client()
-    client.form_token()  # the login page's CSRF token, read before counting
-    monkeypatch.setattr(manager, "resolve_limits", counting)
-    assert client.get("/api/customers?limit=1", headers={"Authorization": f"Bearer {tokens['manager']}", **from_ip()}).status_code == 200
-    assert client.get("/health").status_code in (200, 503)
-    assert calls == [], "no flask-limiter limit applies to these routes"
-    client.post("/login/", data={"username": users["sales"].email, "password": "wrong-pass"}, headers=from_ip())
-    assert calls == [True], "the form login's blueprint limit is checked before the view"
-    client.post("/api/auth/login", json={"email": users["sales"].email, "password": "wrong-pass"}, headers=from_ip())
-    assert calls[1:] == [False], "the API login checks its decorated limits in its own wrapper"

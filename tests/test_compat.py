@@ -11,7 +11,6 @@ from flask_appbuilder.api.convert import Model2SchemaConverter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.manager import BaseSecurityManager
 from flask_jwt_extended import JWTManager, create_access_token, decode_token
-from flask_limiter import Limiter
 
 from app import compat
 
@@ -64,19 +63,6 @@ def test_jwt_decode_override_goes_through_flask_jwt_extendeds_own(app):
         assert token not in jwt_manager.verified_signatures
         assert decode_token(token)["sub"] == "7"
         assert jwt_manager.verified_signatures[token]["sub"] == "7"
-
-
-def test_flask_limiter_internals(limited_app):
-    from app.extensions import limiter
-
-    assert _params(Limiter._check_request_limit) == ["self", "callable_name", "in_middleware"]
-    assert isinstance(compat.meta_limits(limiter), (list, tuple, set))
-    assert isinstance(compat.blueprint_limits(limiter.limit_manager), (dict, set))
-    assert hasattr(limiter.limit_manager, "has_hints")
-    # The limiter's own before_request hook is recognised (app/ratelimits.py replaces it).
-    hook = limiter._check_request_limit
-    assert compat.is_limiter_before_request(hook, limiter)
-    assert not compat.is_limiter_before_request(lambda: None, limiter)
 
 
 def test_sqlalchemy_compiled_internals():
