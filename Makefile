@@ -6,7 +6,7 @@ VENV ?= .venv
 PORT ?= 8080
 BIN := $(VENV)/bin
 
-.PHONY: run test venv venv-dev browser assets up bench wrk clean
+.PHONY: run test venv venv-dev browser prometheus assets up bench wrk soak clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-ipafont-gothic >/dev/null) \
 	  || echo "Could not install fonts-ipafont-gothic: screenshots will show boxes for Japanese"; }
 
+# Debian's Prometheus and promtool for tests/test_metrics.py (a real scrape, the alert rules' checks).
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  echo "Installing Debian's prometheus for the metrics tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
+	  || { echo "Could not install prometheus (need root and Debian's package index)"; exit 1; }; }
+
 # Front-end libraries (charts, calendar, autocomplete) from npm at the versions of
 # package-lock.json, copied to app/static/vendor/ (not committed, never loaded from a CDN).
 ASSETS := app/static/vendor/.built
@@ -53,7 +60,7 @@ run: venv assets
 up: venv assets
 	@PORT=$(PORT) BIN=$(BIN) scripts/up.sh
 
-test: venv-dev browser assets
+test: venv-dev browser prometheus assets
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # `make bench`: load BENCH_CUSTOMERS customers (+10x tasks, 2x meetings, 1x requests) into

@@ -278,6 +278,23 @@ class Config:
     # The code's version named in each backup's manifest (Render sets RENDER_GIT_COMMIT).
     APP_VERSION = os.environ.get("APP_VERSION") or os.environ.get("RENDER_GIT_COMMIT", "dev")
     # --- end ops ---
+    # --- metrics: Prometheus (app/metrics.py) ---
+    METRICS_ENABLED = env_bool("METRICS_ENABLED", True)  # `/metrics` and the request timing
+    # Bearer token that lets a scraper read /metrics (and the worker's and consumer's ports) from anywhere.
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+    # Addresses let in without the token (comma-separated networks); empty: the token only.
+    METRICS_ALLOW_NETWORKS = os.environ.get("METRICS_ALLOW_NETWORKS", "127.0.0.1/32,::1/128")
+    # gunicorn's workers count into this directory (gunicorn.conf.py makes a private one when unset).
+    PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    # The worker and the consumer serve their own series on these ports (0: not served) of METRICS_BIND.
+    WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
+    CONSUMER_METRICS_PORT = env_int("CONSUMER_METRICS_PORT", 0)
+    METRICS_BIND = os.environ.get("METRICS_BIND", "127.0.0.1")
+    # How often librdkafka reports the consumer's lag per partition (with CONSUMER_METRICS_PORT).
+    CONSUMER_STATS_INTERVAL_MS = env_int("CONSUMER_STATS_INTERVAL_MS", 5000)
+    # gunicorn: seconds a worker gets to finish its requests after SIGTERM (gunicorn.conf.py).
+    WEB_GRACEFUL_TIMEOUT = env_int("WEB_GRACEFUL_TIMEOUT", 30)
+    # --- end metrics ---
 
     # --- audit: the hash chain and retention (app/audit_chain.py, app/audit_archive.py) ---
     # Seconds between sealer runs that link new audit rows into the chain.

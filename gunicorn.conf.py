@@ -4,6 +4,41 @@ Command-line options (workers, bind, threads) still come from each launcher.
 """
 
 import gc
+import glob
+import os
+import shutil
+import tempfile
+
+# Metrics (app/metrics.py): the workers count into one directory of memory-mapped files,
+# set before any worker imports prometheus-client. Unset: a private one of this master.
+_PRIVATE_METRICS_DIR = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _PRIVATE_METRICS_DIR = tempfile.mkdtemp(prefix="crm-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _PRIVATE_METRICS_DIR
+
+from config import Config  # noqa: E402  (after the variable: config.py reads it)
+
+# SIGTERM: workers stop accepting, finish the requests they hold for up to this long, then exit.
+graceful_timeout = Config.WEB_GRACEFUL_TIMEOUT
+
+
+def on_starting(server):
+    """Start from empty counters: files of an earlier master in a given directory would be added to this one's."""
+    for path in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.remove(path)
+
+
+def child_exit(server, worker):
+    """An exited worker's live gauges leave the sums (prometheus-client's multiprocess rule); its counters stay."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the private metrics directory of this master."""
+    if _PRIVATE_METRICS_DIR:
+        shutil.rmtree(_PRIVATE_METRICS_DIR, ignore_errors=True)
 
 
 def post_worker_init(worker):

@@ -31,7 +31,7 @@ from flask_appbuilder.security.sqla.models import User
 from sqlalchemy.orm import MANYTOONE
 from werkzeug.http import parse_etags
 
-from app import tokens
+from app import metrics, tokens
 from app.extensions import cache, redis_client
 from app.memo import remember
 from app.scope import cache_scope, role_names
@@ -92,9 +92,13 @@ def reset_state():
         _state.update(down_until=0.0, last_log=0.0, pending=set())
 
 
+_METRIC_RESULTS = {"hits": "hit", "misses": "miss", "errors": "error", "bypassed": "bypassed"}
+
+
 def _count(name):
     with _lock:
         _stats[name] += 1
+    metrics.count_cache(_METRIC_RESULTS[name])
 
 
 def count_hit(key, fast=False):
@@ -133,6 +137,7 @@ def _call(fn):
         config = current_app.config if has_app_context() else {}
         with _lock:
             _stats["errors"] += 1
+            metrics.count_cache("error")
             _state["down_until"] = now + float(config["CACHE_RETRY_SECONDS"])
             should_log = now - _state["last_log"] >= float(config["CACHE_ERROR_LOG_SECONDS"])
             if should_log:

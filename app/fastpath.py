@@ -32,7 +32,7 @@ from flask import current_app, g, request
 from flask_jwt_extended import get_jwt
 from werkzeug.exceptions import HTTPException
 
-from app import budget, caching, tokens
+from app import budget, caching, metrics, tokens
 from app.extensions import redis_client
 
 log = logging.getLogger("crm.cache")
@@ -166,10 +166,11 @@ def bearer_claims(header=None):
 def _route(app, environ):
     """(cache spec, permission) of the `cached_endpoint` view Flask's URL map routes this GET to, else None."""
     try:
-        endpoint, _args = app.create_url_adapter(app.request_class(environ)).match(method="GET")
+        rule, _args = app.create_url_adapter(app.request_class(environ)).match(method="GET", return_rule=True)
     except HTTPException:  # not found, a redirect, another method: Flask's path answers
         return None
-    view = app.view_functions.get(endpoint)
+    environ[metrics.ROUTE_KEY] = rule.rule  # the request's route template, for app/metrics.py
+    view = app.view_functions.get(rule.endpoint)
     spec = getattr(view, "crm_cache", None)
     return None if spec is None else (spec, getattr(view, "crm_permission", None))
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import joinedload
 from wtforms import PasswordField
 from wtforms.validators import DataRequired, EqualTo, ValidationError
 
-from app import audit, caching, events, fastpath, passwords, ratelimits, tokens
+from app import audit, caching, events, fastpath, metrics, passwords, ratelimits, tokens
 from app.memo import remember
 from models.audit import AuditAction
 from views import display
@@ -250,6 +250,7 @@ class CrmSecurityManager(SecurityManager):
     def auth_user_db(self, username, password):
         """Authenticate by email (or username); audit the failure when it fails."""
         user = self._check_user_password(username, password)
+        metrics.count_login(user is not None)
         if user is None and username:
             known = self.find_user(email=username) or self.find_user(username=username)
             audit.record(

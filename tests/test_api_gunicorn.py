@@ -100,7 +100,11 @@ def test_workers_freeze_the_loaded_app_out_of_the_gc():
     import gc
     import runpy
 
+    saved = dict(os.environ)
     settings = runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(__file__)), "gunicorn.conf.py"))
+    os.environ.clear()
+    os.environ.update(saved)  # the metrics directory it picked belongs to a gunicorn master, not to this run
+    settings["on_exit"](None)
     assert gc.get_freeze_count() == 0
     try:
         settings["post_worker_init"](None)

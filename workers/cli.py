@@ -45,10 +45,14 @@ def worker_command(burst, fork):
 
     import redis
 
+    from app import metrics
+
     schedules.start_watchdog(app)
+    if int(config["WORKER_METRICS_PORT"]):
+        metrics.serve_process(config, config["WORKER_METRICS_PORT"])
     # Without fork the relay keeps its Kafka producer and DB pool between jobs (the producer
     # is still built lazily, in the process that uses it); --fork isolates each job instead.
-    worker_class = Worker if fork else SimpleWorker
+    worker_class = runtime.stopping_aware(Worker if fork else SimpleWorker)
     backoff = 1
     while True:
         try:

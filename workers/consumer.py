@@ -17,7 +17,7 @@ import time
 
 import sqlalchemy as sa
 
-from app import kafka
+from app import kafka, metrics
 from app.reactions import InvalidEvent, apply_event
 from app.throttle import log_throttled, reset
 
@@ -59,6 +59,7 @@ def dead_letter(producer, msg, error, interval=30):
                          on_delivery=lambda err, _m: result.setdefault("err", err))
         producer.flush(60)
         if result.get("err") is None and "err" in result:
+            metrics.count_dead_letter(msg.topic())
             log.warning("Dead-lettered message %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), error)
             return
         log_throttled(log, "dlq-publish", interval, "Dead-letter publish failed (%s); retrying", result.get("err"))
@@ -154,13 +155,24 @@ def handle_batch(engine, producer, consumer, msgs, interval=30, stopping=lambda:
         log.warning("Consumer fault injection: %d applied, pausing %.1fs before storing offsets", len(items), pause)
         time.sleep(pause)
     # Only now: every effect (or its dead letter) is durable.
+    done = {}
     for msg in msgs:
         if not msg.error():
             consumer.store_offsets(message=msg)
+            done[msg.topic()] = done.get(msg.topic(), 0) + 1
+    for topic, n in done.items():
+        metrics.count_consumed(topic, n)
 
 
 def run(app, group=None, stop=None):
-    """Consume the event topics until SIGTERM/SIGINT (or `stop()` is true)."""
+    """Consume the event topics until SIGTERM/SIGINT (or `stop()` is true).
+
+    Graceful stop: a signal only sets a flag. The batch in hand is finished (effects
+    committed, then its offsets stored), no further poll is made, and the stored offsets are
+    committed synchronously before the consumer leaves its group. A message still being
+    retried (database down) is given up instead: its offset is not stored, so the next
+    consumer gets it again and the ProcessedEvent rows keep it from applying twice.
+    """
     from confluent_kafka import Consumer, Producer
 
     from app.extensions import db
@@ -176,7 +188,12 @@ def run(app, group=None, stop=None):
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    consumer = Consumer(kafka.consumer_config(config, group))
+    conf = kafka.consumer_config(config, group)
+    port = int(config["CONSUMER_METRICS_PORT"])
+    if port:
+        metrics.serve_process(config, port)
+        conf.update({"statistics.interval.ms": int(config["CONSUMER_STATS_INTERVAL_MS"]), "stats_cb": metrics.consumer_stats})
+    consumer = Consumer(conf)
     producer = Producer(kafka.producer_config(config))
     consumer.subscribe(kafka.event_topics(config))
     log.info("Consumer %s listening on %s", group, ", ".join(kafka.event_topics(config)))
@@ -195,6 +212,20 @@ def run(app, group=None, stop=None):
                     handle_batch(db.engine, producer, consumer, msgs, interval, lambda: stopping["now"], pause)
                 except Stopping:
                     break  # offsets not stored: the messages are redelivered to the next consumer
+        _commit_stored(consumer)
     finally:
         consumer.close()
         producer.flush(10)
+
+
+def _commit_stored(consumer):
+    """Commit the offsets stored so far, waiting for the broker (the auto-commit timer may not have fired yet)."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    try:
+        consumer.commit(asynchronous=False)
+        log.info("Consumer stopping: stored offsets committed")
+    except KafkaException as exc:
+        if exc.args and exc.args[0].code() == KafkaError._NO_OFFSET:
+            return  # nothing consumed since the last commit
+        log.warning("Consumer stopping: offset commit failed (%s); close() tries again", exc)

@@ -20,13 +20,13 @@ import time
 import sqlalchemy as sa
 from flask import current_app
 
-from app import kafka
+from app import kafka, metrics
 from app.delivery import RELAY_KICK_KEY
 from app.extensions import redis_client
 from app.throttle import log_throttled, reset
 from models.base import utcnow
 from models.outbox import OutboxEvent
-from workers.runtime import with_app
+from workers.runtime import stopping, with_app
 from workers.schedules import continue_chain, ensure_repeating
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,8 @@ def relay_batch(session, config, producer):
         # Fault injection for the tests: the window between delivery and marking.
         log.warning("Relay fault injection: %d delivered, pausing %.1fs before marking", len(results), pause)
         time.sleep(pause)
-    results.update(_dead_letter_unpublishable(producer, rows, results, timeout))
+    dead = _dead_letter_unpublishable(producer, rows, results, timeout)
+    results.update(dead)
     published, failed, blocked_keys, errors = [], [], set(), []
     for row in rows:
         err = results.get(row.id, "no delivery report")
@@ -186,6 +187,7 @@ def relay_batch(session, config, producer):
     else:
         reset("relay-publish")
     session.commit()
+    metrics.count_relay(len(published), len(failed), len(dead))
     return len(published), len(failed)
 
 
@@ -199,7 +201,7 @@ def relay_until_empty(config=None, max_seconds=60):
     deadline = time.monotonic() + max_seconds
     session = sa.orm.Session(bind=db.engine)
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stopping():
             ok, failed = relay_batch(session, config, producer)
             total_ok += ok
             total_failed += failed

@@ -3,7 +3,30 @@
 import functools
 import os
 
-_state = {"app": None, "pid": None}
+_state = {"app": None, "pid": None, "stopping": False}
+
+
+def stopping():
+    """True once this worker process was asked to stop (SIGTERM/SIGINT): a long job ends after its current step."""
+    return _state["stopping"]
+
+
+def stopping_aware(worker_class):
+    """`worker_class` (an RQ worker) whose warm shutdown also sets `stopping()`, so the running job can end early and cleanly.
+
+    RQ's warm shutdown lets the current job run to its end; the relay's job checks
+    `stopping()` between batches, so SIGTERM costs at most one batch's wait, never a
+    half-marked one.
+    """
+
+    class StoppingAware(worker_class):
+        def request_stop(self, signum, frame):
+            """RQ's warm shutdown, after noting it for the running job."""
+            _state["stopping"] = True
+            return super().request_stop(signum, frame)
+
+    StoppingAware.__name__ = worker_class.__name__
+    return StoppingAware
 
 
 def set_app(app):
