@@ -232,6 +232,18 @@ class Config:
     AWS_ACCESS_KEY_ID = os.environ.get("AWS_ACCESS_KEY_ID", "")
     AWS_SECRET_ACCESS_KEY = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
     # --- end attach ---
+    # --- imports: CSV / Excel imports of customers, meetings and tasks (app/services/imports.py) ---
+    IMPORT_MAX_MB = env_int("IMPORT_MAX_MB", 50)  # largest upload (413 beyond)
+    IMPORT_MAX_ROWS = env_int("IMPORT_MAX_ROWS", 200_000)  # most data rows of one file (400 beyond)
+    IMPORT_BATCH_SIZE = env_int("IMPORT_BATCH_SIZE", 500)  # rows per committed batch (the unit a resumed job redoes)
+    IMPORT_PREVIEW_ROWS = env_int("IMPORT_PREVIEW_ROWS", 20)  # rows the preview checks and shows
+    # "rq" (an RQ job on RQ_QUEUE) or "thread" (the web process runs the same job in a thread);
+    # empty: rq with REDIS_URL, else thread (the embedded default).
+    IMPORT_RUNNER = os.environ.get("IMPORT_RUNNER", "")
+    IMPORT_JOB_TIMEOUT = env_int("IMPORT_JOB_TIMEOUT", 3600)  # seconds RQ lets one import job run
+    # Fault injection (tests only): seconds the job sleeps after each committed batch.
+    IMPORT_FAULT_PAUSE_AFTER_BATCH = float(os.environ.get("IMPORT_FAULT_PAUSE_AFTER_BATCH") or 0)
+    # --- end imports ---
 
     # Events (seed names kept). Disabled: the outbox drains in-process.
     KAFKA_ENABLED = env_bool("KAFKA_ENABLED", False)

@@ -44,6 +44,8 @@ CUSTOMER, MEETING, TASK, APPROVAL = "Customer", "Meeting", "Task", "ApprovalRequ
 NOTIFICATION, AUDIT = "Notification", "AuditLog"
 #: Meeting-note screening: its queue of flags and its phrase rules (app/services/screening.py).
 SCREENING, SCREENING_RULE = "MeetingFlag", "ScreeningRule"
+#: imports: the import screen and /api/imports; what each row writes needs its kind's own permission too.
+IMPORT = "Import"
 
 ROLE_PERMISSIONS = {
     SALES: {
@@ -52,6 +54,7 @@ ROLE_PERMISSIONS = {
         TASK: [READ, ADD, EDIT, DELETE],
         APPROVAL: [READ, ADD, RECALL],
         NOTIFICATION: [READ, EDIT, DELETE],
+        IMPORT: [READ, ADD],
     },
     MANAGER: {
         CUSTOMER: [READ, EDIT],
@@ -101,6 +104,7 @@ MENU_FOR_RESOURCE = {
     AUDIT: ["Audit Log", "Admin"],
     SCREENING: ["Screening queue", "Compliance"],
     SCREENING_RULE: ["Screening rules", "Compliance"],
+    IMPORT: ["Imports", "Sales"],
 }
 ROLES = (ADMIN, MANAGER, SALES, COMPLIANCE)
 
@@ -156,7 +160,7 @@ def sync_roles(appbuilder):
         every_pair |= role_permission_pairs(role)
     for perm, view in every_pair:
         sm.add_permission_view_menu(perm, view)
-    for resource in (CUSTOMER, MEETING, TASK, APPROVAL, NOTIFICATION, AUDIT, SCREENING_RULE):
+    for resource in (CUSTOMER, MEETING, TASK, APPROVAL, NOTIFICATION, AUDIT, SCREENING_RULE, IMPORT):
         for perm in (READ, ADD, EDIT, DELETE):
             sm.add_permission_view_menu(perm, resource)
     sm.add_permission_view_menu(DECIDE, APPROVAL)

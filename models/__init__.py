@@ -9,6 +9,7 @@ from models.attachment import Attachment, OwnerType
 from models.audit import AuditAction, AuditChain, AuditLog
 from models.counters import RecordCounter
 from models.customer import CompanySize, Customer, InvestmentProfile
+from models.imports import DedupeMode, Import, ImportKind, ImportRow, ImportStatus, RowOutcome
 from models.meeting import Meeting, MeetingStatus, MeetingType
 from models.notification import Notification, NotificationType
 from models.outbox import OutboxEvent, ProcessedEvent
@@ -32,6 +33,12 @@ __all__ = [
     "CompanySize",
     "Customer",
     "InvestmentProfile",
+    "DedupeMode",
+    "Import",
+    "ImportKind",
+    "ImportRow",
+    "ImportStatus",
+    "RowOutcome",
     "RecordCounter",
     "Meeting",
     "MeetingStatus",

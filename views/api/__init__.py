@@ -16,12 +16,15 @@ from app import budget, caching, fastpath, http, ratelimits, tokens
 from app.extensions import csrf, db, limiter
 from app.services import errors
 from app.services.errors import DomainError
-from views.api import approvals, attachments, audit, auth, customers, health, meetings, notifications, openapi, reports, screening, tasks
+from views.api import (
+    approvals, attachments, audit, auth, customers, health, imports, meetings, notifications, openapi, reports, screening,
+    tasks,
+)
 from views.api.common import error_response
 
 log = logging.getLogger(__name__)
 
-RESOURCES = (auth, customers, meetings, tasks, approvals, notifications, reports, audit, screening, openapi, attachments)
+RESOURCES = (auth, customers, meetings, tasks, approvals, notifications, reports, audit, screening, openapi, attachments, imports)
 
 
 def create_blueprint():
