@@ -6,7 +6,7 @@ VENV ?= .venv
 PORT ?= 8080
 BIN := $(VENV)/bin
 
-.PHONY: run test venv venv-dev browser prometheus assets up bench wrk soak clean
+.PHONY: run test venv venv-dev browser prometheus pdftools assets up bench wrk soak clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ prometheus:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
 	  || { echo "Could not install prometheus (need root and Debian's package index)"; exit 1; }; }
 
+# Debian's pdftotext (poppler-utils, with poppler-data for the Japanese CID font): the
+# report tests read the PDFs' text back with it.
+pdftools:
+	@command -v pdftotext >/dev/null 2>&1 || { \
+	  echo "Installing Debian's poppler-utils for the PDF report tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils poppler-data >/dev/null) \
+	  || { echo "Could not install poppler-utils (need root and Debian's package index)"; exit 1; }; }
+
 # Front-end libraries (charts, calendar, autocomplete) from npm at the versions of
 # package-lock.json, copied to app/static/vendor/ (not committed, never loaded from a CDN).
 ASSETS := app/static/vendor/.built
@@ -60,7 +68,7 @@ run: venv assets
 up: venv assets
 	@PORT=$(PORT) BIN=$(BIN) scripts/up.sh
 
-test: venv-dev browser prometheus assets
+test: venv-dev browser prometheus pdftools assets
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # `make bench`: load BENCH_CUSTOMERS customers (+10x tasks, 2x meetings, 1x requests) into

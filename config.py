@@ -245,6 +245,22 @@ class Config:
     IMPORT_FAULT_PAUSE_AFTER_BATCH = float(os.environ.get("IMPORT_FAULT_PAUSE_AFTER_BATCH") or 0)
     # --- end imports ---
 
+    # --- reports: Excel and PDF reports built off the request (app/services/reports.py) ---
+    # "rq": an RQ job on RQ_QUEUE (the worker process); "thread": a thread of the web process
+    # (the embedded default); empty: rq when REDIS_URL is set, else thread.
+    REPORT_RUNNER = os.environ.get("REPORT_RUNNER", "")
+    REPORTS_DIR = os.environ.get("REPORTS_DIR", os.path.join(BASE_DIR, "instance", "reports"))
+    # Days a built report stays downloadable; the sweep deletes its file after that.
+    REPORT_RETENTION_DAYS = env_int("REPORT_RETENTION_DAYS", 30)
+    REPORT_SWEEP_SECONDS = env_int("REPORT_SWEEP_SECONDS", 3600)  # the worker's sweep of expired files
+    REPORT_JOB_TIMEOUT = env_int("REPORT_JOB_TIMEOUT", 1800)  # seconds one RQ build may take
+    # Most rows of a PDF report (laid out page by page, unlike the streamed Excel); more: 400.
+    REPORT_PDF_MAX_ROWS = env_int("REPORT_PDF_MAX_ROWS", 5000)
+    # The TrueType font of every PDF (app/pdf.py): Debian's IPA Gothic; when the file is
+    # missing, ReportLab's built-in Japanese CID font HeiseiKakuGo-W5.
+    PDF_FONT_PATH = os.environ.get("PDF_FONT_PATH", "/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf")
+    # --- end reports ---
+
     # Events (seed names kept). Disabled: the outbox drains in-process.
     KAFKA_ENABLED = env_bool("KAFKA_ENABLED", False)
     KAFKA_BROKERS = os.environ.get("KAFKA_BROKERS", "")

@@ -73,6 +73,16 @@ def recount_command():
         click.echo(f"Dashboard counters rebuilt: {keys} keys.")
 
 
+@crm_cli.command("reports-sweep")
+@with_appcontext
+def reports_sweep_command():
+    """Delete report files past REPORT_RETENTION_DAYS (the worker repeats this every REPORT_SWEEP_SECONDS)."""
+    from app.extensions import db
+    from app.services.reports import sweep_expired
+
+    click.echo(f"Expired reports removed: {sweep_expired(db.session)}")
+
+
 @crm_cli.command("health")
 @with_appcontext
 def health_command():

@@ -22,6 +22,7 @@ LINK_PREFIXES = (
     "/customerview/show/",
     "/approvals/pending/",
     "/approvals/mine/",
+    "/reports/download/",  # reports: "your report is ready"
 )
 #: The /api answers a link once pointed at, and the screen of the same record.
 LEGACY_PREFIXES = {

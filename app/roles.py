@@ -92,6 +92,10 @@ SELF_SERVICE = [
     ("can_add", "SavedView"),
     ("can_delete", "SavedView"),
     ("menu_access", "Saved views"),
+    # --- reports: each user's own Excel / PDF reports (app/services/reports.py) ---
+    ("can_read", "Report"),
+    ("can_add", "Report"),
+    ("menu_access", "Reports"),
 ]
 
 # Menu entries opened by a read permission on a resource.

@@ -13,6 +13,7 @@ from models.imports import DedupeMode, Import, ImportKind, ImportRow, ImportStat
 from models.meeting import Meeting, MeetingStatus, MeetingType
 from models.notification import Notification, NotificationType
 from models.outbox import OutboxEvent, ProcessedEvent
+from models.report import ReportRun, ReportStatus
 from models.saved_view import SavedView
 from models.screening import FlagStatus, MatchKind, MeetingFlag, ScreeningRule
 from models.task import OPEN_STATUSES, Task, TaskPriority, TaskStatus
@@ -49,6 +50,8 @@ __all__ = [
     "Reminder",
     "OutboxEvent",
     "ProcessedEvent",
+    "ReportRun",
+    "ReportStatus",
     "SavedView",
     "FlagStatus",
     "MatchKind",

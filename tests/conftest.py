@@ -47,7 +47,7 @@ def redis_url():
 
 
 @pytest.fixture(scope="session")
-def config_class(database_url, redis_url):
+def config_class(database_url, redis_url, tmp_path_factory):
     """The TestConfig pointed at this run's database and Redis."""
     from config import TestConfig, normalise_db_url
 
@@ -62,6 +62,10 @@ def config_class(database_url, redis_url):
             # Behind one proxy, as on Render: tests name the client in X-Forwarded-For
             # (`from_ip`). The default, no proxy believed, has tests of its own (test_proxy.py).
             "TRUSTED_PROXY_COUNT": 1,
+            # Reports are built by a thread of the test process (tests/test_reports.py runs the
+            # RQ job on a queue of its own), their files in this run's temporary directory.
+            "REPORT_RUNNER": "thread",
+            "REPORTS_DIR": str(tmp_path_factory.mktemp("reports")),
         },
     )
 

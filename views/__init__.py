@@ -58,6 +58,11 @@ def register_views(appbuilder):
     appbuilder.add_view_no_menu(GlobalSearchView)
     appbuilder.add_view(SavedViewsView, "Saved views", label=_("Saved views"), icon="fa-bookmark", category="Sales")
     # --- end find ---
+    # --- reports: Excel and PDF reports built by a worker (views/reports.py) ---
+    from views.reports import ReportsView
+
+    appbuilder.add_view(ReportsView, "Reports", label=_("Reports"), icon="fa-file-text-o", category="Sales")
+    # --- end reports ---
     # --- cust-cal: the calendar ---
     from views.calendar import CalendarView
 

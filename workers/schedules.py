@@ -31,6 +31,7 @@ REPEATING = {
     "sweep": ("workers.relay.sweep_job", "OUTBOX_SWEEP_SECONDS"),
     "reminders": ("workers.schedules.reminder_job", "REMINDER_SCAN_SECONDS"),
     "audit_seal": ("workers.schedules.audit_seal_job", "AUDIT_SEAL_SECONDS"),
+    "report-sweep": ("workers.reports.sweep_job", "REPORT_SWEEP_SECONDS"),  # reports: expired files
 }
 CHAIN_KEY = "crm:{queue}:chain:{kind}"
 MAX_BACKOFF = 60

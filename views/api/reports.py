@@ -20,7 +20,7 @@ from app.roles import APPROVAL, CUSTOMER, MEETING, READ, TASK
 from app.scope import scope_clause
 from app.serialize import json_value, to_camel
 from app.services.dashboard import dashboard_figures, rate
-from app.services.errors import Forbidden, NotFound
+from app.services.errors import Forbidden, NotFound, ValidationFailed
 from models.approval import ApprovalRequest, ApprovalStatus
 from models.base import utcnow
 from models.customer import Customer
@@ -237,3 +237,73 @@ def export(kind):
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
     )
+
+
+# --- reports: Excel and PDF reports built by a worker (app/services/reports.py) ----------
+
+
+def _report_kind(kind):
+    """The report `kind` of the path (404 when there is none) the caller's role may read (403 otherwise)."""
+    from app.services import reports
+
+    if kind not in reports.KINDS:
+        raise NotFound(f"unknown report {kind!r}; choose one of {', '.join(reports.KINDS)}")
+    report = reports.KINDS[kind]
+    if not can(READ, report.resource):
+        raise Forbidden(f"your role may not read {report.resource}")
+    return report
+
+
+@bp.post("/<kind>")
+@authenticated
+def request_report(kind):
+    """Ask for a report: `{"format": "xlsx"|"pdf", "params": {...}}`; 202 with the run, built by a worker."""
+    from app.services import reports
+
+    from views.api.common import json_body
+
+    _report_kind(kind)
+    body = json_body()
+    for key in body:
+        if key not in ("format", "params"):
+            raise ValidationFailed(f"unknown field {key!r}; send format and params", field=key)
+    run = reports.request_report(db.session, current_user(), kind, body.get("format", "xlsx"), body.get("params"))
+    return jsonify(success=True, data=reports.as_dict(run), id=run.id), 202
+
+
+@bp.get("/runs")
+@authenticated
+def my_reports():
+    """The caller's newest report runs with their status and progress."""
+    from app.services import reports
+
+    return jsonify(success=True, data=[reports.as_dict(r) for r in reports.mine(db.session, current_user())])
+
+
+@bp.get("/<kind>/<run_id>")
+@authenticated
+def report_status(kind, run_id):
+    """One run's status and progress (the asker's own, or any for an Admin; 404 otherwise)."""
+    from app.services import reports
+
+    run = reports.visible_run(db.session, run_id, current_user())
+    if run.kind != kind:
+        raise NotFound("report not found")
+    return jsonify(success=True, data=reports.as_dict(run), id=run.id)
+
+
+@bp.get("/<kind>/<run_id>/download")
+@authenticated
+def report_download(kind, run_id):
+    """The finished file (the asker's own, or any for an Admin; 404 otherwise, 409 while building)."""
+    from flask import send_file
+
+    from app.services import reports
+
+    run = reports.visible_run(db.session, run_id, current_user())
+    if run.kind != kind:
+        raise NotFound("report not found")
+    path, name, mimetype = reports.download(db.session, run_id, current_user())
+    response = send_file(path, mimetype=mimetype, as_attachment=True, download_name=name, max_age=0)
+    response.headers["Cache-Control"] = "no-store"
+    return response
