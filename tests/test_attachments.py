@@ -334,3 +334,91 @@ def test_ids_that_are_not_ids_are_404(client, auth):
     assert client.get("/api/customers/not-an-id/attachments", headers=auth("sales")).status_code == 404
     assert client.get("/api/meetings/00000000-0000-0000-0000-000000000000/attachments/zzz", headers=auth("sales")).status_code == 404
     assert client.get("/api/customers/x/attachments").status_code == 401
+
+
+# ---- screens ---------------------------------------------------------------------------
+
+SCREEN = {"customer": ("/attachments/customer", "/customerview/show"), "meeting": ("/attachments/meeting", "/meetingview/show"),
+          "approval": ("/attachments/approval", "/approvalrequestview/show")}
+
+
+def screen_upload(c, kind, record_id, data, name, **kwargs):
+    return c.post(f"{SCREEN[kind][0]}/{record_id}/upload", data={"file": (io.BytesIO(data), name)},
+                  content_type="multipart/form-data", **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["customer", "meeting", "approval"])
+def test_the_panel_uploads_lists_downloads_and_deletes_on_each_page(browser_login, make, db, users, attachment_storage, kind):
+    from app.services import approvals
+
+    record = owner_of(make, kind)
+    if kind == "approval":
+        approvals.recall(record.id, _user(db, users["sales"].id))
+    c = browser_login("sales")
+    page = c.get(f"{SCREEN[kind][1]}/{record.id}").get_data(as_text=True)
+    assert 'class="panel panel-default attachments-panel"' in page and 'enctype="multipart/form-data"' in page
+    assert f'action="{SCREEN[kind][0]}/{record.id}/upload"' in page and 'name="csrf_token"' in page
+
+    done = screen_upload(c, kind, record.id, PDF, "画面から.pdf")
+    assert done.status_code == 302 and done.headers["Location"].endswith(f"{SCREEN[kind][1]}/{record.id}")
+    (row,) = rows_of(db, record.id)
+    page = c.get(f"{SCREEN[kind][1]}/{record.id}").get_data(as_text=True)
+    link = f"{SCREEN[kind][0]}/{record.id}/{row.id}/download"
+    assert "画面から.pdf" in page and link in page
+    got = c.get(link)
+    assert got.status_code == 200 and got.data == PDF and got.headers["Content-Disposition"].startswith("attachment;")
+
+    assert c.post(f"{SCREEN[kind][0]}/{record.id}/{row.id}/delete", data={}).status_code == 302
+    assert rows_of(db, record.id)[0].deleted_at is not None
+    assert "画面から.pdf" not in c.get(f"{SCREEN[kind][1]}/{record.id}").get_data(as_text=True)
+    assert [a for a, _ in audit_rows(db, [row.id])] == ["CREATE", "DELETE"]
+
+
+@pytest.mark.parametrize("attachment_storage", ["local"], indirect=True)
+def test_another_rep_gets_404_on_every_screen_route(browser_login, make, db, attachment_storage):
+    customer = make.customer("sales")
+    owner = browser_login("sales")
+    assert screen_upload(owner, "customer", customer.id, PDF, "mine.pdf").status_code == 302
+    (row,) = rows_of(db, customer.id)
+    other = browser_login("sales2")
+    assert screen_upload(other, "customer", customer.id, PDF, "theirs.pdf").status_code == 404
+    assert other.get(f"/attachments/customer/{customer.id}/{row.id}/download").status_code == 404
+    assert other.post(f"/attachments/customer/{customer.id}/{row.id}/delete", data={}).status_code == 404
+    # Their own customer's path with this file's id: still not found.
+    own = make.customer("sales2")
+    assert other.get(f"/attachments/customer/{own.id}/{row.id}/download").status_code == 404
+    assert [(r.filename, r.deleted_at) for r in rows_of(db, customer.id)] == [("mine.pdf", None)]
+
+
+@pytest.mark.parametrize("attachment_storage", ["local"], indirect=True)
+def test_screen_refusals_name_the_field_and_write_nothing(browser_login, make, db, app, attachment_storage, monkeypatch):
+    customer = make.customer("sales")
+    c = browser_login("sales")
+    no_token = screen_upload(c, "customer", customer.id, PDF, "x.pdf", csrf=False)
+    assert no_token.status_code == 400
+    exe = screen_upload(c, "customer", customer.id, EXE, "invoice.pdf")
+    assert exe.status_code == 415 and "file: this type of file is not accepted" in exe.get_data(as_text=True)
+    monkeypatch.setitem(app.config, "ATTACHMENT_MAX_MB", 1)
+    over = screen_upload(c, "customer", customer.id, b"a" * (1024 * 1024 + 1), "over.txt")
+    assert over.status_code == 413 and "file: the file is larger than 1 MB" in over.get_data(as_text=True)
+    far = screen_upload(c, "customer", customer.id, b"a" * (3 * 1024 * 1024), "far.txt")
+    assert far.status_code == 413 and "file: the file is larger than 1 MB" in far.get_data(as_text=True)
+    assert rows_of(db, customer.id) == [] and stored_keys(attachment_storage) == []
+
+
+@pytest.mark.parametrize("attachment_storage", ["local"], indirect=True)
+def test_a_pending_request_shows_its_files_locked(browser_login, make, db, attachment_storage):
+    req = make.approval("sales")
+    c = browser_login("sales")
+    page = c.get(f"/approvalrequestview/show/{req.id}").get_data(as_text=True)
+    assert "attachments-locked" in page and 'class="attachment-upload' not in page
+    refused = screen_upload(c, "approval", req.id, PDF, "申込書.pdf")
+    assert refused.status_code == 409 and "status: a pending approval request is locked" in refused.get_data(as_text=True)
+    assert rows_of(db, req.id) == []
+
+
+def test_readers_see_the_panel_without_forms(browser_login, make):
+    customer = make.customer("sales")
+    page = browser_login("compliance").get(f"/customerview/show/{customer.id}").get_data(as_text=True)
+    assert "attachments-panel" in page and 'class="attachment-upload' not in page
+    assert browser_login("compliance").post(f"/attachments/customer/{customer.id}/upload", data={}).status_code == 403

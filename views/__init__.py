@@ -76,3 +76,8 @@ def register_views(appbuilder):
     from views.autocomplete import AutocompleteView
 
     appbuilder.add_view_no_menu(AutocompleteView)
+
+    # --- attach: files on customers, meetings and approval requests (views/attachments.py) ---
+    from views.attachments import install as install_attachments
+
+    install_attachments(current_app, appbuilder)

@@ -51,6 +51,7 @@ class MeetingView(ScopedModelView):
     class_permission_name = MEETING
     prepare = staticmethod(prepare_meeting)
     list_title = _("Meetings")
+    show_template = "crm/meeting_show.html"  # FAB's show, then the meeting's attachments
     label_columns = {
         "customer": _("Customer"),
         "title": _("Title"),
