@@ -63,9 +63,9 @@ def _embedded_stream(worker):
 
 
 def _embedded_audit_jobs(worker):
-    """Without a worker (the embedded default) the web process seals the audit chain itself (AUDIT_JOBS_IN_PROCESS)."""
+    """Without a worker (the embedded default) the web process seals the audit chain and runs retention (AUDIT_JOBS_IN_PROCESS)."""
     app = getattr(worker, "wsgi", None)
     if app is not None and hasattr(app, "config"):
-        from app.audit_chain import start_in_process
+        from app.audit_archive import start_in_process
 
         start_in_process(app)

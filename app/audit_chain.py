@@ -216,9 +216,9 @@ def verify(engine, ranges=(), batch=5000):
                     expected, prev, prev_label = part.last + 1, part.last_hash, f"archive {part.label}"
                 return True
 
-            rows = conn.execution_options(stream_results=True, yield_per=batch).execute(
+            rows = conn.execute(
                 sa.select(*CONTENT_COLUMNS, *LINK_COLUMNS).where(_T.c.seq.is_not(None), _T.c.seq <= head_seq)
-                .order_by(_T.c.seq)
+                .order_by(_T.c.seq).execution_options(stream_results=True, yield_per=batch)
             ).mappings()
             for row in rows:
                 seq = int(row["seq"])
@@ -300,10 +300,3 @@ def start_periodic(app, jobs):
     _started[id(app)] = thread
     thread.start()
     return thread
-
-
-def start_in_process(app):
-    """The embedded default (no worker): seal from a thread of the web process when AUDIT_JOBS_IN_PROCESS is on."""
-    if not app.config["AUDIT_JOBS_IN_PROCESS"]:
-        return None
-    return start_periodic(app, [("AUDIT_SEAL_SECONDS", seal_app)])

@@ -167,18 +167,27 @@ def audit_seal_command():
 
 @audit_cli.command("verify")
 @click.option("--no-seal", is_flag=True, help="Check only what is sealed already; do not link waiting rows first.")
+@click.option("--deep", is_flag=True, help="Also read every archive part (checksum, each row's hash, its positions).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @with_appcontext
-def audit_verify_command(no_seal, as_json):
-    """Walk the chain and name the first row changed or removed (exit 1 then)."""
+def audit_verify_command(no_seal, deep, as_json):
+    """Walk the chain (across archived months) and name the first row changed or removed (exit 1 then)."""
     import json
 
+    from app import audit_archive
     from app.audit_chain import seal, verify
     from app.extensions import db
 
+    directory = current_app.config["AUDIT_ARCHIVE_DIR"]
+    if deep:
+        try:
+            audit_archive.check_all(directory)
+        except audit_archive.ArchiveError as exc:
+            click.echo(f"Audit archive BROKEN: {exc}", err=True)
+            raise SystemExit(1) from None
     if not no_seal:
         seal(db.engine)
-    report = verify(db.engine)
+    report = verify(db.engine, audit_archive.ranges(directory))
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     elif report.ok:
@@ -188,3 +197,52 @@ def audit_verify_command(no_seal, as_json):
         click.echo(f"Audit chain BROKEN: {report.problem}", err=True)
     if not report.ok:
         raise SystemExit(1)
+
+
+@audit_cli.command("retain")
+@with_appcontext
+def audit_retain_command():
+    """Move whole months of audit rows older than AUDIT_RETENTION_MONTHS to AUDIT_ARCHIVE_DIR (the worker does it every AUDIT_RETENTION_SECONDS)."""
+    from app.audit_archive import retain_app
+
+    written = retain_app(current_app._get_current_object())
+    for manifest in written:
+        click.echo(f"Archived {manifest['rows']} rows of {manifest['month']} to {manifest['file']} (sha256 {manifest['sha256']}).")
+    if not written:
+        click.echo(f"No audit rows older than {current_app.config['AUDIT_RETENTION_MONTHS']} months.")
+
+
+@audit_cli.command("export")
+@click.option("--month", required=True, help="The archived month, YYYY-MM (UTC).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="File to write (default: standard output).")
+@with_appcontext
+def audit_export_command(month, fmt, output):
+    """Read an archived month back (its checksum and hashes checked first) as JSONL or CSV."""
+    import os
+
+    from app import audit_archive
+
+    try:
+        audit_archive.parse_month(month)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--month") from None
+    directory = current_app.config["AUDIT_ARCHIVE_DIR"]
+    try:
+        lines = audit_archive.export_lines(audit_archive.read_month(directory, month), fmt)
+        if output is None:
+            for line in lines:
+                click.echo(line, nl=False)
+            return
+        # Written whole under a temporary name first: a refused archive leaves no file behind.
+        tmp = f"{output}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                fh.writelines(lines)
+            os.replace(tmp, output)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except audit_archive.ArchiveError as exc:
+        raise click.ClickException(f"archive refused: {exc}") from None

@@ -66,6 +66,8 @@ def config_class(database_url, redis_url, tmp_path_factory):
             # RQ job on a queue of its own), their files in this run's temporary directory.
             "REPORT_RUNNER": "thread",
             "REPORTS_DIR": str(tmp_path_factory.mktemp("reports")),
+            # audit: this run's archived months, never the checkout's instance/audit-archive.
+            "AUDIT_ARCHIVE_DIR": str(tmp_path_factory.mktemp("audit-archive")),
         },
     )
 
@@ -296,7 +298,10 @@ def sqlite_app(config_class, tmp_path_factory):
     from app import create_app
 
     path = tmp_path_factory.mktemp("sqlite") / "crm.db"
-    application = create_app(type("SqliteConfig", (config_class,), {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}"}))
+    application = create_app(type("SqliteConfig", (config_class,), {
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
+        "AUDIT_ARCHIVE_DIR": str(path.parent / "audit-archive"),  # audit: this database's archive only
+    }))
     application.test_client_class = IsolatedClient
     result = application.test_cli_runner().invoke(args=["crm", "init"])
     assert result.exit_code == 0, result.output + repr(result.exception)

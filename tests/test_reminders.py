@@ -234,15 +234,46 @@ def test_forged_or_malformed_reminders_are_parked_and_notify_nobody(app, make, u
 def test_the_repeating_audit_seal_job_links_new_audit_rows(app, db):
     """workers.schedules.audit_seal_job (every AUDIT_SEAL_SECONDS on the worker) seals what was committed."""
     from app import audit
+    from app.audit_archive import ranges
     from app.audit_chain import verify
     from models import AuditLog
     from tests.helpers import unique_tag
 
+    from workers import runtime
+
+    runtime.set_app(app)  # the jobs' app is this run's, whichever test ran first
     rid = unique_tag("sealjob")
     audit.record(db.session, "UPDATE", "system", rid, None, user_id=None)
     db.session.commit()
     assert schedules.audit_seal_job() >= 1
     db.session.expire_all()
     row = db.session.query(AuditLog).filter(AuditLog.resource_id == rid).one()
-    assert row.seq is not None and verify(db.engine).ok
+    assert row.seq is not None and verify(db.engine, ranges(app.config["AUDIT_ARCHIVE_DIR"])).ok
     assert "audit_seal" in schedules.REPEATING
+
+
+def test_the_repeating_audit_retention_job_archives_months_past_retention(app, db):
+    """workers.schedules.audit_retention_job (every AUDIT_RETENTION_SECONDS) archives with the app's settings."""
+    import os
+    from datetime import datetime, timezone
+
+    from app import audit
+    from app.audit_archive import ranges
+    from app.audit_chain import verify
+    from models import AuditLog
+    from tests.helpers import unique_tag
+
+    from workers import runtime
+
+    runtime.set_app(app)
+    rid = unique_tag("retjob")
+    audit.record_many(db.session, [{"action": "UPDATE", "resource_type": "system", "resource_id": rid,
+                                    "timestamp": datetime(1988, 4, 2, tzinfo=timezone.utc), "user_id": None}])
+    db.session.commit()
+    assert schedules.audit_retention_job() >= 1
+    db.session.expire_all()
+    assert db.session.query(AuditLog).filter(AuditLog.resource_id == rid).count() == 0
+    directory = app.config["AUDIT_ARCHIVE_DIR"]
+    assert any(name.startswith("audit-1988-04") for name in os.listdir(directory))
+    assert verify(db.engine, ranges(directory)).ok
+    assert "audit_retention" in schedules.REPEATING

@@ -1,5 +1,5 @@
 """Repeating jobs on RQ's scheduler and the reminder scans (tasks due, overdue, meeting actions;
-approval requests waiting longer than APPROVAL_REMINDER_HOURS), and the audit chain's sealer.
+approval requests waiting longer than APPROVAL_REMINDER_HOURS), the audit chain's sealer and audit retention.
 
 A repeating job schedules its successor first thing (so a killed run does not end the
 chain); a Redis key names the live chain so a restarted worker supersedes the old one and
@@ -32,6 +32,7 @@ REPEATING = {
     "reminders": ("workers.schedules.reminder_job", "REMINDER_SCAN_SECONDS"),
     "audit_seal": ("workers.schedules.audit_seal_job", "AUDIT_SEAL_SECONDS"),
     "report-sweep": ("workers.reports.sweep_job", "REPORT_SWEEP_SECONDS"),  # reports: expired files
+    "audit_retention": ("workers.schedules.audit_retention_job", "AUDIT_RETENTION_SECONDS"),
 }
 CHAIN_KEY = "crm:{queue}:chain:{kind}"
 MAX_BACKOFF = 60
@@ -189,6 +190,17 @@ def audit_seal_job(chain=None):
         if not continue_chain(current_app.config, redis_client(), "audit_seal", chain):
             return "superseded"
     return seal(db.engine, wait=False)
+
+
+@with_app
+def audit_retention_job(chain=None):
+    """Repeating RQ job: move whole months past AUDIT_RETENTION_MONTHS to the archive; return how many rows moved."""
+    from app.audit_archive import retain_app
+
+    if chain is not None:
+        if not continue_chain(current_app.config, redis_client(), "audit_retention", chain):
+            return "superseded"
+    return sum(m["rows"] for m in retain_app(current_app._get_current_object()))
 
 
 def start_watchdog(app):
