@@ -19,7 +19,7 @@ from app.services.records import get_in_scope
 from models.screening import FlagStatus, MeetingFlag, ScreeningRule
 from views.base import ScopedModelView
 from views.datamodels import CrmInterface
-from views.display import local_time
+from views.display import local_time, yes_no
 
 STATUS_LABELS = {"open": _("Not reviewed"), "cleared": _("Cleared"), "escalated": _("Escalated")}
 FIELD_LABELS = {"title": _("Summary"), "description": _("Notes"), "next_action": _("Next action")}
@@ -94,6 +94,7 @@ class ScreeningRuleView(ScopedModelView):
     add_columns = edit_columns = ["phrase", "match", "reason", "active"]
     show_columns = ["phrase", "match", "reason", "active", "created_at"]
     search_columns = ["phrase", "active"]
+    formatters_columns = {"active": yes_no, "created_at": local_time}
     description_columns = {
         "phrase": _("Literal: found whatever the width, case or spacing. Regex: a Python regular expression over the folded text."),
     }
