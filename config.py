@@ -209,6 +209,21 @@ class Config:
     # board: a PENDING request this many hours old is highlighted on the approvals board and
     # its current approvers are reminded once per this many hours (workers/schedules.py).
     APPROVAL_REMINDER_HOURS = env_int("APPROVAL_REMINDER_HOURS", 24)
+    # Suitability (docs/compliance.md): a customer card reviewed longer ago than this, or
+    # missing a required item, is stale; a request on it is refused (`refuse`) or routed
+    # to Compliance (`compliance`).
+    CARD_REVIEW_MONTHS = env_int("CARD_REVIEW_MONTHS", 12)
+    CARD_STALE_POLICY = os.environ.get("CARD_STALE_POLICY", "refuse")
+    # A customer with no card at all: `legacy` routes on riskTolerance / investmentProfile as
+    # before cards existed; `compliance` adds the Compliance step; `refuse` refuses the request.
+    CARD_MISSING_POLICY = os.environ.get("CARD_MISSING_POLICY", "legacy")
+    # Elderly customers (JSDA guideline): age at the proposal date from the card's date of birth.
+    ELDERLY_SUPERVISOR_AGE = env_int("ELDERLY_SUPERVISOR_AGE", 75)
+    ELDERLY_NEXT_DAY_AGE = env_int("ELDERLY_NEXT_DAY_AGE", 80)
+    # The business-day calendar of executableFrom: a `holidays` financial-market code (XJPX:
+    # the Japan Exchange Group, national holidays and 12/31-1/3) and its time zone.
+    BUSINESS_CALENDAR = os.environ.get("BUSINESS_CALENDAR", "XJPX")
+    BUSINESS_TIMEZONE = os.environ.get("BUSINESS_TIMEZONE", "Asia/Tokyo")
 
     # --- find: global search and list exports ---
     # Rows per group in the navbar's dropdown, and on the search results page (also the

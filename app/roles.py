@@ -46,6 +46,8 @@ NOTIFICATION, AUDIT = "Notification", "AuditLog"
 SCREENING, SCREENING_RULE = "MeetingFlag", "ScreeningRule"
 #: imports: the import screen and /api/imports; what each row writes needs its kind's own permission too.
 IMPORT = "Import"
+# The product master (app/services/products.py): everyone reads it, Compliance maintains it.
+PRODUCT = "Product"
 
 ROLE_PERMISSIONS = {
     SALES: {
@@ -55,6 +57,7 @@ ROLE_PERMISSIONS = {
         APPROVAL: [READ, ADD, RECALL],
         NOTIFICATION: [READ, EDIT, DELETE],
         IMPORT: [READ, ADD],
+        PRODUCT: [READ],
     },
     MANAGER: {
         CUSTOMER: [READ, EDIT],
@@ -64,6 +67,7 @@ ROLE_PERMISSIONS = {
         NOTIFICATION: [READ, EDIT, DELETE],
         AUDIT: [READ],
         SCREENING: [READ],
+        PRODUCT: [READ],
     },
     COMPLIANCE: {
         CUSTOMER: [READ],
@@ -74,6 +78,7 @@ ROLE_PERMISSIONS = {
         AUDIT: [READ],
         SCREENING: [READ, DECIDE],
         SCREENING_RULE: [READ, ADD, EDIT, DELETE],
+        PRODUCT: [READ, ADD, EDIT],
     },
 }
 
@@ -109,6 +114,7 @@ MENU_FOR_RESOURCE = {
     SCREENING: ["Screening queue", "Compliance"],
     SCREENING_RULE: ["Screening rules", "Compliance"],
     IMPORT: ["Imports", "Sales"],
+    PRODUCT: ["Products", "Approvals"],
 }
 ROLES = (ADMIN, MANAGER, SALES, COMPLIANCE)
 

@@ -16,6 +16,7 @@ from flask_appbuilder.security.sqla.models import Role, User
 
 from models.customer import Customer
 from models.notification import Notification
+from models.product import Product
 
 ADMIN, MANAGER, SALES, COMPLIANCE = "Admin", "Manager", "Sales", "Compliance"
 SEES_ALL = frozenset({ADMIN, MANAGER, COMPLIANCE})
@@ -77,6 +78,9 @@ def scope_clause(model, user, uid=None):
     uid = user.id if uid is None else uid
     if model is Notification:
         return Notification.user_id == uid
+    if model is Product:
+        # The product master is shared: every signed-in user reads all of it.
+        return sa.true()
     conditions = []
     if model is Customer:
         conditions.append(Customer.deleted_at.is_(None))
@@ -127,6 +131,9 @@ def choice_clause(model, user, purpose=ASSIGN):
     """
     if model is User:
         return owner_choice_clause(user) if purpose == ASSIGN else filter_user_choice_clause(user)
+    if model is Product and purpose == ASSIGN:
+        # A request picks an active product only.
+        return sa.and_(scope_clause(model, user), Product.active.is_(True))
     return scope_clause(model, user)
 
 
@@ -140,7 +147,7 @@ def in_scope(obj, user):
         return obj.user_id == uid
     if model is Customer and obj.deleted_at is not None:
         return False
-    if sees_all(user):
+    if sees_all(user) or model is Product:
         return True
     return any(getattr(obj, col) == uid for col in getattr(model, "__scope_owner_columns__", ()))
 

@@ -10,10 +10,12 @@ from models.audit import AuditAction, AuditChain, AuditLog
 from models.counters import RecordCounter
 from models.customer import CompanySize, Customer, InvestmentProfile
 from models.imports import DedupeMode, Import, ImportKind, ImportRow, ImportStatus, RowOutcome
+from models.customer_card import AssetsBand, CustomerCard, IncomeBand, InvestmentHorizon
 from models.meeting import Meeting, MeetingStatus, MeetingType
 from models.notification import Notification, NotificationType
 from models.outbox import OutboxEvent, ProcessedEvent
 from models.report import ReportRun, ReportStatus
+from models.product import InvestmentPurpose, Product, ProductOrigin, ProductType
 from models.saved_view import SavedView
 from models.screening import FlagStatus, MatchKind, MeetingFlag, ScreeningRule
 from models.task import OPEN_STATUSES, Task, TaskPriority, TaskStatus
@@ -40,6 +42,14 @@ __all__ = [
     "ImportRow",
     "ImportStatus",
     "RowOutcome",
+    "AssetsBand",
+    "CustomerCard",
+    "IncomeBand",
+    "InvestmentHorizon",
+    "InvestmentPurpose",
+    "Product",
+    "ProductOrigin",
+    "ProductType",
     "RecordCounter",
     "Meeting",
     "MeetingStatus",

@@ -41,10 +41,17 @@ class ApprovalRequest(TimestampMixin, Model):
     processed_at = sa.Column(UTCDateTime, nullable=True)
     # Why a compliance step was added (JSON list of reason codes), shown to approvers.
     compliance_reasons = sa.Column(sa.JSON, nullable=True)
+    # The product picked from the master (null on requests from before the master).
+    product_id = sa.Column(sa.String(36), sa.ForeignKey("products.id"), nullable=True, index=True)
+    # The card version, product attributes, age and reasons frozen at submit (app/services/cards.py).
+    suitability_snapshot = sa.Column(sa.JSON, nullable=True)
+    # Elderly customers (80+): the first business day the approved order may be executed.
+    executable_from = sa.Column(sa.Date, nullable=True)
 
     requester = relationship("User", foreign_keys=[requester_id], lazy="joined")
     approver = relationship("User", foreign_keys=[approver_id])
     customer = relationship("Customer", lazy="joined", backref="approval_requests")
+    product = relationship("Product")
     steps = relationship(
         "ApprovalStep",
         back_populates="approval_request",
@@ -87,6 +94,8 @@ class ApprovalStep(Model):
     )
     sequence = sa.Column(sa.Integer, nullable=False)
     required_role = sa.Column(sa.String(64), nullable=False)
+    # What the step is for: null for the usual decision, SUPERVISOR_PREAPPROVAL for the elderly rule.
+    kind = sa.Column(sa.String(32), nullable=True)
     decided_by_id = sa.Column(sa.Integer, sa.ForeignKey("ab_user.id"), nullable=True, index=True)
     decision = enum_column(StepDecision, "step_decision", nullable=True)
     comment = sa.Column(sa.Text)

@@ -33,6 +33,13 @@ def register_views(appbuilder):
     # board: the approvals board (its menu opens with read on ApprovalRequest, app/roles.py)
     appbuilder.add_view(ApprovalBoardView, "Approvals Board", label=_("Approvals Board"), icon="fa-columns", category="Approvals")
     appbuilder.add_view(NotificationView, "Notifications", label=_("Notifications"), icon="fa-bell")
+    # suitability: the product master and the customer card's edit screen (docs/compliance.md)
+    from views.customer_cards import CustomerCardView
+    from views.products import ProductApi, ProductView
+
+    appbuilder.add_view(ProductView, "Products", label=_("Products"), icon="fa-cubes", category="Approvals")
+    appbuilder.add_view_no_menu(CustomerCardView)
+    appbuilder.add_api(ProductApi)
     # --- bell: the navbar's notification bell (views/notifications.py) ---
     from flask import current_app
 

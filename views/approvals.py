@@ -28,11 +28,14 @@ from views.base import ScopedModelApi, ScopedModelView, time_formatters
 from views.display import local_time
 from views.lists import InFilter, link_button
 
-ADDABLE = ["customer", "product_name", "product_risk", "amount", "comment"]
+ADDABLE = ["customer", "product", "product_name", "product_risk", "amount", "comment"]
 LABELS = {
     "customer": _("Customer"),
     "requester": _("Requested by"),
+    "product": _("Product (master)"),
     "product_name": _("Product"),
+    "executable_from": _("Executable from"),
+    "suitability_snapshot": _("Suitability snapshot"),
     "product_risk": _("Product risk (1-10)"),
     "amount": _("Amount (JPY)"),
     "comment": _("Comment"),
@@ -60,7 +63,12 @@ REASON_LABELS = {
     "PRODUCT_RISK_ABOVE_TOLERANCE": _("Product risk above the customer's risk tolerance"),
     "NO_INVESTMENT_PROFILE": _("Customer has no investment profile"),
     "SUITABILITY_CHANGED_RECENTLY": _("Sales changed the customer's suitability information recently"),
+    "EXPERIENCE_BELOW_MINIMUM": _("Customer's experience below the product's minimum"),
+    "PURPOSE_MISMATCH": _("Product does not suit the customer's investment purpose"),
+    "CARD_STALE": _("Customer card is stale (review overdue or items missing)"),
+    "NO_CUSTOMER_CARD": _("Customer has no customer card"),
 }
+KIND_LABELS = {"SUPERVISOR_PREAPPROVAL": _("Supervisor pre-approval (elderly customer)")}
 DECISION_LABELS = {"APPROVED": _("Approved"), "REJECTED": _("Rejected")}
 ROLE_LABELS = {"Manager": _("Manager"), "Compliance": _("Compliance")}
 
@@ -80,6 +88,7 @@ def template_helpers():
         "reason_labels": REASON_LABELS,
         "decision_labels": DECISION_LABELS,
         "role_labels": ROLE_LABELS,
+        "kind_labels": KIND_LABELS,
         "local_time": local_time,
         "current_step": service.current_step,
         "decidable_step": service.decidable_step,
@@ -118,7 +127,7 @@ class ApprovalRequestView(ScopedModelView):
     add_title = _("New approval request")
     label_columns = LABELS
     list_columns = ["requested_at", "customer", "product_name", "amount", "status", "requester"]
-    show_columns = ADDABLE + ["status", "requester", "approver", "requested_at", "processed_at", "compliance_reasons"]
+    show_columns = ADDABLE + ["status", "requester", "approver", "requested_at", "processed_at", "executable_from", "compliance_reasons"]
     add_columns = ADDABLE
     edit_columns = ADDABLE
     search_columns = ["status", "customer", "product_name", "requester", "amount", "requested_at"]
@@ -136,6 +145,8 @@ class ApprovalRequestView(ScopedModelView):
         "status": display.badge_formatter("approval_status"),
         "product_risk": display.risk_badge,
         "approver": display.text_or_dash,  # nobody until decided: a dash, not "None"
+        "executable_from": display.text_or_dash,
+        "product": display.text_or_dash,
     }
     show_template = "approvals/show.html"
 
@@ -324,6 +335,8 @@ class ApprovalRequestApi(ScopedModelApi):
     method_permission_name = {**API_METHOD_PERMISSIONS, "approve": "decide", "reject": "decide", "recall": "recall"}
     prepare = staticmethod(service.prepare_request)
     refuse_delete = staticmethod(service.refuse_delete)
+    # A request naming its product by id gets its name from the product master.
+    optional_add_columns = ("product_name",)
     list_columns = [
         "id",
         "requester_id",
@@ -337,6 +350,9 @@ class ApprovalRequestApi(ScopedModelApi):
         "requested_at",
         "processed_at",
         "compliance_reasons",
+        "product_id",
+        "executable_from",
+        "suitability_snapshot",
     ]
     show_columns = list_columns
     add_columns = ADDABLE

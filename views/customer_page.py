@@ -13,14 +13,15 @@ from flask_babel import lazy_gettext as _
 
 from app.extensions import db
 from app.i18n import display_zone
-from app.roles import ADD, APPROVAL, MEETING, TASK
-from app.services import customer_overview, timeline
+from app.roles import ADD, APPROVAL, CUSTOMER, EDIT, MEETING, TASK
+from app.services import cards, customer_overview, timeline
 from app.services.approvals import submit
 from app.services.errors import DomainError, NotFound, ValidationFailed
 from app.services.records import prepare_meeting, prepare_task
 from models.approval import ApprovalRequest
 from models.meeting import Meeting, MeetingType
 from models.task import Task, TaskPriority
+from views.customer_cards import card_context
 from views.approvals import LABELS as REQUEST_FIELD_LABELS
 from views.approvals import STATUS_BADGES as REQUEST_BADGES
 from views.approvals import STATUS_LABELS as REQUEST_LABELS
@@ -84,6 +85,18 @@ def show_value(value, field=None):
     return str(value)
 
 
+def active_products():
+    """The master's active products a request may pick (id, label), by name."""
+    import sqlalchemy as sa
+
+    from models.product import Product, ProductOrigin
+
+    rows = db.session.execute(
+        sa.select(Product).where(Product.active.is_(True), Product.origin == ProductOrigin.master).order_by(Product.name)
+    ).scalars().all()
+    return [(p.id, f"{p.name} [{p.code}] risk {p.risk_rating}{' complex' if p.complex else ''}") for p in rows]
+
+
 def may_add(kind):
     """True when the current user holds the add permission the quick-add form `kind` needs."""
     return current_app.appbuilder.sm.has_access(ADD, FORMS[kind])
@@ -125,6 +138,9 @@ def render(view, pk, status=200):
         request_badges=REQUEST_BADGES,
         priorities=list(TaskPriority),
         form=request.form if status != 200 else {},
+        products=active_products(),
+        may_edit_card=current_app.appbuilder.sm.has_access(EDIT, CUSTOMER) and cards.may_edit(user),
+        **card_context(customer),
     )
     return make_response(html, status)
 
@@ -190,6 +206,7 @@ def _build(kind, customer, user):
         raise ValidationFailed("amount is required", field="amount")
     req = ApprovalRequest(
         customer_id=customer.id,
+        product_id=(form.get("product_id") or "").strip() or None,
         product_name=(form.get("product_name") or "").strip(),
         product_risk=_int("product_risk"),
         amount=amount,

@@ -34,7 +34,7 @@ from app.context import acting_as
 from app.scope import COMPLIANCE, MANAGER, in_scope, role_names, scope_clause
 from app.serialize import column_values
 from app.services.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
-from app.services import suitability
+from app.services import business_days, cards, products, suitability
 from app.services.records import related_id, require_customer_in_scope
 from models.approval import ApprovalRequest, ApprovalStatus, ApprovalStep, StepDecision
 from models.audit import AuditAction
@@ -43,7 +43,10 @@ from models.base import utcnow
 #: Roles that decide steps (a step's required_role is one of these).
 DECIDER_ROLES = frozenset({MANAGER, COMPLIANCE})
 #: Columns fixed once a request is submitted (design.md §4: locked while pending).
-BUSINESS_FIELDS = ("requester_id", "customer_id", "product_name", "product_risk", "amount", "comment", "requested_at")
+BUSINESS_FIELDS = (
+    "requester_id", "customer_id", "product_name", "product_risk", "amount", "comment", "requested_at",
+    "product_id", "suitability_snapshot",
+)
 #: Step columns fixed once the step is decided.
 STEP_FIELDS = ("approval_request_id", "sequence", "required_role", "decided_by_id", "decision", "comment", "decided_at")
 FINAL_STATUSES = frozenset({ApprovalStatus.APPROVED, ApprovalStatus.REJECTED, ApprovalStatus.RECALLED})
@@ -51,12 +54,17 @@ MAX_COMMENT = 2000
 REJECT_NEEDS_COMMENT = "a comment is required to reject"
 
 
-def compliance_reasons(request, customer, threshold, suitability_days=0, now=None):
-    """Return why this request needs a compliance step (empty when it does not)."""
+def compliance_reasons(request, customer, threshold, suitability_days=0, now=None, tolerance=None):
+    """Return why this request needs a compliance step (empty when it does not).
+
+    `tolerance` is the customer card's risk tolerance when the customer has a card, else
+    the customer's riskTolerance is compared.
+    """
     reasons = []
+    tolerance = customer.risk_tolerance if tolerance is None else tolerance
     if Decimal(request.amount) >= Decimal(threshold):
         reasons.append("AMOUNT_AT_OR_ABOVE_THRESHOLD")
-    if request.product_risk is not None and request.product_risk > customer.risk_tolerance:
+    if request.product_risk is not None and request.product_risk > tolerance:
         reasons.append("PRODUCT_RISK_ABOVE_TOLERANCE")
     if customer.investment_profile is None:
         reasons.append("NO_INVESTMENT_PROFILE")
@@ -66,8 +74,8 @@ def compliance_reasons(request, customer, threshold, suitability_days=0, now=Non
 
 
 def _validate_business_fields(request):
-    if not (request.product_name or "").strip():
-        raise ValidationFailed("productName is required", field="productName")
+    if not (request.product_name or "").strip() and not related_id(request, "product_id", "product"):
+        raise ValidationFailed("productName is required (or productId)", field="productName")
     try:
         amount = Decimal(str(request.amount))
     except (InvalidOperation, TypeError, ValueError):
@@ -108,21 +116,53 @@ def submit(request, user, requested_at=None):
 
     _validate_business_fields(request)
     customer = require_customer_in_scope(related_id(request, "customer_id", "customer"), user)
+    # No autoflush: a form may have joined the half-filled request to its customer already.
+    requested_at = requested_at or utcnow()
+    with db.session.no_autoflush:
+        product = products.resolve_for_request(request, user)
+        # The card as it is now is judged and frozen into the request: a later change of the card
+        # does not touch this request's reasons or steps (refused here when the policy says so).
+        assessment = cards.assess(customer, cards.current(customer.id), product, requested_at, customer.risk_tolerance)
     request.customer = customer
     request.requester_id = user.id
     request.status = ApprovalStatus.PENDING
-    request.requested_at = requested_at or utcnow()
+    request.requested_at = requested_at
     config = current_app.config
-    reasons = compliance_reasons(request, customer, config["APPROVAL_COMPLIANCE_THRESHOLD"],
-                                 int(config["APPROVAL_SUITABILITY_CHANGE_DAYS"]), request.requested_at)
+    threshold = config["APPROVAL_COMPLIANCE_THRESHOLD"]
+    tolerance = assessment.snapshot["riskToleranceUsed"]
+    reasons = compliance_reasons(request, customer, threshold, int(config["APPROVAL_SUITABILITY_CHANGE_DAYS"]),
+                                 request.requested_at, tolerance=tolerance)
+    details = [(code, _legacy_detail(code, request, customer, threshold, tolerance)) for code in reasons]
+    details += [(code, detail) for code, detail in assessment.reasons if code not in reasons]
+    reasons = reasons + [code for code in assessment.codes if code not in reasons]
     request.compliance_reasons = reasons or None
-    request.steps = [ApprovalStep(sequence=1, required_role=MANAGER)]
+    assessment.snapshot["reasons"] = [{"code": code, "detail": detail} for code, detail in details]
+    request.suitability_snapshot = assessment.snapshot
+    request.steps = []
+    if assessment.supervisor_required:
+        # JSDA elderly-customer guideline: a supervisor (役席者) approves before the usual decision.
+        request.steps.append(ApprovalStep(sequence=1, required_role=MANAGER, kind=cards.SUPERVISOR_KIND))
+    request.steps.append(ApprovalStep(sequence=len(request.steps) + 1, required_role=MANAGER))
     if reasons:
-        request.steps.append(ApprovalStep(sequence=2, required_role=COMPLIANCE))
+        request.steps.append(ApprovalStep(sequence=len(request.steps) + 1, required_role=COMPLIANCE))
     db.session.add(request)
     db.session.flush()
     events.emit(db.session, "APPROVAL_REQUESTED", "approval", request.id, payload(request), actor_id=user.id)
     return request
+
+
+def _legacy_detail(code, request, customer, threshold, tolerance):
+    """A reader's line for one of the routing reasons that predate the customer card."""
+    if code == "AMOUNT_AT_OR_ABOVE_THRESHOLD":
+        return f"amount {request.amount} >= {threshold}"
+    if code == "PRODUCT_RISK_ABOVE_TOLERANCE":
+        return f"product risk {request.product_risk} > tolerance {tolerance}"
+    if code == "NO_INVESTMENT_PROFILE":
+        return "the customer has no investment profile"
+    if code == suitability.REASON:
+        stamp = customer.suitability_changed_at
+        return f"suitability changed by Sales at {stamp.isoformat() if stamp else '?'}"
+    return code
 
 
 # --- reading -------------------------------------------------------------------------
@@ -381,6 +421,9 @@ def _decide(request_id, user, decision, comment):
         kinds.append("APPROVAL_REJECTED")
     elif all(s.decision == StepDecision.APPROVED for s in request.steps if s is not step):
         ended.update(status=ApprovalStatus.APPROVED, processed_at=now)
+        if ((request.suitability_snapshot or {}).get("elderly") or {}).get("nextBusinessDayRequired"):
+            # JSDA elderly-customer guideline (80+): the order is taken the next business day or later.
+            ended["executable_from"] = business_days.next_business_day(now)
         kinds.append("APPROVAL_APPROVED")
     _claim(ApprovalRequest, request.id, ApprovalRequest.status == ApprovalStatus.PENDING, ended)
     _claim(ApprovalStep, step.id, ApprovalStep.decision.is_(None), decided)
@@ -468,7 +511,7 @@ def _guard_step(mapper, connection, target):
     """Refuse any write that changes a step once decided."""
     if _old_value(target, "decision") is not None and _changed_columns(target, STEP_FIELDS):
         raise Conflict(f"step {target.sequence} was already decided", field="status")
-    if _changed_columns(target, ("approval_request_id", "sequence", "required_role")):
+    if _changed_columns(target, ("approval_request_id", "sequence", "required_role", "kind")):
         raise Conflict("the routing of a submitted request cannot change", field="steps")
 
 

@@ -17,14 +17,14 @@ from app.extensions import csrf, db, limiter
 from app.services import errors
 from app.services.errors import DomainError
 from views.api import (
-    approvals, attachments, audit, auth, customers, health, imports, meetings, notifications, openapi, reports, screening,
-    tasks,
+    approvals, attachments, audit, auth, customers, health, imports, meetings, notifications, openapi, products, reports,
+    screening, tasks,
 )
 from views.api.common import error_response
 
 log = logging.getLogger(__name__)
 
-RESOURCES = (auth, customers, meetings, tasks, approvals, notifications, reports, audit, screening, openapi, attachments, imports)
+RESOURCES = (auth, customers, meetings, tasks, approvals, products, notifications, reports, audit, screening, openapi, attachments, imports)
 
 
 def create_blueprint():

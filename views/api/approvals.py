@@ -37,7 +37,10 @@ bp = Blueprint("crm_api_approvals", __name__, url_prefix="/approvals")
 
 FIELDS = {
     "customerId": Field("customer_id", "uuid", required=True),
-    "productName": Field("product_name", required=True, max_len=200),
+    # productId picks a product of the master; productName / productRisk (the seed's contract)
+    # match one or make one (app/services/products.py).
+    "productId": Field("product_id", "uuid"),
+    "productName": Field("product_name", max_len=200),
     "productRisk": Field("product_risk", "int", minimum=1, maximum=10),
     "amount": Field("amount", "decimal", required=True),
     "comment": Field("comment", max_len=5000),

@@ -266,6 +266,9 @@ class Field:
             if isinstance(raw, int) and not isinstance(raw, bool):
                 return raw
             raise ValidationFailed(f"{name} must be a user id", field=name)
+        if kind == "raw":
+            # Structured values (objects, lists) the service checks field by field.
+            return raw
         if kind == "bool":
             if not isinstance(raw, bool):
                 raise ValidationFailed(f"{name} must be true or false", field=name)

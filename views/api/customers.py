@@ -102,3 +102,50 @@ def delete_customer(customer_id):
     soft_delete_customer(customer)
     db.session.commit()
     return item(customer)
+
+
+# --- the customer card (app/services/cards.py): versions are added, never changed ---
+
+
+def _card_answer(customer, card, status=200):
+    from flask import jsonify
+
+    from app.services import cards
+
+    data = {"customerId": customer.id, "card": cards.as_dict(card), "state": cards.state_of(card).as_dict()}
+    return jsonify(success=True, data=data, id=card.id if card else None), status
+
+
+@bp.get("/<customer_id>/card")
+@requires(READ, CUSTOMER)
+def get_card(customer_id):
+    """The customer's current card version and whether it is current, stale or missing."""
+    from app.services import cards
+
+    customer = load(customer_id)
+    return _card_answer(customer, cards.current(customer.id))
+
+
+@bp.get("/<customer_id>/card/history")
+@requires(READ, CUSTOMER)
+def card_history(customer_id):
+    """Every version of the customer's card, newest first."""
+    from flask import jsonify
+
+    from app.services import cards
+
+    customer = load(customer_id)
+    data = [cards.as_dict(c) for c in cards.history(customer.id)]
+    return jsonify(success=True, data=data, pagination={"page": 1, "limit": len(data), "total": len(data), "totalPages": 1})
+
+
+@bp.post("/<customer_id>/card")
+@requires(EDIT, CUSTOMER)
+def add_card_version(customer_id):
+    """Add a new card version (items not sent are carried over; changeReason required)."""
+    from app.services import cards
+
+    customer = load(customer_id)
+    card = cards.save_version(customer.id, current_user(), json_body())
+    db.session.commit()
+    return _card_answer(customer, card, 201)
