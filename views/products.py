@@ -10,7 +10,7 @@ from wtforms import BooleanField, SelectMultipleField, StringField
 from app.roles import PRODUCT
 from app.services.errors import Conflict
 from app.services.products import prepare_product, years_text
-from models.product import InvestmentPurpose, Product, ProductType
+from models.product import InvestmentPurpose, Product, ProductOrigin, ProductType
 from views import display
 from views.base import ScopedModelApi, ScopedModelView, optional_enum_field, time_formatters
 from views.datamodels import CrmInterface
@@ -40,6 +40,7 @@ TYPE_LABELS = {
     ProductType.fx: _("FX"),
     ProductType.other: _("Other"),
 }
+ORIGIN_LABELS = {ProductOrigin.master: _("Product master"), ProductOrigin.request: _("Named in a request")}
 PURPOSE_LABELS = {
     InvestmentPurpose.capital_preservation: _("Capital preservation"),
     InvestmentPurpose.income: _("Income"),
@@ -91,6 +92,10 @@ class ProductView(ScopedModelView):
         "risk_rating": display.risk_badge,
         "product_type": lambda v: str(TYPE_LABELS.get(v, v)) if v else "—",
         "min_experience_years": lambda v: years_text(v) or "—",
+        "complex": display.yes_no,
+        "principal_protected": display.yes_no,
+        "active": display.yes_no,
+        "origin": lambda v: str(ORIGIN_LABELS.get(v, v)) if v else "—",
         "suitable_purposes": lambda v: ", ".join(str(PURPOSE_LABELS.get(InvestmentPurpose(p), p)) for p in (v or [])) or "—",
     }
     add_form_extra_fields = edit_form_extra_fields = {
