@@ -401,3 +401,44 @@ def test_reports_screen_requests_lists_and_refuses_bad_input(app, make, browser_
     got = c.get(f"/reports/download/{run_id}")
     _, _, rows = sheet_rows(got.data)
     assert [r[0] for r in rows[1:]] == [f"{tag}社"]
+
+
+def test_a_build_that_lost_its_worker_is_marked_failed_by_the_sweep(app, users, db):
+    from app.services import reports
+    from models.base import utcnow
+    from models.report import ReportRun, ReportStatus
+
+    now = utcnow()
+    started = now - timedelta(seconds=app.config["REPORT_JOB_TIMEOUT"] + 60)
+    lost = ReportRun(user_id=users["sales"].id, kind="customers", format="xlsx", params={}, status=ReportStatus.RUNNING,
+                     created_at=started, started_at=started, expires_at=now + timedelta(days=1))
+    busy = ReportRun(user_id=users["sales"].id, kind="customers", format="xlsx", params={}, status=ReportStatus.RUNNING,
+                     created_at=now, started_at=now, expires_at=now + timedelta(days=1))
+    db.session.add_all([lost, busy])
+    db.session.commit()
+    folder = os.path.join(app.config["REPORTS_DIR"], str(users["sales"].id))
+    os.makedirs(folder, exist_ok=True)
+    part = os.path.join(folder, f"{lost.id}.xlsx.part")
+    open(part, "wb").close()
+    reports.sweep_expired(db.session)
+    db.session.expire_all()
+    assert db.session.get(ReportRun, lost.id).status == ReportStatus.FAILED
+    assert db.session.get(ReportRun, lost.id).error == reports.INTERRUPTED and not os.path.exists(part)
+    assert db.session.get(ReportRun, busy.id).status == ReportStatus.RUNNING
+    # A run that is not QUEUED is never built (again): a re-delivered job leaves it alone.
+    assert reports.build(lost.id) is None and db.session.get(ReportRun, lost.id).status == ReportStatus.FAILED
+
+
+def test_a_sales_rep_naming_another_reps_id_gets_none_of_their_rows(app, client, auth, make, users):
+    tag = unique_tag("他人")
+    make.customer("sales", name=f"{tag}自社")
+    make.customer("sales2", name=f"{tag}他社")
+    _, data = built(app, client, auth("sales"), "customers", q=tag, assignedSalesId=users["sales2"].id)
+    _, _, rows = sheet_rows(data)
+    assert rows[1:] == []
+    _, data = built(app, client, auth("sales"), "overdue", userId=users["sales2"].id)
+    _, _, rows = sheet_rows(data)
+    assert all(r[2] != "Sales2 User" for r in rows[1:])
+    _, data = built(app, client, auth("sales"), "activity", salesId=users["sales2"].id)
+    _, _, rows = sheet_rows(data)
+    assert [r[0] for r in rows[1:]] == ["合計"] and rows[-1][2] == 0

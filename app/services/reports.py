@@ -857,11 +857,30 @@ def as_dict(run):
     }
 
 
+#: The error of a run whose build stopped without finishing (its worker was killed).
+INTERRUPTED = "the build stopped before it finished (its worker ended); ask for the report again"
+
+
 def sweep_expired(session, now=None, config=None):
-    """Delete the files of runs past `expires_at` and mark them EXPIRED; return how many."""
+    """Delete the files of runs past `expires_at` and mark them EXPIRED; return how many.
+
+    A run RUNNING for longer than REPORT_JOB_TIMEOUT lost its worker (RQ gave up on the
+    job, or the process was killed): it is marked FAILED so its asker sees why, and its
+    partial file (a `.part`, never served) is removed.
+    """
     config = config or current_app.config
     now = now or utcnow()
     root = reports_dir(config)
+    stale = session.execute(
+        sa.select(ReportRun).where(ReportRun.status == ReportStatus.RUNNING,
+                                   ReportRun.started_at < now - timedelta(seconds=config["REPORT_JOB_TIMEOUT"]))
+        .limit(1000)
+    ).scalars().all()
+    for run in stale:
+        part = os.path.join(root, str(run.user_id), f"{run.id}.{run.format}.part")
+        if os.path.exists(part):
+            os.unlink(part)
+        run.status, run.error, run.finished_at = ReportStatus.FAILED, INTERRUPTED, now
     runs = session.execute(
         sa.select(ReportRun).where(ReportRun.expires_at <= now, ReportRun.status != ReportStatus.EXPIRED)
         .limit(1000)
