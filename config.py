@@ -320,6 +320,17 @@ class Config:
     BACKUP_DIR = os.environ.get("BACKUP_DIR", os.path.join(BASE_DIR, "instance", "backups"))
     # The code's version named in each backup's manifest (Render sets RENDER_GIT_COMMIT).
     APP_VERSION = os.environ.get("APP_VERSION") or os.environ.get("RENDER_GIT_COMMIT", "dev")
+    # API keys for service clients (app/api_keys.py): FAB's API-key hooks on the CRM's own keys.
+    FAB_API_KEY_ENABLED = True
+    FAB_API_KEY_PREFIXES = ["crm_"]
+    API_KEY_REDIS_PREFIX = os.environ.get("API_KEY_REDIS_PREFIX", "crm:apikey:")
+    # One API_KEY_USED audit row (and last_used_at) per key per this many seconds.
+    API_KEY_AUDIT_SECONDS = env_int("API_KEY_AUDIT_SECONDS", 60)
+    # A process believes what it read of a key (never its revocation) this long.
+    API_KEY_MEMO_SECONDS = env_int("API_KEY_MEMO_SECONDS", 60)
+    API_KEY_DEFAULT_DAYS = env_int("API_KEY_DEFAULT_DAYS", 90)
+    API_KEY_MAX_DAYS = env_int("API_KEY_MAX_DAYS", 365)
+    API_KEY_MAX_OVERLAP_HOURS = env_int("API_KEY_MAX_OVERLAP_HOURS", 168)
     # --- end ops ---
     # --- metrics: Prometheus (app/metrics.py) ---
     METRICS_ENABLED = env_bool("METRICS_ENABLED", True)  # `/metrics` and the request timing

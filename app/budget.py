@@ -97,12 +97,20 @@ def limit():
 
 def caller():
     """`user:<id>` for a request with a valid bearer token, else `ip:<client address>` (the login limits' key)."""
+    key = request.environ.get("crm.api_key")  # app/api_keys.py: a verified key has a budget of its own
+    if key is not None:
+        return key_caller(key)
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         claims = tokens.verified_claims(header[7:].strip())
         if claims is not None and claims.get("sub") is not None:
             return user_caller(claims)
     return ip_key()
+
+
+def key_caller(state):
+    """The budget's caller for a verified API key (app/api_keys.py's `KeyState`): the key."""
+    return f"key:{state.id}"
 
 
 def user_caller(claims):

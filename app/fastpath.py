@@ -32,7 +32,7 @@ from flask import current_app, g, request
 from flask_jwt_extended import get_jwt
 from werkzeug.exceptions import HTTPException
 
-from app import budget, caching, metrics, tokens
+from app import api_keys, budget, caching, metrics, tokens
 from app.extensions import redis_client
 
 log = logging.getLogger("crm.cache")
@@ -187,11 +187,16 @@ def answer(environ, route, locale):
         return None
     found = bearer_claims(environ.get("HTTP_AUTHORIZATION", ""))
     if found is None:
-        return None
+        # An API key this process has verified before (app/api_keys.py), checked in the same read.
+        key_claims = api_keys.fast_claims(environ)
+        if key_claims is None:
+            return None
+        found = (None, key_claims)
     if route[0].get("budget", True) and environ.get(budget.STATE) is None:
         item = budget.limit()
         if item is not None:
-            environ[budget.STATE] = budget.Charge(item, budget.user_caller(found[1]))
+            key = found[1].get("crm_api_key")
+            environ[budget.STATE] = budget.Charge(item, budget.key_caller(key) if key else budget.user_caller(found[1]))
     query_key = caching.query_key(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), locale)
     return _answer(pair, environ, found[1], *route, query_key)
 
@@ -200,7 +205,7 @@ def before_flask(environ):
     """True for a GET that `Middleware` answers (or leaves to Flask's normal path) itself: a bearer token, no cookie, Origin or `_l_`."""
     return (
         environ.get("REQUEST_METHOD") == "GET"
-        and environ.get("HTTP_AUTHORIZATION", "").startswith("Bearer ")
+        and (environ.get("HTTP_AUTHORIZATION", "").startswith("Bearer ") or "HTTP_X_API_KEY" in environ)
         and "HTTP_COOKIE" not in environ
         and "HTTP_ORIGIN" not in environ
         and "_l_" not in environ.get("QUERY_STRING", "")
@@ -211,7 +216,7 @@ def before_request():
     """The app's first before_request: `answer` for a bearer GET on a cached view that `Middleware` did not see."""
     environ = request.environ
     spec = caching.cacheable_read()
-    if spec is None or not environ.get("HTTP_AUTHORIZATION", "").startswith("Bearer "):
+    if spec is None or not (environ.get("HTTP_AUTHORIZATION", "").startswith("Bearer ") or "HTTP_X_API_KEY" in environ):
         return None
     if current_app.config["CACHE_WSGI_HITS"] and before_flask(environ):
         return None  # tried before Flask already: a miss or a refusal
@@ -233,8 +238,12 @@ def _answer(pair, environ, claims, spec, permission, query_key):
     scope = caching.endpoint_scope(spec, sub, roles, group_roles)
     entry_key = caching.answer_key(names, scope, query_key)
     prefix = backend.key_prefix
-    # The token's blocklist, family and token-epoch entries (app/tokens.py), then its auth epoch.
-    keys = [*tokens.revocation_keys(claims), *tokens.epoch_keys(sub)]
+    # The token's blocklist, family and token-epoch entries (app/tokens.py), or an API key's
+    # end entry (app/api_keys.py); then the user's auth epoch.
+    checks = api_keys if "crm_api_key" in claims else tokens
+    revocation = checks.revocation_keys(claims)
+    n_rev = len(revocation)
+    keys = [*revocation, *tokens.epoch_keys(sub)]
     keys += [prefix + caching.GEN_PREFIX + n for n in caching.AUTH_TABLES]
     keys += [prefix + caching.GEN_PREFIX + n for n in names]
     keys.append(prefix + entry_key)
@@ -247,11 +256,12 @@ def _answer(pair, environ, claims, spec, permission, query_key):
         return None
     budget.settle(environ=environ)  # paid in that read: 429 if the caller is over its budget
     # Revoked, or no copy of the token epoch yet: the normal path refuses or reads the database.
-    if tokens.judge(claims, values[0:3]) is not False or not _epoch_current(values[3:5], epoch):
-        log.debug("Fast path: token revoked, its token epoch unknown or its auth epoch stale")
+    if checks.judge(claims, values[:n_rev]) is not False or not _epoch_current(values[n_rev : n_rev + 2], epoch):
+        log.debug("Fast path: token or key revoked, its token epoch unknown or its auth epoch stale")
         return None
     n_auth = len(caching.AUTH_TABLES)
-    gens = [backend.serializer.loads(v) if v is not None else None for v in values[5 : 5 + n_auth + len(names)]]
+    first = n_rev + 2
+    gens = [backend.serializer.loads(v) if v is not None else None for v in values[first : first + n_auth + len(names)]]
     if any(v is None for v in gens):
         return None
     auth_gens = ",".join(str(v) for v in gens[:n_auth])
@@ -263,6 +273,8 @@ def _answer(pair, environ, claims, spec, permission, query_key):
     if permission is not None and not current_app.appbuilder.sm.roles_may(roles, group_roles, *permission, auth_gens):
         return None
     caching.count_hit(entry_key, fast=True)
+    if checks is api_keys:
+        api_keys.note_use_fast(claims["crm_api_key"], environ)
     body, etag = entry[1]
     return caching.etag_response(body, etag, environ=environ)
 

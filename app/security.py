@@ -203,6 +203,25 @@ class CrmSecurityManager(SecurityManager):
             return principal
         return super().load_user_jwt(_jwt_header, jwt_data)
 
+    @staticmethod
+    def extract_api_key_from_request():
+        """FAB's API-key hook (FAB_API_KEY_ENABLED): the key a request presents, as app/api_keys.py reads it (X-API-Key too)."""
+        from flask import request
+
+        from app import api_keys
+
+        return api_keys.presented(request.headers)
+
+    def validate_api_key(self, api_key_string):
+        """FAB's API-key hook: the user app/api_keys.py's before_request verified this request's key as, else None."""
+        from flask import request
+
+        from app import api_keys
+
+        if request.environ.get(api_keys.ENVIRON) is None:
+            return None
+        return g.user
+
     def role_refs(self, names):
         """(id, name) of FAB's roles named `names`, memoised until the permission tables change; None if one is unknown."""
         ids = caching.memo(AUTH_TABLES, ("role-ids",), lambda: {r.name: r.id for r in self.get_all_roles()})

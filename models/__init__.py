@@ -4,6 +4,7 @@ from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
 
 from models.analytics import EventCounter, Reminder
+from models.api_key import ApiKey, ApiKeyScope
 from models.approval import ApprovalRequest, ApprovalStatus, ApprovalStep, StepDecision
 from models.attachment import Attachment, OwnerType
 from models.audit import AuditAction, AuditChain, AuditLog
@@ -24,6 +25,8 @@ from models.token_epoch import TokenEpoch
 __all__ = [
     "Model",
     "User",
+    "ApiKey",
+    "ApiKeyScope",
     "ApprovalRequest",
     "ApprovalStatus",
     "ApprovalStep",

@@ -25,6 +25,7 @@ class AuditAction(StrEnum):
     RECALL = "RECALL"
     PASSWORD_CHANGED = "PASSWORD_CHANGED"  # by the user themself
     PASSWORD_RESET = "PASSWORD_RESET"  # by someone else (an Admin, `flask fab reset-password`)
+    API_KEY_USED = "API_KEY_USED"  # a service client's key was used (app/api_keys.py: at most once a minute per key)
 
 
 class AuditLog(Model):

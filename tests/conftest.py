@@ -312,6 +312,20 @@ def sqlite_app(config_class, tmp_path_factory):
         _db.engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def second_app(app, config_class):
+    """A second application on the run's database and Redis: another worker process's memory (app/api_keys.py)."""
+    from app import create_app
+
+    application = create_app(config_class)
+    application.test_client_class = IsolatedClient
+    yield application
+    from app.extensions import db as _db
+
+    with application.app_context():
+        _db.engine.dispose()
+
+
 @pytest.fixture()
 def fresh_app(config_class, database_url):
     """fresh_app(kind="postgresql"|"sqlite") -> the application on an empty database of its own, migrated with `crm init` (dropped afterwards).

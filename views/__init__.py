@@ -57,6 +57,10 @@ def register_views(appbuilder):
     )
     appbuilder.add_view(ScreeningRuleView, "Screening rules", label=_("Screening rules"), icon="fa-filter", category="Compliance")
     appbuilder.add_view(AuditLogView, "Audit Log", label=_("Audit Log"), icon="fa-history", category="Admin", category_label=_("Admin"))
+    # --- ops: API keys for service clients (app/api_keys.py), Admins only ---
+    from views.api_keys import ApiKeysView
+
+    appbuilder.add_view(ApiKeysView, "API keys", label=_("API keys"), icon="fa-key", category="Admin")
 
     # --- find: global search, saved views ---
     from views.saved_views import SavedViewsView

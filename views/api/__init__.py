@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, request, session
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from app import budget, caching, fastpath, http, ratelimits, tokens
+from app import api_keys, budget, caching, fastpath, http, ratelimits, tokens
 from app.extensions import csrf, db, limiter
 from app.services import errors
 from app.services.errors import DomainError
@@ -154,6 +154,8 @@ def init_api(app, appbuilder):
     # Cached GETs with a good token that did not meet app/fastpath.py before Flask: one Redis
     # round trip, no database; first, so the /api budget's own hook sees the charge it made.
     app.before_request_funcs.setdefault(None, []).insert(0, fastpath.before_request)
+    # API keys (app/api_keys.py), verified right after: a key's user for both APIs' views.
+    api_keys.install(app)
     ratelimits.install(app)
     http.install(app)
     # Cache hits answered before Flask's dispatch (app/fastpath.py).
