@@ -21,7 +21,8 @@ class ReportRun(Model):
     __tablename__ = "report_runs"
     # Downloads are the asker's own (and Admins'): app/services/reports.py checks that, not the scope rule.
     __scope_owner_columns__ = ("user_id",)
-    __audit_resource__ = None  # the runs are the log of themselves; downloads are logged
+    # Who asked for which data is audited (the request's CREATE row holds kind, format and parameters).
+    __audit_resource__ = "report_run"
 
     id = id_column()
     user_id = sa.Column(sa.Integer, sa.ForeignKey("ab_user.id", ondelete="CASCADE"), nullable=False)

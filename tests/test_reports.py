@@ -261,7 +261,8 @@ def test_only_the_asker_and_admins_download(app, client, auth, make, browser_log
     assert run["id"] not in {r["id"] for r in mine}
 
 
-def test_the_bell_says_when_the_report_is_ready(app, client, auth, make, users, db):
+def test_the_bell_says_when_the_report_is_ready_and_the_request_is_audited(app, client, auth, make, users, db):
+    from models.audit import AuditAction, AuditLog
     from models.notification import Notification
 
     tag = unique_tag("ベル")
@@ -269,6 +270,10 @@ def test_the_bell_says_when_the_report_is_ready(app, client, auth, make, users, 
     run, _ = built(app, client, auth("sales"), "customers", q=tag)
     note = db.session.query(Notification).filter_by(user_id=users["sales"].id, link=f"/reports/download/{run['id']}").one()
     assert "レポートの準備ができました" in note.title and not note.is_read
+    audit = db.session.query(AuditLog).filter_by(resource_type="report_run", resource_id=run["id"],
+                                                 action=AuditAction.CREATE).one()
+    assert audit.user_id == users["sales"].id
+    assert audit.changes["after"]["kind"] == "customers" and audit.changes["after"]["params"]["q"] == tag
 
 
 @pytest.mark.parametrize("kind,body,field", [

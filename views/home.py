@@ -47,6 +47,7 @@ RESOURCE_LABELS = {
     "approval_step": _("Approval step"),
     "user": _("User"),
     "notification": _("Notification"),
+    "report_run": _("Report"),  # reports: who asked for which report, with which parameters
 }
 # The screen of an audited record, where it has one.
 RESOURCE_SCREENS = {
