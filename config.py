@@ -429,6 +429,9 @@ class TestConfig(Config):
 class ProductionConfig(Config):
     """Production: refuses a default or missing secret, no Redis, and weak password hashing."""
 
+    # audit: no default archive folder, so retention never deletes rows into an ephemeral disk
+    # (a container's instance/); until AUDIT_ARCHIVE_DIR names a persistent one, rows stay.
+    AUDIT_ARCHIVE_DIR = os.environ.get("AUDIT_ARCHIVE_DIR", "")
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
     SECURITY_HSTS = True

@@ -21,6 +21,7 @@ chain stays verifiable after its oldest rows left the table.
 import gzip
 import hashlib
 import json
+import logging
 import os
 import re
 from datetime import datetime, timezone
@@ -31,6 +32,7 @@ from app.audit_chain import CONTENT_COLUMNS, LINK_COLUMNS, Range, digest, docume
 from models.audit import AuditLog
 from models.base import utcnow
 
+_log = logging.getLogger(__name__)
 FORMAT = 1
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _PART = re.compile(r"^audit-(\d{4}-\d{2})(?:\.p(\d+))?\.manifest\.json$")
@@ -240,6 +242,9 @@ def retain_app(app):
 
     with app.app_context():
         config = app.config
+        if not config["AUDIT_ARCHIVE_DIR"]:
+            _log.warning("AUDIT_ARCHIVE_DIR is not set: audit retention keeps every row")
+            return []
         return retain(db.engine, config["AUDIT_ARCHIVE_DIR"], int(config["AUDIT_RETENTION_MONTHS"]))
 
 

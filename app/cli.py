@@ -205,6 +205,8 @@ def audit_retain_command():
     """Move whole months of audit rows older than AUDIT_RETENTION_MONTHS to AUDIT_ARCHIVE_DIR (the worker does it every AUDIT_RETENTION_SECONDS)."""
     from app.audit_archive import retain_app
 
+    if not current_app.config["AUDIT_ARCHIVE_DIR"]:
+        raise click.ClickException("AUDIT_ARCHIVE_DIR is not set: name a persistent folder for the archive first")
     written = retain_app(current_app._get_current_object())
     for manifest in written:
         click.echo(f"Archived {manifest['rows']} rows of {manifest['month']} to {manifest['file']} (sha256 {manifest['sha256']}).")

@@ -266,3 +266,25 @@ def test_retention_on_sqlite(sqlite_app):
         assert code == 0 and out.splitlines() == expected
         assert _verify(sqlite_app, db).ok
         db.session.remove()
+
+
+def test_production_archives_nothing_until_the_archive_folder_is_named(app, db, monkeypatch):
+    """ProductionConfig has no default AUDIT_ARCHIVE_DIR (a container's disk is ephemeral): rows stay until it is set."""
+    import subprocess
+    import sys
+
+    from app.audit_archive import retain_app
+    from config import BASE_DIR
+
+    env = {k: v for k, v in os.environ.items() if k != "AUDIT_ARCHIVE_DIR"}
+    code = "from config import ProductionConfig as P, DevelopmentConfig as D; print(repr(P.AUDIT_ARCHIVE_DIR), D.AUDIT_ARCHIVE_DIR)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True).stdout.split()
+    assert out == ["''", os.path.join(BASE_DIR, "instance", "audit-archive")]
+    tag = unique_tag("noarch")
+    _write(db, tag, _at(1987, 6))
+    monkeypatch.setitem(app.config, "AUDIT_ARCHIVE_DIR", "")
+    assert retain_app(app) == [] and len(_rows(db, tag)) == 3
+    code, out = _cli(app, "retain")
+    assert code == 1 and "AUDIT_ARCHIVE_DIR is not set" in out
+    monkeypatch.undo()
+    assert [m["month"] for m in retain_app(app)] == ["1987-06"] and _rows(db, tag) == []
