@@ -80,6 +80,13 @@ def register_views(appbuilder):
     appbuilder.add_view(CalendarView, "Calendar", label=_("Calendar"), icon="fa-calendar", category="Sales")
     # --- end cust-cal ---
 
+    # --- imports: the import screen (views/imports.py) ---
+    from views.imports import ImportView, install as install_imports
+
+    appbuilder.add_view(ImportView, "Imports", label=_("Imports"), icon="fa-upload", category="Sales")
+    install_imports(current_app)
+    # --- end imports ---
+
     for api in (CustomerApi, MeetingApi, TaskApi, ApprovalRequestApi):
         appbuilder.add_api(api)
 
