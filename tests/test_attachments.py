@@ -139,6 +139,7 @@ def test_upload_list_download_delete_through_the_api(client, auth, make, db, att
     assert got.status_code == 200 and got.data == PDF
     assert got.mimetype == "application/pdf" and got.headers["Content-Length"] == str(len(PDF))
     assert got.headers["Content-Disposition"].startswith("attachment;") and "filename*=UTF-8''" in got.headers["Content-Disposition"]
+    assert got.headers["X-Content-Type-Options"] == "nosniff" and got.headers["Content-Security-Policy"].startswith("default-src 'none'")
 
     gone = client.delete(url(kind, record.id, data["id"]), headers=auth("sales"))
     assert gone.status_code == 200 and gone.json["data"]["deletedAt"]
@@ -210,6 +211,18 @@ def test_a_refused_commit_removes_the_stored_object(client, auth, make, db, atta
     assert resp.status_code == 500
     assert rows_of(db, customer.id) == []
     assert stored_keys(attachment_storage) == [], "the object stored before the refused commit is removed"
+
+
+@pytest.mark.parametrize("attachment_storage", ["local"], indirect=True)
+def test_the_list_pages_newest_first(client, auth, make, attachment_storage):
+    customer = make.customer("sales")
+    for i in range(3):
+        assert post_file(client, auth, "customer", customer.id, f"メモ{i}".encode(), f"memo{i}.txt").status_code == 201
+    first = client.get(url("customer", customer.id) + "?limit=2", headers=auth("sales")).json
+    second = client.get(url("customer", customer.id) + "?limit=2&page=2", headers=auth("sales")).json
+    assert [f["filename"] for f in first["data"]] == ["memo2.txt", "memo1.txt"]
+    assert [f["filename"] for f in second["data"]] == ["memo0.txt"]
+    assert first["pagination"]["total"] == 3 and first["pagination"]["totalPages"] == 2
 
 
 # ---- type by content -------------------------------------------------------------------
@@ -370,7 +383,7 @@ def test_the_panel_uploads_lists_downloads_and_deletes_on_each_page(browser_logi
 
     assert c.post(f"{SCREEN[kind][0]}/{record.id}/{row.id}/delete", data={}).status_code == 302
     assert rows_of(db, record.id)[0].deleted_at is not None
-    assert "画面から.pdf" not in c.get(f"{SCREEN[kind][1]}/{record.id}").get_data(as_text=True)
+    assert link not in c.get(f"{SCREEN[kind][1]}/{record.id}").get_data(as_text=True)
     assert [a for a, _ in audit_rows(db, [row.id])] == ["CREATE", "DELETE"]
 
 

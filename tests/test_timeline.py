@@ -114,3 +114,28 @@ def test_the_page_queries_run_on_sqlite_too(sqlite_app, sqlite_users):
         assert related["meetings"].total == 1 and related["meetings"].rows[0].title == "SQLite商談"
         start, end = (utcnow() - timedelta(days=1)).isoformat(), (utcnow() + timedelta(days=1)).isoformat()
         assert any(item["title"] == "SQLite商談" for item in calendar.feed(user, start, end))
+
+
+@pytest.mark.parametrize("attachment_storage", ["local"], indirect=True)
+def test_files_follow_their_records_scope_on_the_timeline(make, users, db, attachment_storage):
+    """A file added and deleted on the customer shows twice; one on another rep's meeting about it only to those who see that meeting."""
+    import io
+
+    from app.services import attachments
+    from models.attachment import OwnerType
+
+    customer = make.customer("sales")
+    theirs = make.meeting("sales2", customer=customer, title="他人の商談")
+
+    def add(kind, owner_id, who, name):
+        with acting_as(users[who]):
+            return attachments.upload(kind, owner_id, users[who], lambda: (io.BytesIO(b"%PDF-1.4 x"), name))
+
+    mine = add(OwnerType.customer, customer.id, "sales", "自分の提案書.pdf")
+    with acting_as(users["sales"]):
+        attachments.delete(OwnerType.customer, customer.id, mine.id, users["sales"])
+    add(OwnerType.meeting, theirs.id, "sales2", "他人の資料.pdf")
+    files = [(i.action, i.title) for i in customer_timeline(customer.id, users["sales"]).items if i.resource == "attachment"]
+    assert files == [("DELETE", "自分の提案書.pdf"), ("CREATE", "自分の提案書.pdf")]
+    seen_by_manager = {i.title for i in customer_timeline(customer.id, users["manager"]).items if i.resource == "attachment"}
+    assert seen_by_manager == {"自分の提案書.pdf", "他人の資料.pdf"}

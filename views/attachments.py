@@ -45,7 +45,7 @@ def panel(kind, owner_id):
     sm = current_app.appbuilder.sm
     may_read = sm.has_access(*service.READ_PERMISSION[kind])
     try:
-        owner, files = service.list_files(kind, owner_id, g.user)
+        owner, files, total = service.list_files(kind, owner_id, g.user)
     except NotFound:
         may_read = False
     if not may_read:
@@ -54,6 +54,7 @@ def panel(kind, owner_id):
     return {
         "kind": kind.value,
         "files": files,
+        "total": total,
         "may_read": may_read,
         "may_write": may_write,
         "locked": service.is_locked(kind, owner),

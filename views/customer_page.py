@@ -45,6 +45,7 @@ RESOURCE_LABELS = {
     "meeting": _("Meeting"),
     "task": _("Task"),
     "approval_request": _("Approval request"),
+    "attachment": _("Attachment"),
 }
 DELETED_LABEL = _("Deleted")
 

@@ -53,6 +53,8 @@ HEAD = 64 * 1024  # bytes of the start kept to recognise the type
 MULTIPART_OVERHEAD = 64 * 1024
 # [Content_Types].xml of a real Office file is a few KiB; a larger one is not read (zip bombs).
 CONTENT_TYPES_MAX = 256 * 1024
+#: Files a record's panel lists (newest first); /api pages through them all.
+PANEL_LIMIT = 50
 
 
 @dataclass(frozen=True)
@@ -139,10 +141,13 @@ def live_files(kind, owner_id):
     )
 
 
-def list_files(kind, owner_id, user):
-    """The live files of a record `user` may see, newest first (NotFound outside their scope)."""
+def list_files(kind, owner_id, user, page=1, limit=PANEL_LIMIT):
+    """(owner, one page of its live files newest first, how many it has) for a record `user` may see (NotFound outside their scope)."""
     owner = load_owner(kind, owner_id, user)
-    return owner, db.session.execute(live_files(kind, owner.id)).scalars().all()
+    stmt = live_files(kind, owner.id)
+    total = db.session.execute(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())).scalar()
+    rows = db.session.execute(stmt.offset((page - 1) * limit).limit(limit)).scalars().all()
+    return owner, rows, total
 
 
 def get_file(kind, owner_id, attachment_id, user):

@@ -17,6 +17,7 @@ from app.extensions import db
 from app.scope import in_scope, scope_clause
 from app.services.errors import NotFound, ValidationFailed
 from models.approval import ApprovalRequest
+from models.attachment import Attachment, OwnerType
 from models.audit import AuditLog
 from models.customer import Customer
 from models.meeting import Meeting
@@ -29,6 +30,8 @@ RELATED = {
     "meeting": (Meeting, Meeting.title),
     "task": (Task, Task.title),
     "approval_request": (ApprovalRequest, ApprovalRequest.product_name),
+    # attach: files added to and deleted from the customer and the records above
+    "attachment": (Attachment, Attachment.filename),
 }
 # Bookkeeping columns every write moves; they say nothing to the reader of a timeline.
 _QUIET = frozenset({"updated_at", "created_at", "id", "search_text"})
@@ -87,7 +90,25 @@ def parse_cursor(value):
 
 def _related_ids(model, customer_id, user):
     """The ids of `model` rows about the customer that `user` may see (a subquery)."""
+    if model is Attachment:
+        return _attachment_ids(customer_id, user)
     return sa.select(sa.cast(model.id, sa.String)).where(model.customer_id == customer_id, scope_clause(model, user))
+
+
+def _attachment_ids(customer_id, user):
+    """The files (deleted ones too) of the customer, and of its meetings and requests `user` may see: a file follows its record's scope."""
+    def owned_by(kind, model):
+        visible = sa.select(model.id).where(model.customer_id == customer_id, scope_clause(model, user))
+        return sa.and_(Attachment.owner_type == kind, Attachment.owner_id.in_(visible))
+
+    return sa.select(sa.cast(Attachment.id, sa.String)).where(
+        Attachment.customer_id == customer_id,
+        sa.or_(
+            Attachment.owner_type == OwnerType.customer,
+            owned_by(OwnerType.meeting, Meeting),
+            owned_by(OwnerType.approval_request, ApprovalRequest),
+        ),
+    )
 
 
 def _arms(customer_id, user):
@@ -100,9 +121,9 @@ def _arms(customer_id, user):
 def customer_timeline(customer_id, user, before=None, limit=None):
     """The timeline page of customer `customer_id` as `user` sees it (NotFound outside their scope).
 
-    Each arm (the customer, its meetings, tasks, requests) is read through the
+    Each arm (the customer, its meetings, tasks, requests, files) is read through the
     (resource_type, resource_id) index with its own LIMIT, newest first, and the arms are
-    merged in the same statement: a page costs one statement of four index probes,
+    merged in the same statement: a page costs one statement of five index probes,
     whatever the size of the audit log.
     """
     customer = db.session.get(Customer, str(customer_id)) if customer_id else None

@@ -65,11 +65,10 @@ def _route(rule, **options):
 def list_attachments(resource, owner_id):
     """The record's live files, newest first (`?page=`, `?limit=`)."""
     kind = _kind(resource, service.READ_PERMISSION)
-    _owner, rows = service.list_files(kind, _ids(kind, owner_id), current_user())
-    page = query_int("page", 1, minimum=1)
-    limit = query_int("limit", 50, minimum=1, maximum=100)
-    shown = rows[(page - 1) * limit : page * limit]
-    return listing([service.payload(r) for r in shown], page, limit, len(rows))
+    page = query_int("page", 1, minimum=1, maximum=10**6)
+    limit = query_int("limit", service.PANEL_LIMIT, minimum=1, maximum=100)
+    _owner, rows, total = service.list_files(kind, _ids(kind, owner_id), current_user(), page, limit)
+    return listing([service.payload(r) for r in rows], page, limit, total)
 
 
 @_route("/<owner_id>/attachments", methods=["POST"])
