@@ -408,7 +408,7 @@ def test_reports_screen_requests_lists_and_refuses_bad_input(app, make, browser_
     assert [r[0] for r in rows[1:]] == [f"{tag}社"]
 
 
-def test_a_build_that_lost_its_worker_is_marked_failed_by_the_sweep(app, users, db):
+def test_a_build_that_lost_its_worker_or_its_job_is_marked_failed_by_the_sweep(app, users, db):
     from app.services import reports
     from models.base import utcnow
     from models.report import ReportRun, ReportStatus
@@ -419,7 +419,9 @@ def test_a_build_that_lost_its_worker_is_marked_failed_by_the_sweep(app, users, 
                      created_at=started, started_at=started, expires_at=now + timedelta(days=1))
     busy = ReportRun(user_id=users["sales"].id, kind="customers", format="xlsx", params={}, status=ReportStatus.RUNNING,
                      created_at=now, started_at=now, expires_at=now + timedelta(days=1))
-    db.session.add_all([lost, busy])
+    forgotten = ReportRun(user_id=users["sales"].id, kind="overdue", format="pdf", params={},
+                          status=ReportStatus.QUEUED, created_at=started, expires_at=now + timedelta(days=1))
+    db.session.add_all([lost, busy, forgotten])
     db.session.commit()
     folder = os.path.join(app.config["REPORTS_DIR"], str(users["sales"].id))
     os.makedirs(folder, exist_ok=True)
@@ -430,6 +432,7 @@ def test_a_build_that_lost_its_worker_is_marked_failed_by_the_sweep(app, users, 
     assert db.session.get(ReportRun, lost.id).status == ReportStatus.FAILED
     assert db.session.get(ReportRun, lost.id).error == reports.INTERRUPTED and not os.path.exists(part)
     assert db.session.get(ReportRun, busy.id).status == ReportStatus.RUNNING
+    assert db.session.get(ReportRun, forgotten.id).status == ReportStatus.FAILED
     # A run that is not QUEUED is never built (again): a re-delivered job leaves it alone.
     assert reports.build(lost.id) is None and db.session.get(ReportRun, lost.id).status == ReportStatus.FAILED
 

@@ -864,17 +864,19 @@ INTERRUPTED = "the build stopped before it finished (its worker ended); ask for 
 def sweep_expired(session, now=None, config=None):
     """Delete the files of runs past `expires_at` and mark them EXPIRED; return how many.
 
-    A run RUNNING for longer than REPORT_JOB_TIMEOUT lost its worker (RQ gave up on the
-    job, or the process was killed): it is marked FAILED so its asker sees why, and its
-    partial file (a `.part`, never served) is removed.
+    A run RUNNING (or still QUEUED) for longer than REPORT_JOB_TIMEOUT lost its worker or
+    its job (RQ gave up, the process was killed, Redis lost the queue): it is marked FAILED
+    so its asker sees why, and its partial file (a `.part`, never served) is removed.
     """
     config = config or current_app.config
     now = now or utcnow()
     root = reports_dir(config)
+    cutoff = now - timedelta(seconds=config["REPORT_JOB_TIMEOUT"])
     stale = session.execute(
-        sa.select(ReportRun).where(ReportRun.status == ReportStatus.RUNNING,
-                                   ReportRun.started_at < now - timedelta(seconds=config["REPORT_JOB_TIMEOUT"]))
-        .limit(1000)
+        sa.select(ReportRun).where(sa.or_(
+            sa.and_(ReportRun.status == ReportStatus.RUNNING, ReportRun.started_at < cutoff),
+            sa.and_(ReportRun.status == ReportStatus.QUEUED, ReportRun.created_at < cutoff),
+        )).limit(1000)
     ).scalars().all()
     for run in stale:
         part = os.path.join(root, str(run.user_id), f"{run.id}.{run.format}.part")
