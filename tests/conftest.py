@@ -328,7 +328,7 @@ def second_app(app, config_class):
 
 @pytest.fixture()
 def fresh_app(config_class, database_url):
-    """fresh_app(kind="postgresql"|"sqlite") -> the application on an empty database of its own, migrated with `crm init` (dropped afterwards).
+    """fresh_app(kind="postgresql"|"sqlite", **config) -> the application on an empty database of its own, migrated with `crm init` (dropped afterwards).
 
     For tests that drop, replace or restore a whole database (app/backup.py): the run's
     shared database is never touched. `app.crm_database` names the PostgreSQL database.
@@ -338,7 +338,7 @@ def fresh_app(config_class, database_url):
 
     made = []
 
-    def make(kind="postgresql", tmp_dir=None):
+    def make(kind="postgresql", tmp_dir=None, **overrides):
         name = f"{database_url.rsplit('/', 1)[1]}_f{uuid.uuid4().hex[:6]}"
         if kind == "postgresql":
             uri = normalise_db_url(create_database(TEST_DATABASE_URL, name))
@@ -346,7 +346,7 @@ def fresh_app(config_class, database_url):
             import tempfile
 
             uri = "sqlite:///" + os.path.join(tmp_dir or tempfile.mkdtemp(), f"{name}.db")
-        application = create_app(type("FreshConfig", (config_class,), {"SQLALCHEMY_DATABASE_URI": uri}))
+        application = create_app(type("FreshConfig", (config_class,), {"SQLALCHEMY_DATABASE_URI": uri, **overrides}))
         application.test_client_class = IsolatedClient
         application.crm_database = name if kind == "postgresql" else None
         made.append(application)

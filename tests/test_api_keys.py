@@ -251,3 +251,57 @@ def test_only_admins_reach_the_screen_and_every_change_needs_the_csrf_token(app,
                                                    "scope": "read-write", "expires_in_days": "1"}, csrf=False)
     assert no_token.status_code == 400
     assert admin.get("/apikeys/create").status_code == 405
+
+
+def _user_and_key(application, role="Sales", scope="read-write"):
+    from app.extensions import db
+    from app.services.users import create_user
+    from tests.conftest import PASSWORD
+
+    with application.app_context():
+        user = create_user(f"svc-{uuid.uuid4().hex[:8]}@example.com", "Service", role, PASSWORD)
+        row, raw = api_keys.create("svc", user.id, role, scope, 30)
+        db.session.commit()
+        return row.id, raw
+
+
+def test_without_redis_the_row_decides_on_every_request(fresh_app, tmp_path):
+    """The embedded default (SQLite, no Redis, one process): keys work, revocation bites at once, uses are throttled."""
+    embedded = fresh_app("sqlite", tmp_dir=str(tmp_path), REDIS_URL="", RATELIMIT_STORAGE_URI="memory://")
+    pk, raw = _user_and_key(embedded)
+    client = embedded.test_client()
+    for _ in range(2):
+        assert client.get(LIST, headers={"X-API-Key": raw}).status_code == 200
+    assert client.post("/api/customers", json={}, headers={"X-API-Key": raw}).status_code == 400  # read-write: the view answers
+    from app.extensions import db
+
+    with embedded.app_context():
+        used = db.session.execute(sa.select(sa.func.count()).select_from(AuditLog).where(
+            AuditLog.action == AuditAction.API_KEY_USED, AuditLog.resource_id == pk)).scalar_one()
+        assert used == 1
+        api_keys.revoke(pk)
+        db.session.commit()
+    resp = client.get(LIST, headers={"X-API-Key": raw})
+    assert resp.status_code == 401 and "revoked" in resp.json["message"]
+
+
+def test_redis_down_refuses_key_checks_and_revocation_changes_nothing(fresh_app, private_redis):
+    """Fail closed: without the end entries a revoked key cannot be told apart; revoking answers 503 and writes nothing."""
+    from app.services.errors import Unavailable
+
+    isolated = fresh_app(REDIS_URL=private_redis.url, RATELIMIT_STORAGE_URI="memory://", REDIS_SOCKET_TIMEOUT=0.5, REDIS_CONNECT_TIMEOUT=0.25)
+    pk, raw = _user_and_key(isolated)
+    client = isolated.test_client()
+    assert client.get(LIST, headers={"X-API-Key": raw}).status_code == 200
+    private_redis.stop()
+    resp = client.get(LIST, headers={"X-API-Key": raw})
+    assert resp.status_code == 503 and "Redis" in resp.json["message"]
+    from app.extensions import db
+
+    with isolated.app_context():
+        try:
+            api_keys.revoke(pk)
+            raise AssertionError("revoke succeeded without Redis")
+        except Unavailable:
+            db.session.rollback()
+        assert db.session.get(ApiKey, pk).revoked_at is None
