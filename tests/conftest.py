@@ -326,6 +326,44 @@ def second_app(app, config_class):
         _db.engine.dispose()
 
 
+class _FreshApps:
+    """Applications on empty databases of their own, migrated with `crm init`; `close` drops them."""
+
+    def __init__(self, config_class, database_url):
+        self.config_class, self.database_url, self.made = config_class, database_url, []
+
+    def make(self, kind="postgresql", tmp_dir=None, **overrides):
+        """A new application on an empty `kind` database (config `overrides` on top of the run's)."""
+        import tempfile
+
+        from app import create_app
+        from config import normalise_db_url
+
+        name = f"{self.database_url.rsplit('/', 1)[1]}_f{uuid.uuid4().hex[:6]}"
+        if kind == "postgresql":
+            uri = normalise_db_url(create_database(TEST_DATABASE_URL, name))
+        else:
+            uri = "sqlite:///" + os.path.join(tmp_dir or tempfile.mkdtemp(), f"{name}.db")
+        application = create_app(type("FreshConfig", (self.config_class,), {"SQLALCHEMY_DATABASE_URI": uri, **overrides}))
+        application.test_client_class = IsolatedClient
+        application.crm_database = name if kind == "postgresql" else None
+        self.made.append(application)
+        result = application.test_cli_runner().invoke(args=["crm", "init"])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        return application
+
+    def close(self):
+        """Dispose of every engine and drop every PostgreSQL database made."""
+        from app.extensions import db as _db
+
+        for application in self.made:
+            with application.app_context():
+                _db.session.remove()
+                _db.engine.dispose()
+            if application.crm_database:
+                drop_database(TEST_DATABASE_URL, application.crm_database)
+
+
 @pytest.fixture()
 def fresh_app(config_class, database_url):
     """fresh_app(kind="postgresql"|"sqlite", **config) -> the application on an empty database of its own, migrated with `crm init` (dropped afterwards).
@@ -333,36 +371,17 @@ def fresh_app(config_class, database_url):
     For tests that drop, replace or restore a whole database (app/backup.py): the run's
     shared database is never touched. `app.crm_database` names the PostgreSQL database.
     """
-    from app import create_app
-    from config import normalise_db_url
+    apps = _FreshApps(config_class, database_url)
+    yield apps.make
+    apps.close()
 
-    made = []
 
-    def make(kind="postgresql", tmp_dir=None, **overrides):
-        name = f"{database_url.rsplit('/', 1)[1]}_f{uuid.uuid4().hex[:6]}"
-        if kind == "postgresql":
-            uri = normalise_db_url(create_database(TEST_DATABASE_URL, name))
-        else:
-            import tempfile
-
-            uri = "sqlite:///" + os.path.join(tmp_dir or tempfile.mkdtemp(), f"{name}.db")
-        application = create_app(type("FreshConfig", (config_class,), {"SQLALCHEMY_DATABASE_URI": uri, **overrides}))
-        application.test_client_class = IsolatedClient
-        application.crm_database = name if kind == "postgresql" else None
-        made.append(application)
-        result = application.test_cli_runner().invoke(args=["crm", "init"])
-        assert result.exit_code == 0, result.output + repr(result.exception)
-        return application
-
-    yield make
-    from app.extensions import db as _db
-
-    for application in made:
-        with application.app_context():
-            _db.session.remove()
-            _db.engine.dispose()
-        if application.crm_database:
-            drop_database(TEST_DATABASE_URL, application.crm_database)
+@pytest.fixture(scope="module")
+def scratch_app(config_class, database_url):
+    """One application on an empty PostgreSQL database of its own for a whole test module (`fresh_app`'s kind)."""
+    apps = _FreshApps(config_class, database_url)
+    yield apps.make()
+    apps.close()
 
 
 @pytest.fixture(scope="session")
