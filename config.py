@@ -445,6 +445,10 @@ class ProductionConfig(Config):
         if not os.environ.get("REDIS_URL"):
             # Token revocations and rate-limit counters must be shared by every worker.
             raise RuntimeError("REDIS_URL must be set in production")
+        for name, allowed in (("CARD_STALE_POLICY", ("refuse", "compliance")), ("CARD_MISSING_POLICY", ("legacy", "compliance", "refuse"))):
+            if str(getattr(cls, name)).strip().lower() not in allowed:
+                # Found at start, not at the first request on a stale card.
+                raise RuntimeError(f"{name} must be one of {', '.join(allowed)}")
         weak = argon2_below_floor(cls.PASSWORD_ARGON2_MEMORY_KIB, cls.PASSWORD_ARGON2_TIME_COST, cls.PASSWORD_ARGON2_PARALLELISM)
         if weak:
             raise RuntimeError(weak)

@@ -250,7 +250,7 @@ TYPES = [t.value for t in ProductType]
 PURPOSES = ["capital_preservation", "income", "growth", "speculation"]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(
     tolerance=st.integers(1, 10),
     risk=st.integers(1, 10),
@@ -322,14 +322,20 @@ def _user(db, key_or_id, users):
     return db.session.get(User, uid)
 
 
-def test_75_and_over_with_a_complex_product_needs_a_supervisor_before_the_decision(make, db, users, new_user):
+def test_75_and_over_with_a_complex_product_needs_a_supervisor_before_the_decision(client, auth, browser_login, make, db, users, new_user):
     customer = make.customer("sales", investment_profile="moderate")
     save_card(db, users, customer, dateOfBirth=birth_for_age(75).isoformat(), riskTolerance=9)
     req = submit(db, users, customer, product(db, risk_rating=5, complex=True, product_type=ProductType.structured_bonds))
     assert steps(req) == [("Manager", cards.SUPERVISOR_KIND), ("Manager", None)]
+    api = client.get(f"/api/approvals/{req.id}", headers=auth("sales")).json["data"]
+    assert api["currentStepKind"] == cards.SUPERVISOR_KIND and api["nextRequiredRole"] == "Manager"
+    page = browser_login("manager").get(f"/approvalrequestview/show/{req.id}").get_data(as_text=True)
+    assert 'data-kind="SUPERVISOR_PREAPPROVAL"' in page and 'data-elderly="supervisor"' in page
     with pytest.raises(Forbidden):
         approvals.approve(req.id, _user(db, "compliance", users), "x")  # the supervisor is a Manager
-    approvals.approve(req.id, _user(db, "manager", users), "役席者承認")
+    v1 = client.post(f"/api/v1/approval/{req.id}/approve", json={"comment": "役席者承認"}, headers=auth("manager"))
+    assert v1.status_code == 200 and v1.json["result"]["currentStepKind"] is None
+    db.session.expire_all()
     with pytest.raises(Forbidden):
         approvals.approve(req.id, _user(db, "manager", users), "again")  # one person, one step
     second = new_user("Manager")

@@ -233,3 +233,12 @@ def test_auth_epoch_keys_use_the_configured_prefix(app, monkeypatch):
     with app.app_context():
         keys = tokens.epoch_keys(7)
     assert all(key.startswith("t-prefix:") for key in keys) and keys[1].endswith(":u7")
+
+
+@pytest.mark.parametrize("name", ["CARD_STALE_POLICY", "CARD_MISSING_POLICY"])
+def test_production_refuses_an_unknown_card_policy(monkeypatch, name):
+    monkeypatch.setenv("SECRET_KEY", "x" * 48)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    bad = type("BadPolicy", (ProductionConfig,), {name: "ignore"})
+    with pytest.raises(RuntimeError, match=name):
+        bad.validate()

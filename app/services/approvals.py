@@ -222,6 +222,8 @@ def payload(request):
     step = current_step(request)
     values["currentStep"] = step.sequence if step else None
     values["nextRequiredRole"] = step.required_role if step else None
+    # SUPERVISOR_PREAPPROVAL while the elderly-customer supervisor step waits, else null.
+    values["currentStepKind"] = step.kind if step else None
     return values
 
 
