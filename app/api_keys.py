@@ -346,6 +346,7 @@ def before_request():
         state = authenticate(raw, request.method)
         user = principal(state)
     except DomainError as exc:
+        _charge_address()
         return jsonify(exc.to_dict()), exc.status  # the /api error shape (design.md §6)
     request.environ[ENVIRON] = state
     g.user = user
@@ -357,6 +358,16 @@ def before_request():
     except Exception:  # the audit row must not cost the request its answer; logged, retried next minute
         log.exception("API key use could not be audited")
     return None
+
+
+def _charge_address():
+    """A refused key pays one unit of its address's /api budget, as a bad token does (429 once it is spent)."""
+    from app import budget
+
+    item = budget.limit()
+    if item is not None and request.environ.get(budget.STATE) is None:
+        request.environ[budget.STATE] = budget.Charge(item)
+        budget.settle()
 
 
 def install(app):

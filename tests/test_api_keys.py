@@ -305,3 +305,18 @@ def test_redis_down_refuses_key_checks_and_revocation_changes_nothing(fresh_app,
         except Unavailable:
             db.session.rollback()
         assert db.session.get(ApiKey, pk).revoked_at is None
+
+
+# Last in the module: `limited_app` switches the shared limiter on until the module ends.
+def test_a_key_has_its_own_budget_and_refused_keys_pay_per_address(limited_app, users):
+    from tests.conftest import from_ip
+
+    budget = int(limited_app.config["API_RATE_LIMIT"].split()[0])
+    _pk, raw = _key(limited_app, users, owner="sales2", role="Sales")
+    client = limited_app.test_client()
+    statuses = [client.get(LIST, headers={"X-API-Key": raw, **from_ip()}).status_code for _ in range(budget + 1)]
+    assert statuses == [200] * budget + [429], statuses
+    ip = from_ip()
+    forged = {"X-API-Key": raw[: raw.rindex("_") + 1] + "q" * 43, **ip}
+    statuses = [client.get(LIST, headers=forged).status_code for _ in range(budget + 1)]
+    assert statuses == [401] * budget + [429], statuses
