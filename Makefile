@@ -86,5 +86,12 @@ wrk:
 bench: venv wrk
 	$(BIN)/python -m bench.run --customers $(BENCH_CUSTOMERS) --duration $(BENCH_DURATION) $(if $(filter 1,$(BENCH_LOAD)),--load,) $(BENCH_ARGS)
 
+# `make soak`: the full stack (gunicorn, RQ worker, consumer, tansu) on PostgreSQL (database crm_soak, recreated)
+# and a private Redis under steady mixed traffic at half its measured capacity for SOAK_MINUTES; samples every
+# process each minute and checks the effects at the end (bench/soak.py). Results: bench/results/soak-*.json.
+SOAK_MINUTES ?= 20
+soak: venv
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
+
 clean:
 	rm -rf $(VENV) instance/crm.db .pytest_cache node_modules app/static/vendor
