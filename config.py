@@ -275,6 +275,9 @@ class Config:
     # missing, ReportLab's built-in Japanese CID font HeiseiKakuGo-W5.
     PDF_FONT_PATH = os.environ.get("PDF_FONT_PATH", "/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf")
     # --- end reports ---
+    # Evidence packs (app/services/evidence.py): the customer's meetings from this many days
+    # before a request's proposal are part of its pack.
+    EVIDENCE_MEETING_DAYS = env_int("EVIDENCE_MEETING_DAYS", 90)
 
     # Events (seed names kept). Disabled: the outbox drains in-process.
     KAFKA_ENABLED = env_bool("KAFKA_ENABLED", False)

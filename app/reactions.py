@@ -30,7 +30,7 @@ from flask_appbuilder.security.sqla.models import Role, User
 from app import links
 from app.context import acting_as
 from app.events import EVENT_TOPICS
-from app.services import approval_board, approvals, notifications
+from app.services import approval_board, approvals, evidence, notifications
 from models.analytics import EventCounter
 from models.approval import ApprovalRequest, ApprovalStatus
 from models.base import utcnow
@@ -272,6 +272,16 @@ def notify_requester(session, envelope):
             decided[-1].comment if decided else None,
             links.approval(request.id),
         )
+
+
+@reaction("APPROVAL_APPROVED", "APPROVAL_REJECTED")
+def seal_evidence(session, envelope):
+    """A finished request gets its evidence pack, built once from the database (app/services/evidence.py)."""
+    request = _approval_request(session, envelope)
+    if request.status not in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED):
+        raise InvalidEvent(f"{envelope['type']} for a request that is {request.status}")
+    with acting_as(None):
+        evidence.on_decision(session, request)
 
 
 @reaction("APPROVAL_REMINDER")

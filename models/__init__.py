@@ -18,6 +18,7 @@ from models.outbox import OutboxEvent, ProcessedEvent
 from models.report import ReportRun, ReportStatus
 from models.product import InvestmentPurpose, Product, ProductOrigin, ProductType
 from models.saved_view import SavedView
+from models.evidence import EvidencePack
 from models.screening import FlagStatus, MatchKind, MeetingFlag, ScreeningRule
 from models.task import OPEN_STATUSES, Task, TaskPriority, TaskStatus
 from models.token_epoch import TokenEpoch
@@ -66,6 +67,7 @@ __all__ = [
     "ReportRun",
     "ReportStatus",
     "SavedView",
+    "EvidencePack",
     "FlagStatus",
     "MatchKind",
     "MeetingFlag",

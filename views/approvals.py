@@ -4,11 +4,13 @@ Every decision goes through app.services.approvals; these views only collect inp
 call the service and show its answer (a flash on screens, 4xx JSON on the API).
 """
 
+import hashlib
+import io
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
-from flask import flash, g, redirect, request, url_for
+from flask import abort, flash, g, redirect, request, send_file, url_for
 from flask_appbuilder import BaseView
 from flask_appbuilder.api import safe
 from flask_appbuilder.baseviews import expose
@@ -18,10 +20,12 @@ from marshmallow import validate
 
 from app.extensions import db
 from app.roles import API_METHOD_PERMISSIONS, APPROVAL, VIEW_METHOD_PERMISSIONS
-from app.scope import role_names
+from app.scope import role_names, sees_all
 from app.services import approvals as service
+from app.services import evidence
 from app.services.errors import DomainError, ValidationFailed
 from models.approval import ApprovalRequest, ApprovalStatus
+from models.evidence import EvidencePack
 from views.datamodels import CrmInterface
 from views import display
 from views.base import ScopedModelApi, ScopedModelView, time_formatters
@@ -119,7 +123,8 @@ class ApprovalRequestView(ScopedModelView):
 
     datamodel = CrmInterface(ApprovalRequest)
     class_permission_name = APPROVAL
-    method_permission_name = {**VIEW_METHOD_PERMISSIONS, "decide": "decide", "recall": "recall"}
+    method_permission_name = {**VIEW_METHOD_PERMISSIONS, "decide": "decide", "recall": "recall",
+                              "build_evidence": "read", "evidence_file": "read"}
     prepare = staticmethod(service.prepare_request)
     refuse_delete = staticmethod(service.refuse_delete)
     list_title = _("Approval Requests")
@@ -176,8 +181,46 @@ class ApprovalRequestView(ScopedModelView):
             related_views=self._related_views,
             item=item,
             user_roles=role_names(g.user),
+            evidence_packs=evidence.packs_of(db.session, item.id) if item is not None and sees_all(g.user) else None,
             **template_helpers(),
         )
+
+    @expose("/evidence/<pk>", methods=["POST"])
+    @has_access
+    @permission_name("build_evidence")
+    def build_evidence(self, pk):
+        """Build a new evidence pack of the request now (Manager, Compliance, Admin; CSRF POST)."""
+        try:
+            item = evidence.readable_request(db.session, pk, g.user)
+            pack = evidence.build(db.session, item, g.user, trigger="manual")
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            abort(exc.status)
+        flash(str(_("Evidence pack built: SHA-256 %(sha)s", sha=pack.json_sha256)), "success")
+        return redirect(url_for("ApprovalRequestView.show", pk=pk))
+
+    @expose("/evidence/<pk>/<pack_id>.<kind>", methods=["GET"])
+    @has_access
+    @permission_name("evidence_file")
+    def evidence_file(self, pk, pack_id, kind):
+        """Download one pack's JSON or PDF (Manager, Compliance, Admin), checked against its recorded SHA-256."""
+        if kind not in ("json", "pdf"):
+            abort(404)
+        try:
+            evidence.readable_request(db.session, pk, g.user)
+        except DomainError:
+            abort(404)
+        pack = db.session.get(EvidencePack, pack_id)
+        if pack is None or pack.approval_request_id != pk:
+            abort(404)
+        data = evidence.read(pack, kind)
+        expected = pack.json_sha256 if kind == "json" else pack.pdf_sha256
+        if hashlib.sha256(data).hexdigest() != expected:
+            abort(409, description=f"{kind}: the stored file no longer matches its SHA-256")
+        mimetype = "application/json" if kind == "json" else "application/pdf"
+        return send_file(io.BytesIO(data), mimetype=mimetype, as_attachment=True,
+                         download_name=f"evidence-{pk}-{pack.created_at:%Y%m%d%H%M%S}.{kind}")
 
     @expose("/decide", methods=["POST"])
     @has_access

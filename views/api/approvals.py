@@ -4,7 +4,9 @@ Every transition is the approval service's (app/services/approvals.py): this mod
 parses input, checks the permission matrix and scope, and shapes the answer.
 """
 
-from flask import Blueprint, request
+import hashlib
+
+from flask import Blueprint, Response, jsonify, request
 
 from app.extensions import db
 from app.caching import cached_endpoint
@@ -12,9 +14,11 @@ from app.roles import ADD, APPROVAL, DECIDE, READ, RECALL
 from app.listquery import ListQuery
 from app.serialize import column_values
 from app.services import approvals as service
-from app.services.errors import Forbidden, ValidationFailed
+from app.services import evidence
+from app.services.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.services.records import get_in_scope
 from models.approval import ApprovalRequest, ApprovalStatus
+from models.evidence import EvidencePack
 from views.api import nested
 from views.api.common import (
     ApiError,
@@ -161,3 +165,64 @@ def delete_approval(request_id):
     if not can(RECALL, APPROVAL):
         raise Forbidden("your role may not recall approval requests")
     return _transition("recall", request_id, None)
+
+
+# --- evidence packs (app/services/evidence.py): Manager, Compliance, Admin ----------------
+
+
+def _pack_answer(pack):
+    data = column_values(pack)
+    for key in ("jsonKey", "pdfKey"):
+        data.pop(key, None)  # where the storage keeps it is not the caller's business
+    return data
+
+
+def _evidence_pack(request_id, pack_id):
+    row = evidence.readable_request(db.session, path_uuid(request_id, "ApprovalRequest"), current_user())
+    pack = db.session.get(EvidencePack, str(path_uuid(pack_id, "EvidencePack")))
+    if pack is None or pack.approval_request_id != row.id:
+        raise NotFound("EvidencePack not found")
+    return pack
+
+
+@bp.get("/<request_id>/evidence")
+@requires(READ, APPROVAL)
+def list_evidence(request_id):
+    """The request's evidence packs, newest first."""
+    row = evidence.readable_request(db.session, path_uuid(request_id, "ApprovalRequest"), current_user())
+    packs = evidence.packs_of(db.session, row.id)
+    return jsonify(success=True, data=[_pack_answer(p) for p in packs])
+
+
+@bp.post("/<request_id>/evidence")
+@requires(READ, APPROVAL)
+def build_evidence(request_id):
+    """Build a new evidence pack of the request now."""
+    row = evidence.readable_request(db.session, path_uuid(request_id, "ApprovalRequest"), current_user())
+    pack = evidence.build(db.session, row, current_user(), trigger="manual")
+    db.session.commit()
+    return jsonify(success=True, data=_pack_answer(pack), id=pack.id), 201
+
+
+@bp.get("/<request_id>/evidence/<pack_id>/verify")
+@requires(READ, APPROVAL)
+def verify_evidence(request_id, pack_id):
+    """Whether the stored JSON and PDF still have the SHA-256 recorded when they were built."""
+    pack = _evidence_pack(request_id, pack_id)
+    checked = evidence.verify(pack)
+    return jsonify(success=True, data={**checked, "intact": all(checked.values()), "jsonSha256": pack.json_sha256})
+
+
+@bp.get("/<request_id>/evidence/<pack_id>/<kind>")
+@requires(READ, APPROVAL)
+def evidence_file(request_id, pack_id, kind):
+    """One pack's file, `json` or `pdf`; 409 when it no longer matches its recorded SHA-256."""
+    if kind not in ("json", "pdf"):
+        raise NotFound("kind must be json or pdf")
+    pack = _evidence_pack(request_id, pack_id)
+    data = evidence.read(pack, kind)
+    expected = pack.json_sha256 if kind == "json" else pack.pdf_sha256
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise Conflict(f"the stored {kind} no longer matches its SHA-256", field=kind)
+    mimetype = "application/json" if kind == "json" else "application/pdf"
+    return Response(data, mimetype=mimetype, headers={"X-Content-SHA256": expected})
