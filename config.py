@@ -148,6 +148,17 @@ class Config:
     # the client address is the socket's). Render's load balancer is one hop: 1.
     TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")  # the root logger's level (rules-once)
+    # --- opslog: log lines, error reports, the RQ screen ---
+    # "text": human-readable lines (`make run`); "json": one JSON object per line (app/logs.py).
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
+    # Error reports to Sentry when a DSN is set (app/sentry.py), from web, worker and consumer.
+    SENTRY_DSN = os.environ.get("SENTRY_DSN", "")
+    SENTRY_ENVIRONMENT = os.environ.get("SENTRY_ENVIRONMENT", "development")
+    # The deployed commit: Render sets RENDER_GIT_COMMIT, Heroku-style builds SOURCE_VERSION.
+    SENTRY_RELEASE = os.environ.get("SENTRY_RELEASE") or os.environ.get("RENDER_GIT_COMMIT") or os.environ.get("SOURCE_VERSION", "")
+    # rq-dashboard (views/rq_admin.py) for Admins, on REDIS_URL; not mounted without it.
+    RQ_DASHBOARD_URL_PREFIX = "/admin/rq"
+    # --- end opslog ---
 
     # JWT (FAB creates the JWTManager; identities are strings).
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 60))
@@ -422,6 +433,7 @@ class TestConfig(Config):
     )
     RATELIMIT_ENABLED = False
     CACHE_TYPE = "NullCache"
+    SENTRY_DSN = ""  # tests report nowhere unless one points the SDK at its own endpoint (tests/test_sentry.py)
 
     @classmethod
     def secret_key(cls):
@@ -438,6 +450,8 @@ class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
     SECURITY_HSTS = True
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "json")
+    SENTRY_ENVIRONMENT = os.environ.get("SENTRY_ENVIRONMENT", "production")
 
     @classmethod
     def validate(cls):

@@ -40,6 +40,27 @@ def on_exit(server):
     if _PRIVATE_METRICS_DIR:
         shutil.rmtree(_PRIVATE_METRICS_DIR, ignore_errors=True)
 
+from config import config_for_env
+
+_config = config_for_env()
+# gunicorn's own lines (boot, worker exits) in the app's LOG_FORMAT; no access log of its own:
+# app/requestlog.py writes one line per request, with its id, user, route and duration.
+_formatter = (
+    {"()": "pythonjsonlogger.json.JsonFormatter", "fmt": ["levelname", "name", "message"],
+     "rename_fields": {"levelname": "level", "name": "logger"}, "timestamp": "time"}
+    if _config.LOG_FORMAT.strip().lower() == "json"
+    else {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s"}
+)
+logconfig_dict = {
+    "root": {"level": _config.LOG_LEVEL, "handlers": []},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
+    },
+    "handlers": {"error_console": {"class": "logging.StreamHandler", "formatter": "crm", "stream": "ext://sys.stderr"}},
+    "formatters": {"crm": _formatter},
+}
+
 
 def post_worker_init(worker):
     """Take the loaded app's objects out of the cyclic GC's reach, once per worker.

@@ -1,7 +1,5 @@
 """The CRM application factory."""
 
-import logging
-
 from flask import Flask, jsonify
 from flask_appbuilder import AppBuilder
 from sqlalchemy.orm import Session
@@ -25,7 +23,10 @@ def create_app(config_class=None):
     hops = int(app.config["TRUSTED_PROXY_COUNT"])
     if hops > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
-    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from app import logs, sentry
+
+    logs.configure(app.config)
+    sentry.install(app.config)
 
     from app import audit, caching, dbpool, delivery, events, i18n, pagination, tokens
     from app.extensions import cache, csrf, db, limiter, migrate
@@ -69,10 +70,12 @@ def create_app(config_class=None):
 
         init_api(app, appbuilder)
 
-    from app import metrics
+    from app import metrics, requestlog
 
-    # Outermost WSGI layer: it times the cache hits answered before Flask as well.
+    # Outermost WSGI layers, so both see the cache hits answered before Flask: the metrics'
+    # timing, then around it the request id and the request's log line.
     metrics.install(app)
+    requestlog.install(app)
 
     from app.cli import crm_cli
 

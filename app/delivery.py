@@ -16,6 +16,7 @@ import time
 import sqlalchemy as sa
 from flask import current_app, has_app_context
 
+from app import logs
 from app.extensions import redis_client
 from app.throttle import log_throttled, reset
 from models.base import utcnow
@@ -192,7 +193,7 @@ def _drain_batch(failed):
                 continue
             envelope, topic = row.envelope, row.topic
             try:
-                log.info("Event received: %s from topic %s", row.type, topic)
+                log.info("Event received: %s from topic %s", row.type, topic, extra=logs.event_fields(row.id, row.type))
                 apply_event(session, envelope)
                 row.published_at = utcnow()
                 session.commit()
@@ -202,7 +203,8 @@ def _drain_batch(failed):
                 failed.add(event_id)
                 poison = isinstance(exc, InvalidEvent)
                 log.log(logging.ERROR if poison else logging.WARNING,
-                        "In-process reaction to %s %s failed: %s", envelope.get("type"), event_id, exc)
+                        "In-process reaction to %s %s failed: %s", envelope.get("type"), event_id, exc,
+                        extra=logs.event_fields(event_id, row.type))
                 session.execute(
                     sa.update(OutboxEvent)
                     # Never over a row another drainer delivered meanwhile.

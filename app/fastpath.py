@@ -32,7 +32,7 @@ from flask import current_app, g, request
 from flask_jwt_extended import get_jwt
 from werkzeug.exceptions import HTTPException
 
-from app import api_keys, budget, caching, metrics, tokens
+from app import api_keys, budget, caching, metrics, requestlog, tokens
 from app.extensions import redis_client
 
 log = logging.getLogger("crm.cache")
@@ -52,6 +52,12 @@ def _role_claims(claims):
 def _epoch_current(values, epoch):
     """True when the two epoch counters read from Redis (`epoch_keys` order) equal the token's `epoch`."""
     return all(v is not None for v in values) and "|".join(v.decode() for v in values) == epoch
+
+
+def _subject(claims):
+    """The token's user id for the request's log line (an int when it is one)."""
+    sub = claims.get("sub")
+    return int(sub) if isinstance(sub, str) and sub.isdigit() else sub
 
 
 def _epoch_reader(claims):
@@ -169,7 +175,7 @@ def _route(app, environ):
         rule, _args = app.create_url_adapter(app.request_class(environ)).match(method="GET", return_rule=True)
     except HTTPException:  # not found, a redirect, another method: Flask's path answers
         return None
-    environ[metrics.ROUTE_KEY] = rule.rule  # the request's route template, for app/metrics.py
+    environ[metrics.ROUTE_KEY] = rule.rule  # the request's route template, for app/metrics.py and app/requestlog.py
     view = app.view_functions.get(rule.endpoint)
     spec = getattr(view, "crm_cache", None)
     return None if spec is None else (spec, getattr(view, "crm_permission", None))
@@ -192,6 +198,7 @@ def answer(environ, route, locale):
         if key_claims is None:
             return None
         found = (None, key_claims)
+    requestlog.note(environ, user_id=_subject(found[1]))
     if route[0].get("budget", True) and environ.get(budget.STATE) is None:
         item = budget.limit()
         if item is not None:

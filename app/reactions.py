@@ -27,7 +27,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from flask_appbuilder.security.sqla.models import Role, User
 
-from app import links
+from app import links, logs
 from app.context import acting_as
 from app.events import EVENT_TOPICS
 from app.services import approval_board, approvals, evidence, notifications
@@ -115,15 +115,17 @@ def apply_event(session, envelope):
     """Validate `envelope` and run its reactions not yet applied; return the names applied."""
     validate(envelope)
     applied = []
-    for fn in handlers_for(envelope["type"]):
-        name = fn.__name__
-        if session.get(ProcessedEvent, (envelope["id"], name)) is not None:
-            continue
-        with session.begin_nested():
-            fn(session, envelope)
-            session.add(ProcessedEvent(event_id=envelope["id"], handler=name))
-            session.flush()
-        applied.append(name)
+    # Every line a reaction logs names the event it reacts to.
+    with logs.event_context(envelope["id"], envelope["type"]):
+        for fn in handlers_for(envelope["type"]):
+            name = fn.__name__
+            if session.get(ProcessedEvent, (envelope["id"], name)) is not None:
+                continue
+            with session.begin_nested():
+                fn(session, envelope)
+                session.add(ProcessedEvent(event_id=envelope["id"], handler=name))
+                session.flush()
+            applied.append(name)
     return applied
 
 
@@ -150,7 +152,8 @@ def _same_id(envelope, field="id"):
 
 
 def _outdated(envelope, why):
-    log.info("Event %s %s changes nothing: %s", envelope["type"], envelope["id"], why)
+    log.info("Event %s %s changes nothing: %s", envelope["type"], envelope["id"], why,
+             extra=logs.event_fields(envelope["id"], envelope["type"]))
 
 
 def _notify(session, user_id, kind, title, message=None, link=None):

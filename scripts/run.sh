@@ -16,4 +16,4 @@ echo "Demo logins (password ${DEMO_PASSWORD:-demo-pass-2026}): admin@, manager@,
 echo
 # One process with threads: without Redis, token revocations, rate-limit counters and the
 # cache live in process memory, so every request must see the same process.
-exec "$BIN/gunicorn" --workers "${WEB_CONCURRENCY:-1}" --threads "${WEB_THREADS:-4}" --bind "127.0.0.1:${PORT}" --access-logfile - wsgi:app
+exec "$BIN/gunicorn" --workers "${WEB_CONCURRENCY:-1}" --threads "${WEB_THREADS:-4}" --bind "127.0.0.1:${PORT}" wsgi:app

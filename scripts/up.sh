@@ -47,5 +47,5 @@ PATH="$BIN:$PATH" "$BIN/flask" --app wsgi crm consume & pids+=($!)
 echo
 echo "CRM: http://127.0.0.1:${PORT}/  Kafka: ${KAFKA_BROKERS}  outbox: flask --app wsgi crm health"
 echo
-"$BIN/gunicorn" --workers "${WEB_CONCURRENCY:-2}" --bind "127.0.0.1:${PORT}" --access-logfile - wsgi:app & pids+=($!)
+"$BIN/gunicorn" --workers "${WEB_CONCURRENCY:-2}" --bind "127.0.0.1:${PORT}" wsgi:app & pids+=($!)
 wait -n

@@ -125,7 +125,7 @@ def test_web_checks_ready_and_initialises_before_each_deploy(blueprint, app):
 def test_every_variable_the_blueprint_sets_is_read_by_config(blueprint):
     """No variable the app would silently ignore (a typo, a setting that moved)."""
     known = config_variables()
-    assert {"SECRET_KEY", "REDIS_URL", "DATABASE_URL", "KAFKA_BROKERS"} <= known
+    assert {"SECRET_KEY", "REDIS_URL", "DATABASE_URL", "KAFKA_BROKERS", "LOG_FORMAT", "SENTRY_DSN"} <= known
     unknown = [(where, key) for where, key in declared_keys(blueprint) if key not in known | PLATFORM_VARIABLES]
     assert unknown == []
     # The seed's names for Kafka and Redis, and no secret written into the file.
@@ -133,7 +133,7 @@ def test_every_variable_the_blueprint_sets_is_read_by_config(blueprint):
     assert {"KAFKA_BROKERS", "KAFKA_USERNAME", "KAFKA_PASSWORD", "KAFKA_ENABLED", "REDIS_URL"} <= keys
     for service in services(blueprint):
         for item in service.get("envVars", []):
-            if item.get("key") in ("KAFKA_BROKERS", "KAFKA_USERNAME", "KAFKA_PASSWORD"):
+            if item.get("key") in ("KAFKA_BROKERS", "KAFKA_USERNAME", "KAFKA_PASSWORD", "SENTRY_DSN"):
                 assert item == {"key": item["key"], "sync": False}
 
 

@@ -90,6 +90,11 @@ def register_views(appbuilder):
     for api in (CustomerApi, MeetingApi, TaskApi, ApprovalRequestApi):
         appbuilder.add_api(api)
 
+    # rq-dashboard for Admins (views/rq_admin.py).
+    from views.rq_admin import mount
+
+    mount(current_app._get_current_object())
+
     # --- lists: the scoped autocomplete of related-field inputs (views/autocomplete.py) ---
     from views.autocomplete import AutocompleteView
 

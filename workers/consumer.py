@@ -17,7 +17,7 @@ import time
 
 import sqlalchemy as sa
 
-from app import kafka, metrics
+from app import kafka, logs, metrics
 from app.reactions import InvalidEvent, apply_event
 from app.throttle import log_throttled, reset
 
@@ -94,7 +94,8 @@ def process(engine, envelope, interval=30, sleep=time.sleep, stopping=lambda: Fa
         except Exception as exc:  # noqa: BLE001 - an unexpected failure is retried, then dead-lettered
             session.rollback()
             unexpected += 1
-            log.exception("Reaction to %s %s failed (attempt %d)", envelope.get("type"), envelope.get("id"), unexpected)
+            log.exception("Reaction to %s %s failed (attempt %d)", envelope.get("type"), envelope.get("id"), unexpected,
+                          extra=logs.event_fields(envelope.get("id"), envelope.get("type")))
             if unexpected >= MAX_UNEXPECTED_ATTEMPTS:
                 raise InvalidEvent(f"reaction failed {unexpected} times: {exc}") from exc
         finally:
@@ -138,7 +139,8 @@ def handle_batch(engine, producer, consumer, msgs, interval=30, stopping=lambda:
         except InvalidEvent as exc:
             poison.append((msg, exc))
             continue
-        log.info("Event received: %s from topic %s", envelope["type"], msg.topic())
+        log.info("Event received: %s from topic %s", envelope["type"], msg.topic(),
+                 extra=logs.event_fields(envelope["id"], envelope["type"]))
         items.append((msg, envelope))
     try:
         poison += _apply_batch(engine, items)

@@ -20,7 +20,7 @@ import time
 import sqlalchemy as sa
 from flask import current_app
 
-from app import kafka, metrics
+from app import kafka, logs, metrics
 from app.delivery import RELAY_KICK_KEY
 from app.extensions import redis_client
 from app.throttle import log_throttled, reset
@@ -130,7 +130,7 @@ def _dead_letter_unpublishable(producer, rows, results, timeout):
     for row in dead:
         if row.id in outcome and outcome[row.id] is None:
             log.error("Event %s %s cannot be published (%s); sent to %s", row.type, row.id, results[row.id],
-                      kafka.dlq_topic(row.topic))
+                      kafka.dlq_topic(row.topic), extra=logs.event_fields(row.id, row.type))
     # A dead-lettered row counts as published (it must not block its key forever).
     return {rid: err for rid, err in outcome.items() if err is None}
 
@@ -161,7 +161,7 @@ def relay_batch(session, config, producer):
         err = results.get(row.id, "no delivery report")
         if err is None and row.key not in blocked_keys:
             published.append(row.id)
-            log.info("Event published: %s to topic %s", row.type, row.topic)
+            log.info("Event published: %s to topic %s", row.type, row.topic, extra=logs.event_fields(row.id, row.type))
         else:
             # Later rows of this key wait for the failed one, keeping per-key order.
             blocked_keys.add(row.key)
