@@ -16,31 +16,10 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _PRIVATE_METRICS_DIR = tempfile.mkdtemp(prefix="crm-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _PRIVATE_METRICS_DIR
 
-from config import Config  # noqa: E402  (after the variable: config.py reads it)
+from config import Config, config_for_env  # noqa: E402  (after the variable: config.py reads it)
 
 # SIGTERM: workers stop accepting, finish the requests they hold for up to this long, then exit.
 graceful_timeout = Config.WEB_GRACEFUL_TIMEOUT
-
-
-def on_starting(server):
-    """Start from empty counters: files of an earlier master in a given directory would be added to this one's."""
-    for path in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
-        os.remove(path)
-
-
-def child_exit(server, worker):
-    """An exited worker's live gauges leave the sums (prometheus-client's multiprocess rule); its counters stay."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
-
-
-def on_exit(server):
-    """Remove the private metrics directory of this master."""
-    if _PRIVATE_METRICS_DIR:
-        shutil.rmtree(_PRIVATE_METRICS_DIR, ignore_errors=True)
-
-from config import config_for_env
 
 _config = config_for_env()
 # gunicorn's own lines (boot, worker exits) in the app's LOG_FORMAT; no access log of its own:
@@ -60,6 +39,25 @@ logconfig_dict = {
     "handlers": {"error_console": {"class": "logging.StreamHandler", "formatter": "crm", "stream": "ext://sys.stderr"}},
     "formatters": {"crm": _formatter},
 }
+
+
+def on_starting(server):
+    """Start from empty counters: files of an earlier master in a given directory would be added to this one's."""
+    for path in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.remove(path)
+
+
+def child_exit(server, worker):
+    """An exited worker's live gauges leave the sums (prometheus-client's multiprocess rule); its counters stay."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the private metrics directory of this master."""
+    if _PRIVATE_METRICS_DIR:
+        shutil.rmtree(_PRIVATE_METRICS_DIR, ignore_errors=True)
 
 
 def post_worker_init(worker):

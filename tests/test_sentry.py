@@ -59,7 +59,8 @@ def ingest():
     import sentry_sdk
 
     sentry_sdk.get_client().close(timeout=2)
-    sentry_sdk.init(dsn="")  # later tests' apps report nowhere
+    # Later tests' apps report nowhere, and no integration (SQLAlchemy's would wrap every query) is added.
+    sentry_sdk.init(dsn=None, default_integrations=False, auto_enabling_integrations=False)
     server.shutdown()
     server.server_close()
 
@@ -133,3 +134,30 @@ def test_no_dsn_no_sdk(app):
 
     assert app.config["SENTRY_DSN"] == "" and sentry.install(app.config) is False
     assert not sentry_sdk.get_client().dsn
+
+
+def test_a_failing_rq_job_is_reported_from_the_worker(config_class, ingest, redis_url):
+    """The worker's side (rq 3 with the SDK's RQ integration): a job that raises arrives as an event naming the job; the worker goes on."""
+    import redis
+    import sentry_sdk
+    from rq import Queue, SimpleWorker
+
+    from app import create_app
+
+    dsn, received = ingest
+    create_app(type("SentryWorkerConfig", (config_class,), {"SENTRY_DSN": dsn, "SENTRY_ENVIRONMENT": "sentry-test"}))
+    conn = redis.Redis.from_url(redis_url)
+    queue = Queue(f"sentry-{uuid.uuid4().hex[:8]}", connection=conn)
+    try:
+        failing = queue.enqueue("json.loads", f"not json, mail {SECRETS[0]}")
+        fine = queue.enqueue("os.getpid")
+        SimpleWorker([queue], connection=conn).work(burst=True)
+        assert fine.get_status(refresh=True) == "finished" and failing.get_status(refresh=True) == "failed"
+    finally:
+        queue.delete(delete_jobs=True)
+    sentry_sdk.flush(timeout=10)
+    raw = "\n".join(body for _path, body in received)
+    assert SECRETS[0] not in raw
+    events = [event for _path, event in events_in(received)]
+    (job_event,) = [e for e in events if e.get("exception", {}).get("values", [{}])[-1].get("type") == "JSONDecodeError"]
+    assert job_event["extra"]["rq-job"]["job_id"] == failing.id and job_event["environment"] == "sentry-test"
