@@ -1,4 +1,4 @@
-"""app/logs.py: the JSON and text lines, and the event id and type on the relay's and the consumer's lines.
+"""app/logs.py: the JSON and text lines, the worker process's lines, and the event id and type on the relay's and the consumer's lines.
 
 The relay and the consumer run for real against a Kafka-protocol broker (tansu): one
 outbox row is published by `relay_batch`, read back by a real consumer and handled by
@@ -121,3 +121,24 @@ def test_relay_and_consumer_lines_carry_the_event_id_and_type(sqlite_app, kafka_
         line = json.loads(formatter.format(record))
         assert (line["event_id"], line["event_type"]) == (event_id, "NOTIFY"), line
         assert line["logger"] in ("workers.relay", "workers.consumer")
+
+
+def test_the_worker_process_writes_one_json_object_per_line(database_url, redis_url, app):
+    """`crm worker --burst` under the production config: every line it prints (RQ's own included) is JSON."""
+    import os
+    import secrets
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOG_", "SENTRY_", "CRM_", "KAFKA_"))}
+    env.update(CRM_ENV="production", SECRET_KEY=secrets.token_urlsafe(48), DATABASE_URL=database_url, REDIS_URL=redis_url,
+               RQ_QUEUE=f"crm-logs-{uuid.uuid4().hex[:8]}", METRICS_ENABLED="false")
+    flask = os.path.join(os.path.dirname(sys.executable), "flask")
+    done = subprocess.run([flask, "--app", "wsgi", "crm", "worker", "--burst"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    parsed = [json.loads(line) for line in lines]  # a line that is not JSON fails here
+    assert all({"time", "level", "logger", "message"} <= set(p) for p in parsed)
+    assert any(p["logger"].startswith("rq.") for p in parsed), lines[:20]
