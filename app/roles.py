@@ -44,6 +44,8 @@ CUSTOMER, MEETING, TASK, APPROVAL = "Customer", "Meeting", "Task", "ApprovalRequ
 NOTIFICATION, AUDIT = "Notification", "AuditLog"
 #: Meeting-note screening: its queue of flags and its phrase rules (app/services/screening.py).
 SCREENING, SCREENING_RULE = "MeetingFlag", "ScreeningRule"
+#: The Compliance dashboard (stale cards, flags, elderly cases, reasons and trends).
+COMPLIANCE_DASHBOARD = "ComplianceDashboard"
 #: imports: the import screen and /api/imports; what each row writes needs its kind's own permission too.
 IMPORT = "Import"
 # The product master (app/services/products.py): everyone reads it, Compliance maintains it.
@@ -67,6 +69,7 @@ ROLE_PERMISSIONS = {
         NOTIFICATION: [READ, EDIT, DELETE],
         AUDIT: [READ],
         SCREENING: [READ],
+        COMPLIANCE_DASHBOARD: [READ],
         PRODUCT: [READ],
     },
     COMPLIANCE: {
@@ -78,6 +81,7 @@ ROLE_PERMISSIONS = {
         AUDIT: [READ],
         SCREENING: [READ, DECIDE],
         SCREENING_RULE: [READ, ADD, EDIT, DELETE],
+        COMPLIANCE_DASHBOARD: [READ],
         PRODUCT: [READ, ADD, EDIT],
     },
 }
@@ -113,6 +117,7 @@ MENU_FOR_RESOURCE = {
     AUDIT: ["Audit Log", "Admin"],
     SCREENING: ["Screening queue", "Compliance"],
     SCREENING_RULE: ["Screening rules", "Compliance"],
+    COMPLIANCE_DASHBOARD: ["Compliance dashboard", "Compliance"],
     IMPORT: ["Imports", "Sales"],
     PRODUCT: ["Products", "Approvals"],
 }
@@ -177,6 +182,7 @@ def sync_roles(appbuilder):
     sm.add_permission_view_menu(RECALL, APPROVAL)
     sm.add_permission_view_menu(READ, SCREENING)
     sm.add_permission_view_menu(DECIDE, SCREENING)
+    sm.add_permission_view_menu(READ, COMPLIANCE_DASHBOARD)
 
     session = sm.session
     all_pvs = session.query(sm.permissionview_model).all()

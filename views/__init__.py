@@ -56,6 +56,12 @@ def register_views(appbuilder):
         category_label=_("Compliance"),
     )
     appbuilder.add_view(ScreeningRuleView, "Screening rules", label=_("Screening rules"), icon="fa-filter", category="Compliance")
+    from views.compliance import ComplianceDashboardView
+
+    appbuilder.add_view(
+        ComplianceDashboardView, "Compliance dashboard", label=_("Compliance dashboard"), icon="fa-tachometer",
+        category="Compliance",
+    )
     appbuilder.add_view(AuditLogView, "Audit Log", label=_("Audit Log"), icon="fa-history", category="Admin", category_label=_("Admin"))
     # --- ops: API keys for service clients (app/api_keys.py), Admins only ---
     from views.api_keys import ApiKeysView

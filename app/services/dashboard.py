@@ -433,7 +433,7 @@ def sales_home(user, now, periods):
     }
 
 
-def _user_names(ids):
+def user_names(ids):
     """{user id: display name} of `ids`."""
     from flask_appbuilder.security.sqla.models import User
 
@@ -638,7 +638,7 @@ def compliance_home(user, now, periods):
         .order_by(AuditLog.timestamp.desc(), AuditLog.id.desc())
         .limit(AUDIT_LIMIT)
     )
-    names = _user_names({r[6] for r in queue} | {r[5] for r in audit if r[5] is not None})
+    names = user_names({r[6] for r in queue} | {r[5] for r in audit if r[5] is not None})
     keys = ("id", "product", "amount", "risk", "requestedAt", "reasons", "requesterId", "customerName")
     return {
         "queue": [{**dict(zip(keys, r)), "reasons": list(r[5] or ()), "requester": names.get(r[6], "")} for r in queue],
