@@ -90,3 +90,42 @@ def test_an_unreachable_s3_server_is_a_storage_error():
         store.put("customer/c/x", io.BytesIO(b"data"))
     with pytest.raises(StorageError):
         store.get("customer/c/x")
+
+
+class BreaksAfter(io.RawIOBase):
+    """A stream giving `n` bytes, then failing as a disk read would."""
+
+    def __init__(self, n):
+        self.left = n
+
+    def readable(self):
+        return True
+
+    def readinto(self, buf):
+        if self.left <= 0:
+            raise OSError("read error")
+        n = min(len(buf), self.left)
+        buf[:n] = b"x" * n
+        self.left -= n
+        return n
+
+
+def test_a_failed_multipart_upload_leaves_no_parts(attachment_storage):
+    """The stream fails after the first parts: a StorageError, no object, and (S3) no open multipart upload."""
+    from app.storage import PART
+
+    with pytest.raises(StorageError):
+        attachment_storage.put("customer/c/broken", io.BufferedReader(BreaksAfter(2 * PART + 10)))
+    assert not attachment_storage.exists("customer/c/broken")
+    if isinstance(attachment_storage, S3Storage):
+        open_uploads = attachment_storage.client.list_multipart_uploads(Bucket=attachment_storage.bucket)
+        assert open_uploads.get("Uploads", []) == []
+    else:
+        assert stored_files(attachment_storage.root) == []
+
+
+def stored_files(root):
+    found = []
+    for base, _dirs, files in os.walk(root):
+        found += files
+    return found
