@@ -98,6 +98,8 @@ def _snapshot(obj):
 def _change_events(session, obj, action, before, after):
     """Write the outbox events a model change implies (design.md §5)."""
     payload = column_values(obj)
+    # A customer, task or meeting just inserted has a new UUID: no earlier event names it.
+    fresh = action == AuditAction.CREATE
     if isinstance(obj, Customer):
         if action == AuditAction.CREATE:
             kind = "CUSTOMER_CREATED"
@@ -105,7 +107,7 @@ def _change_events(session, obj, action, before, after):
             kind = "CUSTOMER_DELETED"
         else:
             kind = "CUSTOMER_UPDATED"
-        events.emit(session, kind, "customer", obj.id, payload)
+        events.emit(session, kind, "customer", obj.id, payload, fresh=fresh)
     elif isinstance(obj, Task):
         if action == AuditAction.CREATE:
             kind = "TASK_CREATED"
@@ -115,10 +117,10 @@ def _change_events(session, obj, action, before, after):
             kind = "TASK_UPDATED"
         else:
             return
-        events.emit(session, kind, "task", obj.id, payload, key=obj.customer_id or obj.id)
+        events.emit(session, kind, "task", obj.id, payload, key=obj.customer_id or obj.id, fresh=fresh)
     elif isinstance(obj, Meeting) and action != AuditAction.DELETE:
         kind = "MEETING_CREATED" if action == AuditAction.CREATE else "MEETING_UPDATED"
-        events.emit(session, kind, "meeting", obj.id, payload, key=obj.customer_id or obj.id)
+        events.emit(session, kind, "meeting", obj.id, payload, key=obj.customer_id or obj.id, fresh=fresh)
     elif isinstance(obj, Attachment) and action in (AuditAction.CREATE, AuditAction.DELETE):
         kind = "ATTACHMENT_ADDED" if action == AuditAction.CREATE else "ATTACHMENT_DELETED"
         body = {k: v for k, v in payload.items() if k != "storageKey"}  # where the bytes sit is nobody's business

@@ -53,10 +53,15 @@ def topic_name(family, prefix=""):
     return f"{prefix}{TOPICS[family]}"
 
 
-def _next_sequence(session, aggregate_type, aggregate_id):
+def _next_sequence(session, aggregate_type, aggregate_id, fresh=False):
     # Sequences already handed out in this transaction but not flushed yet.
     pending = session.info.setdefault("outbox_sequences", {})
     key = (aggregate_type, aggregate_id)
+    if key not in pending and fresh:
+        # A row inserted by this transaction under a new UUID: no committed event can name it
+        # and no other transaction can see it yet, so its events start at 1 without the lock
+        # and the look-up (bulk writers such as imports write thousands of them at once).
+        pending[key] = 0
     if key not in pending:
         with session.no_autoflush:
             if session.get_bind().dialect.name == "postgresql":
@@ -77,8 +82,11 @@ def _next_sequence(session, aggregate_type, aggregate_id):
     return pending[key]
 
 
-def emit(session, event_type, aggregate_type, aggregate_id, payload, key=None, actor_id=None):
-    """Write one event to the outbox in `session`'s transaction and return its envelope."""
+def emit(session, event_type, aggregate_type, aggregate_id, payload, key=None, actor_id=None, fresh=False):
+    """Write one event to the outbox in `session`'s transaction and return its envelope.
+
+    `fresh`: the aggregate is a row this transaction inserted under a new UUID (its first events).
+    """
     if event_type not in EVENT_TOPICS:
         raise ValueError(f"unknown event type {event_type!r}")
     from flask import current_app
@@ -86,7 +94,7 @@ def emit(session, event_type, aggregate_type, aggregate_id, payload, key=None, a
     prefix = current_app.config["KAFKA_TOPIC_PREFIX"] if _has_app() else ""
     event_id = str(uuid.uuid4())
     aggregate_id = str(aggregate_id)
-    sequence = _next_sequence(session, aggregate_type, aggregate_id)
+    sequence = _next_sequence(session, aggregate_type, aggregate_id, fresh=fresh)
     actor = actor_id if actor_id is not None else current_user_id()
     envelope = {
         "id": event_id,

@@ -510,3 +510,20 @@ def test_a_job_killed_halfway_resumes_without_duplicates(app, client, auth, db, 
     numbers = db.session.execute(sa.select(ImportRow.row_number).where(ImportRow.import_id == import_id)
                                  .order_by(ImportRow.row_number)).scalars().all()
     assert numbers == list(range(2, total + 2))
+
+
+def test_a_row_the_database_refuses_is_rejected_alone(client, auth, db, make, jobs, monkeypatch):
+    from app.services import imports
+
+    tag = unique_tag("race")
+    make.customer("sales2", name=f"{tag} 先客", email=f"{tag}@example.jp")
+    # As if another user took the address between the batch's look-up and its flush.
+    monkeypatch.setattr(imports.Context, "live_customer", lambda self, email: None)
+    rows = [["顧客名", "メール"], [f"{tag} 一", f"{tag}-1@example.jp"], [f"{tag} 二", f"{tag}@example.jp"],
+            [f"{tag} 三", f"{tag}-3@example.jp"]]
+    done = run_import(client, auth("sales"), jobs, csv_bytes(rows))
+    assert done["counts"] == {"created": 2, "updated": 0, "skipped": 0, "rejected": 1}
+    report = report_of(client, auth("sales"), done["id"])
+    assert [r["outcome"] for r in report] == ["created", "rejected", "created"]
+    assert "conflicts with an existing record" in report[1]["reason"]
+    assert len([c for c in customers_tagged(db, tag) if c.deleted_at is None]) == 3

@@ -525,6 +525,52 @@ class Context:
         self.sales_only = is_sales_only(user)
         self._users = {}
         self.pending = {}  # e-mail -> customer written by an earlier row of this batch (not flushed yet)
+        self.live = {}  # e-mail -> the live customer holding it (None: free), looked up once per batch
+        self._emails = {}
+
+    def email(self, text):
+        """`text` as the service stores an address (normalise_email), checked once per batch."""
+        if text not in self._emails:
+            try:
+                self._emails[text] = normalise_email(text, field="email")
+            except DomainError as exc:
+                self._emails[text] = exc
+        found = self._emails[text]
+        if isinstance(found, DomainError):
+            raise found
+        return found
+
+    def prefetch(self, batch):
+        """Look up in one query the live customers holding the e-mails of `batch`'s rows."""
+        index = self.mapping.get("email")
+        if self.kind != ImportKind.customers or index is None:
+            return
+        wanted = set()
+        for _number, cells in batch:
+            text = _text(cells[index] if index < len(cells) else None)
+            if text:
+                try:
+                    wanted.add(self.email(text))
+                except DomainError:
+                    continue
+        wanted -= set(self.live)
+        if not wanted:
+            return
+        self.live.update(dict.fromkeys(wanted))
+        found = db.session.execute(
+            sa.select(Customer).where(Customer.email.in_(sorted(wanted)), Customer.deleted_at.is_(None))
+        ).scalars()
+        self.live.update({customer.email: customer for customer in found})
+
+    def live_customer(self, email):
+        """The live customer holding `email` (this batch's rows first), else None."""
+        if email in self.pending:
+            return self.pending[email]
+        if email not in self.live:
+            self.live[email] = db.session.execute(
+                sa.select(Customer).where(Customer.email == email, Customer.deleted_at.is_(None))
+            ).scalars().first()
+        return self.live[email]
 
     def user_ref(self, text):
         """The id of the active user `text` names (an id or an e-mail)."""
@@ -670,7 +716,9 @@ def preview(imp, user, limit=None):
     out = []
     try:
         with db.session.no_autoflush:
-            for number, cells in itertools.islice(table.rows(), limit):
+            rows = list(itertools.islice(table.rows(), limit))
+            ctx.prefetch(rows)
+            for number, cells in rows:
                 result = _write_row(ctx, number, cells, dry_run=True)
                 out.append({
                     "row": number,
@@ -717,12 +765,11 @@ def _write_row(ctx, number, cells, dry_run=False):
 def _write_customer(ctx, number, values, dry_run):
     email = values.get("email")
     if email:
-        email = values["email"] = normalise_email(email, field="email")
-    existing = None
-    if email and ctx.dedupe != DedupeMode.create:
-        existing = ctx.pending.get(email) or db.session.execute(
-            sa.select(Customer).where(Customer.email == email, Customer.deleted_at.is_(None))
-        ).scalars().first()
+        email = values["email"] = ctx.email(email)
+    existing = ctx.live_customer(email) if email else None
+    if existing is not None and ctx.dedupe == DedupeMode.create:
+        return _rejected(number, {_column_of(ctx, "email"): "a customer with this email already exists"
+                                  + (" (an earlier row)" if email in ctx.pending else "")})
     if existing is not None and ctx.dedupe == DedupeMode.skip:
         return {"row": number, "outcome": RowOutcome.skipped, "reason": "a customer with this email exists",
                 "record": existing.id if in_scope(existing, ctx.user) or existing in ctx.pending.values() else None}
@@ -735,16 +782,15 @@ def _write_customer(ctx, number, values, dry_run):
         previous = {attr: json_value(getattr(existing, attr)) for attr in values}
         for attr, value in values.items():
             setattr(existing, attr, value)
-        prepare_customer(existing, ctx.user, creating=False)
+        # The address stays this customer's own: the batch's look-up stands for the service's.
+        prepare_customer(existing, ctx.user, creating=False, email_free=True)
         return {"row": number, "outcome": RowOutcome.updated, "record": existing.id, "previous": previous}
-    if email and email in ctx.pending:
-        return _rejected(number, {_column_of(ctx, "email"): "a customer with this email already exists (an earlier row)"})
     customer = Customer(id=new_id(), **values)
-    prepare_customer(customer, ctx.user, creating=True)
+    prepare_customer(customer, ctx.user, creating=True, email_free=True)
     if not dry_run:
         db.session.add(customer)
-        if customer.email:
-            ctx.pending[customer.email] = customer
+    if customer.email:
+        ctx.pending[customer.email] = customer
     return {"row": number, "outcome": RowOutcome.created, "record": customer.id}
 
 
@@ -879,6 +925,7 @@ def _write_batch(imp, user, batch):
     try:
         with db.session.no_autoflush:
             ctx = Context(imp, user)
+            ctx.prefetch(batch)
             results = [_write_row(ctx, number, cells) for number, cells in batch]
         db.session.flush()
         _record(imp, results)

@@ -7,6 +7,7 @@ call these before the row is written, so a rule holds whatever the entry point.
 from datetime import timezone
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import get_history
 
 from flask_appbuilder.security.sqla.models import User
 
@@ -37,8 +38,8 @@ def related_id(obj, column, relation):
     the id column keeps its old value until flush; the /api blueprint sets the column.
     At flush a changed relationship wins, so the rules judge its target, else the column.
     """
-    state = sa.inspect(obj)
-    history = state.attrs[relation].history
+    # get_history reads the one attribute (inspect(obj).attrs would build a state for each of them).
+    history = get_history(obj, relation)
     if history.added or (history.deleted and not history.unchanged):
         target = history.added[0] if history.added else None
         return getattr(target, "id", None)
@@ -100,8 +101,13 @@ def _own_only(obj, column, relation, user, field, resource):
     _set_related(obj, column, relation, User, assignee.id)
 
 
-def prepare_customer(customer, user, creating):
-    """Validate a customer about to be written by `user` and fill owner fields."""
+def prepare_customer(customer, user, creating, email_free=False):
+    """Validate a customer about to be written by `user` and fill owner fields.
+
+    `email_free`: the caller has already looked the address up among live customers (an
+    import does it for a whole batch in one query), so the one-row look-up is skipped; the
+    unique index on live e-mails still refuses a duplicate at flush.
+    """
     if not (customer.name or "").strip():
         raise ValidationFailed("name is required", field="name")
     customer.name = customer.name.strip()
@@ -109,6 +115,7 @@ def prepare_customer(customer, user, creating):
         customer.email = None
     if customer.email:
         customer.email = normalise_email(customer.email, field="email")
+    if customer.email and not email_free:
         clash = db.session.execute(
             sa.select(Customer.id).where(
                 Customer.email == customer.email,
