@@ -527,3 +527,23 @@ def test_a_row_the_database_refuses_is_rejected_alone(client, auth, db, make, jo
     assert [r["outcome"] for r in report] == ["created", "rejected", "created"]
     assert "conflicts with an existing record" in report[1]["reason"]
     assert len([c for c in customers_tagged(db, tag) if c.deleted_at is None]) == 3
+
+
+def test_cancel_while_running_stops_after_the_batch_in_hand(app, client, auth, db, monkeypatch):
+    for key, value in {"IMPORT_RUNNER": "thread", "IMPORT_BATCH_SIZE": 5, "IMPORT_FAULT_PAUSE_AFTER_BATCH": 0.3}.items():
+        monkeypatch.setitem(app.config, key, value)
+    tag = unique_tag("cr")
+    rows = [["顧客名"]] + [[f"{tag} {i:02d}"] for i in range(60)]
+    import_id = upload(client, auth("sales"), csv_bytes(rows)).json["id"]
+    assert client.post(f"/api/imports/{import_id}/start", headers=auth("sales")).status_code == 202
+    deadline = time.monotonic() + 60
+    state = client.get(f"/api/imports/{import_id}", headers=auth("sales")).json["data"]
+    while state["done"] < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        state = client.get(f"/api/imports/{import_id}", headers=auth("sales")).json["data"]
+    assert client.post(f"/api/imports/{import_id}/cancel", headers=auth("sales")).status_code == 200
+    while state["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        state = client.get(f"/api/imports/{import_id}", headers=auth("sales")).json["data"]
+    assert state["status"] == "cancelled" and 5 <= state["done"] < 60 and state["done"] % 5 == 0
+    assert len(customers_tagged(db, tag)) == state["done"]
