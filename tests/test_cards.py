@@ -177,6 +177,38 @@ def test_screen_edit_posts_a_version_and_the_customer_page_shows_card_and_histor
     assert no_token.status_code == 400 and len(cards.history(customer.id)) == 1
 
 
+def test_two_writers_at_once_get_consecutive_versions(app, make, db, users, monkeypatch):
+    """The customer row lock serialises writers: versions 2 and 3, never two version 2s."""
+    import threading
+    import time
+
+    customer = make.customer("sales")
+    save_card(db, users, customer)
+    monkeypatch.setattr(cards, "_after_read", lambda c: time.sleep(0.3))
+    barrier, results = threading.Barrier(2), []
+    cid = customer.id  # read here: the threads must not touch this session's objects
+
+    def write(reason):
+        with app.app_context():
+            barrier.wait()
+            try:
+                with acting_as(users["manager"]):
+                    results.append(cards.save_version(cid, users["manager"], {"changeReason": reason}).version)
+                    db.session.commit()
+            except Exception as exc:  # reported by the assertion below
+                results.append(repr(exc))
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=write, args=(r,)) for r in ("一人目", "二人目")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sorted(map(str, results)) == ["2", "3"], results
+    assert [c.version for c in cards.history(cid)] == [3, 2, 1]
+
+
 # --- stale cards -------------------------------------------------------------------------
 
 

@@ -294,6 +294,7 @@ def save_version(customer_id, user, body):
     values = parse(body)
     db.session.execute(sa.select(Customer.id).where(Customer.id == customer.id).with_for_update())
     previous = current(customer.id)
+    _after_read(customer)
     now = utcnow()
     card = CustomerCard(customer_id=customer.id, version=(previous.version + 1) if previous else 1)
     for column in ITEMS.values():
@@ -313,6 +314,10 @@ def save_version(customer_id, user, body):
             customer.investment_experience = summary
     db.session.flush()
     return card
+
+
+def _after_read(customer):
+    """Hook run between reading the current version and writing the next (tests slow it down to widen the race)."""
 
 
 # --- assessing a request ---------------------------------------------------------------
