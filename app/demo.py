@@ -1,6 +1,8 @@
 """Realistic demo data: one user per role, Japanese customers and their activity."""
 
 import random
+
+import sqlalchemy as sa
 from datetime import timedelta
 from decimal import Decimal
 
@@ -9,7 +11,7 @@ from flask import current_app
 from app.services.users import create_user
 from app.context import acting_as
 from app.extensions import db
-from app.services import approvals
+from app.services import approvals, cards
 from models import (
     ApprovalRequest,
     ApprovalStatus,
@@ -19,9 +21,12 @@ from models import (
     Meeting,
     MeetingStatus,
     MeetingType,
+    Product,
+    ProductType,
     Task,
     TaskPriority,
     TaskStatus,
+    User,
 )
 from models.base import utcnow
 
@@ -56,6 +61,7 @@ def seed_demo(customers=50, seed=2026):
     reps = [users["sales@example.com"], users["sales2@example.com"]]
     manager, compliance = users["manager@example.com"], users["compliance@example.com"]
     now = utcnow()
+    created = []
 
     for i in range(customers):
         rep = reps[i % len(reps)]
@@ -77,6 +83,7 @@ def seed_demo(customers=50, seed=2026):
             )
             db.session.add(customer)
             db.session.flush()
+            created.append(customer)
             for m in range(rng.randint(1, 3)):
                 when = now + timedelta(days=rng.randint(-60, 20), hours=rng.randint(0, 8))
                 title = rng.choice(MEETING_TITLES)
@@ -113,6 +120,7 @@ def seed_demo(customers=50, seed=2026):
             if i % 2 == 0:
                 _demo_request(rng, customer, rep, manager, compliance, ApprovalStatus(list(ApprovalStatus)[(i // 2) % 4]))
             db.session.commit()
+    _demo_compliance(created[:3], manager, now)
     return [(email, role) for email, _, role in DEMO_USERS]
 
 
@@ -146,3 +154,45 @@ def _demo_request(rng, customer, rep, manager, compliance, status):
         # Pending at the compliance step, so the compliance inbox has work too.
         approvals.approve(request.id, manager, "コンプライアンス確認をお願いします")
     return request
+
+
+def _demo_compliance(customers, manager, now):
+    """What the Compliance screens are for: customer cards (one current, one stale, one of an
+    83-year-old), notes with prohibited phrases, and a complex product proposed to the elderly customer."""
+    if len(customers) < 3:
+        return
+    current, stale, elderly = customers
+    body = {
+        "occupation": "会社役員", "investmentPurpose": "growth", "investmentHorizon": "long", "incomeBand": "10m_20m",
+        "financialAssetsBand": "30m_100m", "sourceOfFunds": "役員報酬・貯蓄",
+        "experience": {"stocks": {"years": 10, "frequency": "monthly"}, "investment_trusts": {"years": 5, "frequency": "quarterly"}},
+        "riskTolerance": 7, "changeReason": "初回ヒアリング",
+    }
+    with acting_as(manager):
+        cards.save_version(current.id, manager, {**body, "dateOfBirth": "1972-04-10"})
+        old = cards.save_version(stale.id, manager, {**body, "dateOfBirth": "1965-09-01"})
+        old.reviewed_at = now - timedelta(days=430)  # reviewed over a year ago: due for review
+        cards.save_version(elderly.id, manager, {**body, "dateOfBirth": "1943-02-15", "riskTolerance": 8,
+                                                 "changeReason": "ご家族同席で確認"})
+        db.session.commit()
+    rep = db.session.get(User, elderly.assigned_sales_id)
+    with acting_as(rep):
+        for customer, note in ((current, "新商品について、この銘柄は必ず儲かりますとお伝えした。"),
+                               (elderly, "元本保証に近い商品としてご案内。ご家族も同席。")):
+            db.session.add(Meeting(
+                customer_id=customer.id, sales_id=customer.assigned_sales_id, created_by_id=customer.assigned_sales_id,
+                title="新商品のご提案", description=note, scheduled_at=now - timedelta(days=3),
+                location="貴社会議室", type=MeetingType.visit, status=MeetingStatus.completed,
+            ))
+        db.session.commit()
+        product = db.session.execute(sa.select(Product).where(Product.code == "DEMO-SB")).scalar_one_or_none()
+        if product is None:
+            product = Product(code="DEMO-SB", name="仕組債 (日経平均連動)", risk_rating=5,
+                              product_type=ProductType.structured_bonds, complex=True, principal_protected=False,
+                              min_experience_years={"structured_bonds": 1}, suitable_purposes=["growth"])
+            db.session.add(product)
+            db.session.flush()
+        request = ApprovalRequest(customer_id=elderly.id, product_id=product.id, amount=Decimal(3_000_000),
+                                  comment="ご高齢のお客様: 役席者の事前承認をお願いします")
+        approvals.submit(request, rep)
+        db.session.commit()
