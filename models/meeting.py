@@ -42,6 +42,8 @@ class Meeting(TimestampMixin, Model):
     location = sa.Column(sa.String(200))
     next_action = sa.Column(sa.String(500))
     next_action_date = sa.Column(UTCDateTime, nullable=True, index=True)
+    # The product discussed, when there is one (the screening's 「元本保証」 rule asks whether it is principal-protected).
+    product_id = sa.Column(sa.String(36), sa.ForeignKey("products.id"), nullable=True, index=True)
     type = enum_column(MeetingType, "meeting_type", nullable=False, default=MeetingType.visit, server_default=MeetingType.visit.value)
     # Unset on a new meeting, the service derives it from the date (app/services/records.py).
     status = enum_column(
@@ -52,6 +54,7 @@ class Meeting(TimestampMixin, Model):
     customer = relationship("Customer", lazy="joined", backref="meetings")
     sales = relationship("User", foreign_keys=[sales_id], lazy="joined")
     created_by = relationship("User", foreign_keys=[created_by_id])
+    product = relationship("Product")
 
     __table_args__ = (
         # With the owner columns the dashboard's count of today's upcoming meetings in a Sales

@@ -33,6 +33,9 @@ class ScreeningRule(Model):
     match = enum_column(MatchKind, "screening_match", nullable=False, default=MatchKind.literal,
                         server_default=MatchKind.literal.value)
     reason = sa.Column(sa.String(500), nullable=False)
+    # True of a statement that is true of a principal-protected product (「元本保証」): a note on a
+    # meeting about such a product is not flagged by this rule.
+    except_principal_protected = sa.Column(sa.Boolean, nullable=False, default=False, server_default=sa.false())
     active = sa.Column(sa.Boolean, nullable=False, default=True, server_default=sa.true())
     created_at = sa.Column(UTCDateTime, nullable=False, default=utcnow)
 

@@ -206,3 +206,40 @@ def test_the_rules_screen_refuses_a_broken_pattern(db, browser_login):
     resp = screen.post("/screeningruleview/add", data={"phrase": phrase, "match": "regex", "reason": "x", "active": "y"})
     assert resp.status_code in (200, 302)
     assert db.session.execute(sa.select(ScreeningRule).where(ScreeningRule.phrase == phrase)).first() is None
+
+
+def test_principal_protection_is_flagged_only_for_a_product_that_is_not(db, client, auth, make, browser_login, users):
+    from tests.test_cards import product
+
+    protected = product(db, name=f"元本保証型{uuid.uuid4().hex[:4]}", principal_protected=True, risk_rating=1)
+    risky = product(db, name=f"仕組債{uuid.uuid4().hex[:4]}", principal_protected=False, risk_rating=5)
+    customer = make.customer("sales")
+    note = "元本保証の商品です"
+    ok = client.post("/api/meetings", headers=auth("sales"), json={
+        "customerId": customer.id, "title": "保証型", "description": note, "scheduledAt": "2030-02-01T10:00:00Z",
+        "productId": protected.id})
+    assert ok.status_code == 201, ok.get_data(as_text=True)
+    assert ok.json["data"]["productId"] == protected.id and flags_of(db, ok.json["data"]["id"]) == []
+    flagged = client.post("/api/meetings", headers=auth("sales"), json={
+        "customerId": customer.id, "title": "仕組債", "description": note, "scheduledAt": "2030-02-01T11:00:00Z",
+        "productId": risky.id})
+    assert [f.matched for f in flags_of(db, flagged.json["data"]["id"])] == ["元本保証"]
+    # Moving the meeting to the other product screens the note again.
+    moved = client.put(f"/api/meetings/{ok.json['data']['id']}", headers=auth("sales"), json={"productId": risky.id})
+    assert moved.status_code == 200 and [f.matched for f in flags_of(db, ok.json["data"]["id"])] == ["元本保証"]
+    bad = client.post("/api/meetings", headers=auth("sales"), json={
+        "customerId": customer.id, "title": "x", "scheduledAt": "2030-02-01T12:00:00Z", "productId": str(uuid.uuid4())})
+    assert bad.status_code == 400 and "productId" in bad.get_data(as_text=True)
+    # Other rules still apply to a principal-protected product's meeting.
+    other = make.meeting("sales", customer=customer, description="絶対に上がります", product_id=protected.id)
+    assert [f.matched for f in flags_of(db, other.id)] == ["絶対に"]
+    # From the screen: the product select, then the same rule.
+    screen = browser_login("sales")
+    meeting = make.meeting("sales", customer=customer, title="画面保証型")
+    resp = screen.post(
+        f"/meetingview/edit/{meeting.id}",
+        data={"customer": customer.id, "title": "画面保証型", "description": note, "type": "visit", "status": "scheduled",
+              "scheduled_at": "2030-02-02 10:00:00", "sales": str(users["sales"].id), "product": protected.id},
+    )
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:400]
+    assert flags_of(db, meeting.id) == [] and db.session.get(Meeting, meeting.id).product_id == protected.id

@@ -12,6 +12,7 @@ from views.base import ScopedModelApi, ScopedModelView, time_formatters
 
 EDITABLE = [
     "customer", "title", "type", "status", "description", "scheduled_at", "location", "next_action", "next_action_date", "sales",
+    "product",
 ]
 TYPE_LABELS = {
     MeetingType.visit: _("Visit"),
@@ -63,6 +64,7 @@ class MeetingView(ScopedModelView):
         "next_action": _("Next action"),
         "next_action_date": _("Next action date"),
         "sales": _("Sales rep"),
+        "product": _("Product"),
     }
     list_columns = ["scheduled_at", "customer", "title", "type", "status", "sales", "next_action", "next_action_date"]
     show_columns = EDITABLE + ["created_at", "updated_at"]
@@ -78,6 +80,7 @@ class MeetingView(ScopedModelView):
         "location": display.text_or_dash,
         "next_action": display.text_or_dash,
         "description": display.text_or_dash,
+        "product": display.text_or_dash,
     }
     add_form_extra_fields = edit_form_extra_fields = {
         "type": labelled_enum_field(MeetingType, TYPE_LABELS, _("Type")),
@@ -106,6 +109,7 @@ class MeetingApi(ScopedModelApi):
         "location",
         "next_action",
         "next_action_date",
+        "product_id",
         "created_at",
         "updated_at",
     ]

@@ -89,12 +89,12 @@ class ScreeningRuleView(ScopedModelView):
     prepare = _check_rule
     list_title = _("Screening rules")
     label_columns = {"phrase": _("Phrase"), "match": _("Match"), "reason": _("Reason"), "active": _("Active"),
-                     "created_at": _("Created")}
-    list_columns = ["phrase", "match", "reason", "active"]
-    add_columns = edit_columns = ["phrase", "match", "reason", "active"]
-    show_columns = ["phrase", "match", "reason", "active", "created_at"]
+                     "created_at": _("Created"), "except_principal_protected": _("Not for principal-protected products")}
+    list_columns = ["phrase", "match", "reason", "except_principal_protected", "active"]
+    add_columns = edit_columns = ["phrase", "match", "reason", "except_principal_protected", "active"]
+    show_columns = ["phrase", "match", "reason", "except_principal_protected", "active", "created_at"]
     search_columns = ["phrase", "active"]
-    formatters_columns = {"active": yes_no, "created_at": local_time}
+    formatters_columns = {"active": yes_no, "except_principal_protected": yes_no, "created_at": local_time}
     description_columns = {
         "phrase": _("Literal: found whatever the width, case or spacing. Regex: a Python regular expression over the folded text."),
     }

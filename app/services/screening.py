@@ -21,6 +21,7 @@ from app.scope import scope_clause
 from app.services.errors import Forbidden, ValidationFailed
 from models.base import utcnow
 from models.meeting import Meeting
+from models.product import Product
 from models.screening import FlagStatus, MatchKind, MeetingFlag, ScreeningRule
 
 #: The meeting columns screened, in the order a reviewer reads them.
@@ -88,9 +89,15 @@ def _sentence_hash(text):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def flags_for(meeting, rules, known=()):
-    """New MeetingFlag rows for `meeting`'s note under `rules`, skipping (rule, field, sentence) keys in `known`."""
+def flags_for(meeting, rules, known=(), principal_protected=False):
+    """New MeetingFlag rows for `meeting`'s note under `rules`, skipping (rule, field, sentence) keys in `known`.
+
+    `principal_protected`: the meeting is about a principal-protected product, so the rules
+    marked `except_principal_protected` do not apply.
+    """
     flags, seen = [], set(known)
+    if principal_protected:
+        rules = [(rule, pattern) for rule, pattern in rules if not rule.except_principal_protected]
     for field in SCREENED_FIELDS:
         text = getattr(meeting, field) or ""
         for rule, start, end in find_matches(text, rules):
@@ -111,7 +118,15 @@ def flags_for(meeting, rules, known=()):
 
 def _note_changed(meeting):
     state = sa.inspect(meeting)
-    return state.pending or any(state.attrs[f].history.has_changes() for f in SCREENED_FIELDS)
+    return state.pending or any(state.attrs[f].history.has_changes() for f in (*SCREENED_FIELDS, "product_id", "product"))
+
+
+def _principal_protected(session, meeting):
+    """True when the meeting is about a principal-protected product (its relationship wins over the id, as at flush)."""
+    product = meeting.product
+    if product is None and meeting.product_id:
+        product = session.get(Product, meeting.product_id)
+    return bool(product is not None and product.principal_protected)
 
 
 def _before_flush(session, flush_context, instances):
@@ -134,7 +149,7 @@ def _before_flush(session, flush_context, instances):
                         )
                     ).all()
                 )
-            for flag in flags_for(meeting, rules, known):
+            for flag in flags_for(meeting, rules, known, principal_protected=_principal_protected(session, meeting)):
                 session.add(flag)
 
 

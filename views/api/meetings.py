@@ -16,6 +16,7 @@ from app.caching import cached_endpoint
 from app.roles import ADD, DELETE, EDIT, MEETING, READ
 from app.listquery import ListQuery
 from app.serialize import column_values
+from app.services import products
 from app.services.records import get_in_scope, prepare_meeting
 from models.base import utcnow
 from models.meeting import Meeting, MeetingStatus, MeetingType
@@ -51,6 +52,8 @@ FIELDS = {
     "location": Field("location", max_len=200),
     "nextAction": Field("next_action", max_len=500),
     "nextActionDate": Field("next_action_date", "datetime"),
+    # The product discussed (an active one of the master), for the notes' screening.
+    "productId": Field("product_id", "uuid"),
 }
 # The seed's clients' spellings: its frontend's `summary` and `date`, its suite's `notes` and `meetingDate`.
 ALIASES = {"summary": "description", "notes": "description", "date": "scheduledAt", "meetingDate": "scheduledAt"}
@@ -128,11 +131,19 @@ def upcoming_meetings():
     return page_answer(lq, keyset=(Meeting.scheduled_at, Meeting.id), descending=False, extra=aliases)
 
 
+def _check_product(values):
+    """Refuse a productId that is not an active product of the master (400 naming productId)."""
+    if values.get("product_id") is not None:
+        products.get_product(values["product_id"])
+
+
 @bp.post("")
 @requires(ADD, MEETING)
 def create_meeting():
     """Record a meeting with a customer in scope."""
-    meeting = apply(Meeting(), parse_fields(json_body(), FIELDS, aliases=ALIASES))
+    values = parse_fields(json_body(), FIELDS, aliases=ALIASES)
+    _check_product(values)
+    meeting = apply(Meeting(), values)
     return answer(save(meeting, prepare_meeting, creating=True), 201)
 
 
@@ -149,7 +160,9 @@ def get_meeting(meeting_id):
 def update_meeting(meeting_id):
     """Change the fields sent (partial update)."""
     meeting = load(meeting_id)
-    apply(meeting, parse_fields(json_body(), FIELDS, aliases=ALIASES, partial=True))
+    values = parse_fields(json_body(), FIELDS, aliases=ALIASES, partial=True)
+    _check_product(values)
+    apply(meeting, values)
     return answer(save(meeting, prepare_meeting, creating=False))
 
 
