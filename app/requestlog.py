@@ -13,7 +13,9 @@ import re
 import time
 import uuid
 
+import sqlalchemy as sa
 from flask import g, request
+from sqlalchemy.exc import NoInspectionAvailable
 
 from app.logs import request_id_var
 
@@ -46,8 +48,17 @@ def note(environ, route=None, user_id=None):
 
 
 def _user_id(user):
-    uid = getattr(user, "id", None)
-    if uid is None or not getattr(user, "is_authenticated", False):
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    try:
+        state = sa.inspect(user)
+    except NoInspectionAvailable:  # not a mapped row (the fast path's claims user, a stand-in)
+        uid = getattr(user, "id", None)
+    else:
+        # The key as loaded, without a refresh: after a failed flush the session can run no query,
+        # and reading an expired attribute would raise at teardown (a 500 for a flashed form error).
+        uid = state.identity[0] if state.identity else None
+    if uid is None:
         return None
     try:
         return int(uid)
