@@ -26,31 +26,12 @@ import time
 import requests
 
 from bench.load_data import app_env, recreate_database
+from bench.run import free_port, wait_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/crm_bench_attachments"
 REP = ("sales-attach@bench.example", "bench-pass-2026")
 
-
-def free_port():
-    """A TCP port nobody listens on right now."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url, seconds=60):
-    """Wait until `url` answers at all."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer")
 
 
 def memory_mb(pid):

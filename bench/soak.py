@@ -47,6 +47,7 @@ from datetime import datetime, timezone
 import psycopg
 
 from bench.load_data import PASSWORD, migrate_and_create_users, recreate_database
+from tests.kafka_stack import descendants
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, ".venv", "bin")
@@ -231,21 +232,6 @@ class Traffic:
 # ---------------------------------------------------------------- processes and samples
 
 
-def children(pid):
-    """Every process below `pid` (from /proc)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid == pid:
-                out.append(int(entry))
-    return out + [d for c in out for d in children(c)]
-
-
 def proc_sample(pid):
     """(RSS bytes, CPU seconds) of `pid`, or None when it is gone."""
     try:
@@ -335,7 +321,7 @@ class Stack:
             if proc.poll() is not None:
                 continue
             out[name if name != "web" else "web-master"] = proc.pid
-            for n, child in enumerate(sorted(children(proc.pid))):
+            for n, child in enumerate(sorted(descendants(proc.pid))):
                 label = {"web": "web-worker", "worker": "worker-child"}.get(name, f"{name}-child")
                 out[f"{label}-{n}"] = child
         return out

@@ -27,7 +27,7 @@ def wait_for(predicate, timeout, interval=0.2, what="condition"):
         time.sleep(interval)
 
 
-def _descendants(pid):
+def descendants(pid):
     """Every process below `pid` (children first found, via /proc)."""
     children = []
     for entry in os.listdir("/proc"):
@@ -39,7 +39,7 @@ def _descendants(pid):
                 continue
             if ppid == pid:
                 children.append(int(entry))
-    return [d for c in children for d in (*_descendants(c), c)]
+    return [d for c in children for d in (*descendants(c), c)]
 
 
 class Stack:
@@ -107,7 +107,7 @@ class Stack:
     def kill(self, proc, sig=signal.SIGKILL):
         """Signal a process and all its descendants (RQ's work-horse runs in its own session)."""
         if proc.poll() is None:
-            for pid in [*_descendants(proc.pid), proc.pid]:
+            for pid in [*descendants(proc.pid), proc.pid]:
                 try:
                     os.kill(pid, sig)
                 except ProcessLookupError:
@@ -118,7 +118,7 @@ class Stack:
         """Stop every process started (SIGTERM, then SIGKILL)."""
         for proc in self.procs:
             if proc.poll() is None:
-                horses = _descendants(proc.pid)
+                horses = descendants(proc.pid)
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
                     proc.wait(10)
