@@ -11,6 +11,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, stream_with_context
 from flask_appbuilder.security.sqla.models import User
+from werkzeug.exceptions import MethodNotAllowed
 
 from app import reads
 from app.exports import BOM, csv_line
@@ -241,6 +242,9 @@ def export(kind):
 
 # --- reports: Excel and PDF reports built by a worker (app/services/reports.py) ----------
 
+#: The GET routes above whose names the POST /<kind> route would otherwise take.
+GET_ONLY = ("dashboard", "sales-metrics", "task-trends", "approval-stats", "runs")
+
 
 def _report_kind(kind):
     """The report `kind` of the path (404 when there is none) the caller's role may read (403 otherwise)."""
@@ -262,6 +266,9 @@ def request_report(kind):
 
     from views.api.common import json_body
 
+    if kind in GET_ONLY:
+        # The seed's read-only figures (GET /api/reports/dashboard, ...): a POST is the wrong method, not an unknown report.
+        raise MethodNotAllowed(valid_methods=["GET", "HEAD", "OPTIONS"])
     _report_kind(kind)
     body = json_body()
     for key in body:
