@@ -261,7 +261,7 @@ class Config:
     # --- imports: CSV / Excel imports of customers, meetings and tasks (app/services/imports.py) ---
     IMPORT_MAX_MB = env_int("IMPORT_MAX_MB", 50)  # largest upload (413 beyond)
     IMPORT_MAX_ROWS = env_int("IMPORT_MAX_ROWS", 200_000)  # most data rows of one file (400 beyond)
-    IMPORT_BATCH_SIZE = env_int("IMPORT_BATCH_SIZE", 500)  # rows per committed batch (the unit a resumed job redoes)
+    IMPORT_BATCH_SIZE = env_int("IMPORT_BATCH_SIZE", 2000)  # rows per committed batch (the unit a resumed job redoes)
     IMPORT_PREVIEW_ROWS = env_int("IMPORT_PREVIEW_ROWS", 20)  # rows the preview checks and shows
     # "rq" (an RQ job on RQ_QUEUE) or "thread" (the web process runs the same job in a thread);
     # empty: rq with REDIS_URL, else thread (the embedded default).

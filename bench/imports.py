@@ -134,7 +134,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--mode", choices=("outbox", "embedded"), default="outbox")
-    parser.add_argument("--batch", type=int, default=500, help="IMPORT_BATCH_SIZE")
+    parser.add_argument("--batch", type=int, default=2000, help="IMPORT_BATCH_SIZE (its default)")
     parser.add_argument("--db-url", default=DB_URL)
     args = parser.parse_args(argv)
     import subprocess
