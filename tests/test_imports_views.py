@@ -58,3 +58,31 @@ def test_a_bad_upload_answers_a_4xx_page_naming_the_problem(browser_login):
                        content_type="multipart/form-data")
     assert resp.status_code == 400 and "UTF-8 or Shift_JIS" in resp.get_data(as_text=True)
     assert browser_login("compliance").get("/imports/").status_code in (302, 403)
+
+
+def test_an_import_left_running_by_a_stopped_worker_is_started_again_from_its_page(app, browser_login, db, users, monkeypatch):
+    import time
+
+    from app.services import imports
+    from models import Import
+
+    monkeypatch.setitem(app.config, "IMPORT_RUNNER", "thread")
+    tag = unique_tag("res")
+    from flask_appbuilder.security.sqla.models import User
+
+    owner = db.session.get(User, users["sales"].id)
+    imp = imports.create_import(owner, "customers", "r.csv", _csv([["顧客名"], [f"{tag} 一"], [f"{tag} 二"]]))
+    imp.status = "running"  # as a worker killed before its first batch leaves it
+    db.session.commit()
+    client = browser_login("sales")
+    page = client.get(f"/imports/{imp.id}/").get_data(as_text=True)
+    assert "crm-import-progress" in page and "crm-import-resume" in page
+    assert client.post(f"/imports/{imp.id}/start").status_code == 302
+    deadline = time.monotonic() + 60
+    state = client.get(f"/imports/{imp.id}/status").json
+    while state["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        state = client.get(f"/imports/{imp.id}/status").json
+    assert state["status"] == "done" and state["counts"]["created"] == 2
+    db.session.rollback()
+    assert db.session.get(Import, imp.id).done == 2
