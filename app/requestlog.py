@@ -88,7 +88,6 @@ class Middleware:
         """Serve the request with its id set; log it when the answer is finished."""
         rid = accepted_id(environ.get("HTTP_X_REQUEST_ID")) or uuid.uuid4().hex
         environ["crm.request_id"] = rid
-        token = request_id_var.set(rid)
         started = time.perf_counter()
         seen = {}
 
@@ -98,15 +97,20 @@ class Middleware:
                 headers.append((HEADER, rid))
             return start_response(status, headers, exc_info)
 
+        # The id is set only while this request's code runs (here, and in each step of its
+        # body): a body a server never closes must not lend it to whatever runs next.
+        token = request_id_var.set(rid)
         try:
             body = self.wsgi_app(environ, start)
         except BaseException:
-            self._finish(environ, rid, started, "500", token)
+            self._finish(environ, rid, started, "500")
             raise
-        return _Body(body, lambda: self._finish(environ, rid, started, seen.get("status", "500"), token))
+        finally:
+            request_id_var.reset(token)
+        return _Body(body, rid, lambda: self._finish(environ, rid, started, seen.get("status", "500")))
 
     @staticmethod
-    def _finish(environ, rid, started, status, token):
+    def _finish(environ, rid, started, status):
         code = int(str(status).split(" ", 1)[0])
         path = environ.get("PATH_INFO", "")
         level = logging.WARNING if code >= 500 else logging.DEBUG if path in _PROBES and code < 400 else logging.INFO
@@ -117,28 +121,37 @@ class Middleware:
                 "request_id": rid, "method": method, "path": path, "status": code, "duration_ms": ms,
                 "route": environ.get(ROUTE_KEY), "user_id": environ.get(USER_KEY),
             })
-        try:
-            request_id_var.reset(token)
-        except ValueError:  # closed in another context than it started in
-            request_id_var.set(None)
 
 
 class _Body:
-    """The answer's iterable, calling `done` once when the server closes it (after the last byte)."""
+    """The answer's iterable with the request id set while each part is made; `done` runs once when the server closes it."""
 
-    def __init__(self, body, done):
+    def __init__(self, body, rid, done):
         self.body = body
+        self.rid = rid
         self.done = done
+        self._parts = None
 
     def __iter__(self):
-        return iter(self.body)
+        return self
+
+    def __next__(self):
+        token = request_id_var.set(self.rid)
+        try:
+            if self._parts is None:
+                self._parts = iter(self.body)
+            return next(self._parts)
+        finally:
+            request_id_var.reset(token)
 
     def close(self):
         """Close the wrapped body, then log the request."""
+        token = request_id_var.set(self.rid)
         try:
             if hasattr(self.body, "close"):
                 self.body.close()
         finally:
+            request_id_var.reset(token)
             done, self.done = self.done, None
             if done is not None:
                 done()
