@@ -24,6 +24,7 @@ from app.scope import role_names, sees_all
 from app.services import approvals as service
 from app.services import evidence
 from app.services.errors import DomainError, ValidationFailed
+from app.services.records import related_id
 from models.approval import ApprovalRequest, ApprovalStatus
 from models.evidence import EvidencePack
 from views.datamodels import CrmInterface
@@ -400,6 +401,12 @@ class ApprovalRequestApi(ScopedModelApi):
     show_columns = list_columns
     add_columns = ADDABLE
     edit_columns = ADDABLE
+
+    def pre_add(self, item):
+        """Name the product the /api/v1 way when a request has neither `product` nor `product_name`."""
+        if not (item.product_name or "").strip() and not related_id(item, "product_id", "product"):
+            raise ValidationFailed("product_name is required (or product)", field="product_name")
+        super().pre_add(item)
     search_columns = ["status", "customer", "product_name", "requester"]
     order_columns = ["requested_at", "amount", "status", "created_at"]
     validators_columns = {
