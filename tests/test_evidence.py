@@ -84,13 +84,18 @@ def test_a_redelivered_outcome_event_builds_no_second_pack(db, users, make):
     assert len(packs(db, req.id)) == evidence_before == 1
 
 
-def test_the_pack_keeps_the_card_frozen_at_submit_after_the_card_changes(db, users, make):
+def test_the_pack_keeps_the_card_frozen_at_submit_after_the_card_changes(db, client, auth, users, make):
     customer, _p, req = decided_request(db, users, make)
     save_card(db, users, customer, occupation="自営業", changeReason="転職")
+    signed = b"%PDF-1.4 signed form"
+    upload = client.post(f"/api/approvals/{req.id}/attachments", headers=auth("sales"),
+                         data={"file": (io.BytesIO(signed), "署名済み.pdf")}, content_type="multipart/form-data")
+    assert upload.status_code == 201, upload.get_data(as_text=True)
     pack = evidence.build(db.session, reload(db, ApprovalRequest, req.id), users["compliance"], trigger="manual")
     db.session.commit()
     doc = json.loads(evidence.read(pack, "json"))
     assert doc["card"]["version"] == 1 and doc["card"]["occupation"] == "会社員"
+    assert [(a["filename"], a["sha256"]) for a in doc["attachments"]] == [("署名済み.pdf", hashlib.sha256(signed).hexdigest())]
 
 
 def test_a_changed_file_fails_verify_and_is_not_served(app, db, client, auth, users, make):

@@ -25,6 +25,7 @@ from app import storage
 from app.scope import sees_all
 from app.services.errors import NotFound
 from models.approval import ApprovalRequest, ApprovalStatus
+from models.attachment import Attachment, OwnerType
 from models.audit import AuditLog
 from models.base import new_id, utcnow
 from models.evidence import EvidencePack
@@ -71,11 +72,10 @@ def _meetings(session, request, until):
 
 
 def _attachments(session, request):
-    from models.attachment import Attachment
-
     rows = session.execute(
         sa.select(Attachment)
-        .where(Attachment.owner_id == request.id, Attachment.deleted_at.is_(None))
+        .where(Attachment.owner_type == OwnerType.approval_request, Attachment.owner_id == request.id,
+               Attachment.deleted_at.is_(None))
         .order_by(Attachment.uploaded_at, Attachment.id)
     ).scalars()
     return [{"filename": a.filename, "contentType": a.content_type, "size": a.size_bytes, "sha256": a.sha256,
