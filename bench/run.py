@@ -192,11 +192,13 @@ class Server:
             FAB_UPDATE_PERMS="0",
         )
         env.update(extra_env or {})
+        results = os.path.join(ROOT, "bench", "results")
+        os.makedirs(results, exist_ok=True)  # ignored by git, so a fresh clone has none
         self.proc = subprocess.Popen(
             [os.path.join(root, ".venv", "bin", "gunicorn"), "--workers", str(workers), "--bind",
              f"127.0.0.1:{self.port}", "--log-level", "warning", *os.environ.get("BENCH_GUNICORN_ARGS", "").split(),
              "bench.app:app"],
-            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(ROOT, "bench", "results", "gunicorn.log"), "a"),
+            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(results, "gunicorn.log"), "a"),
             start_new_session=True,
         )
         self.base = f"http://127.0.0.1:{self.port}"
