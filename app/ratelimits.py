@@ -98,8 +98,43 @@ def limit_password_forms(app):
 
 
 def install(app):
-    """Put FAB's API login under the login limits (decorated once, at import, for every app)."""
+    """Put FAB's API login under the login limits (decorated once, at import, for every app); see `check_where_limited`."""
     endpoint = "SecurityApi.login"
     if endpoint in app.view_functions and "crm_fab_login" not in app.extensions:
         app.extensions["crm_fab_login"] = app.view_functions[endpoint]
         app.view_functions[endpoint] = fab_api_login
+    check_where_limited(app)
+
+
+# flask-limiter's settings that limit every request: with any of them set its check stays app-wide.
+APP_WIDE_SETTINGS = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")
+
+
+def limited_blueprints(app):
+    """The blueprints that carry limits of their own: FAB's form login (AUTH_RATE_LIMIT and the per-account one) and own-password form."""
+    names = {"AuthDBView", "ResetMyPasswordView"}
+    auth_view = getattr(app.appbuilder.sm, "auth_view", None)
+    if auth_view is not None and auth_view.blueprint is not None:
+        names.add(auth_view.blueprint.name)  # AUTH_TYPE decides which login view FAB registers
+    return sorted(name for name in names if name in app.blueprints)
+
+
+def check_where_limited(app):
+    """Run flask-limiter's before_request check only for the blueprints that carry limits, not for every request.
+
+    The check is the only place blueprint, default, application and meta limits are
+    applied; decorated limits (the logins, register) are checked by their own wrappers
+    whatever this does, and the /api budget is app/budget.py's. No default, application
+    or meta limit is configured, so on any other request the check finds nothing to count,
+    at a cost comparable to the rest of a cache hit's handling. Flask's scoped hooks
+    (`before_request_funcs[blueprint]`) run it where it applies; a limit configured for
+    every request (APP_WIDE_SETTINGS) leaves it app-wide.
+    """
+    if any(app.config.get(name) for name in APP_WIDE_SETTINGS):
+        return
+    hooks = app.before_request_funcs.get(None, [])
+    checks = [hook for hook in hooks if getattr(hook, "__self__", None) is limiter]
+    for check in checks:
+        hooks.remove(check)
+        for name in limited_blueprints(app):
+            app.before_request_funcs.setdefault(name, []).insert(0, check)

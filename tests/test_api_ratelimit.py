@@ -88,3 +88,22 @@ def test_fab_form_login_is_limited(limited_app, users):
     assert client.post("/login/", data={"username": users["sales2"].email, "password": PASSWORD}, headers=from_ip()).status_code != 429
 
 
+
+
+def test_limiter_checks_every_blueprint_that_carries_a_limit_and_no_other_request(limited_app):
+    """flask-limiter's check runs in the hooks of each blueprint it holds a limit for, not app-wide (app/ratelimits.py).
+
+    A blueprint limit added anywhere without its blueprint in `limited_blueprints` would be
+    counted by nothing: this fails then.
+    """
+    from app.extensions import limiter
+
+    def is_check(hook):
+        return getattr(hook, "__self__", None) is limiter
+
+    with limited_app.app_context():
+        limited = {name for name in limited_app.blueprints if limiter.limit_manager.blueprint_limits(limited_app, name)}
+    assert {"AuthDBView", "ResetMyPasswordView"} <= limited
+    for name in limited:
+        assert any(is_check(h) for h in limited_app.before_request_funcs.get(name, [])), name
+    assert not any(is_check(h) for h in limited_app.before_request_funcs.get(None, []))
