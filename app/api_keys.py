@@ -37,6 +37,7 @@ import redis
 import sqlalchemy as sa
 from flask import current_app, g, jsonify, request
 
+from app import requestlog
 from app.extensions import redis_client
 from app.services.errors import Conflict, DomainError, NotFound, Unavailable, ValidationFailed
 from models.api_key import ApiKey, ApiKeyScope
@@ -350,6 +351,7 @@ def before_request():
         return jsonify(exc.to_dict()), exc.status  # the /api error shape (design.md §6)
     request.environ[ENVIRON] = state
     g.user = user
+    requestlog.note_user(user)
     g._api_key_user = True  # FAB's has_access: the request's user is g.user
     try:
         from app.context import client_ip

@@ -4,8 +4,10 @@
 like an id (letters, digits, `.`, `_`, `:`, `-`; at most 128), else makes one, returns it
 on the answer, puts it on every line logged meanwhile (app/logs.py), and when the answer's
 body is done logs `crm.request`: method, path, status, duration_ms, route (the URL rule, not
-the path with its ids) and user_id. Flask's teardown (`install`) and the fast path
-(`note`) tell it the route and the user.
+the path with its ids) and user_id. Flask's teardown (`install`) tells it the route; the
+user is noted where it is authenticated (`note_user`: the session and token user loaders,
+an API key, a login; the fast path's `note`), so a request nothing authenticates never
+loads a user for its log line.
 """
 
 import logging
@@ -13,9 +15,7 @@ import re
 import time
 import uuid
 
-import sqlalchemy as sa
-from flask import g, request
-from sqlalchemy.exc import NoInspectionAvailable
+from flask import has_request_context, request
 
 from app.logs import request_id_var
 
@@ -48,16 +48,7 @@ def note(environ, route=None, user_id=None):
 
 
 def _user_id(user):
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    try:
-        state = sa.inspect(user)
-    except NoInspectionAvailable:  # not a mapped row (the fast path's claims user, a stand-in)
-        uid = getattr(user, "id", None)
-    else:
-        # The key as loaded, without a refresh: after a failed flush the session can run no query,
-        # and reading an expired attribute would raise at teardown (a 500 for a flashed form error).
-        uid = state.identity[0] if state.identity else None
+    uid = getattr(user, "id", None)
     if uid is None:
         return None
     try:
@@ -66,14 +57,20 @@ def _user_id(user):
         return uid
 
 
+def note_user(user):
+    """Record `user` (a loaded row or the fast path's claims user) as this request's, for its log line; outside a request a no-op."""
+    if user is not None and has_request_context() and getattr(user, "is_authenticated", False):
+        note(request.environ, user_id=_user_id(user))
+
+
 def install(app):
-    """Wrap `app`'s WSGI app with `Middleware` and note each Flask request's route and user at teardown."""
+    """Wrap `app`'s WSGI app with `Middleware` and note each Flask request's route at teardown."""
 
     @app.teardown_request
-    def note_route_and_user(_exc):
-        """The matched URL rule and the signed-in user (session, token or the fast path's claims)."""
+    def note_route(_exc):
+        """The matched URL rule (the user was noted where it was authenticated)."""
         rule = request.url_rule
-        note(request.environ, route=rule.rule if rule is not None else None, user_id=_user_id(g.get("user")))
+        note(request.environ, route=rule.rule if rule is not None else None)
 
     app.wsgi_app = Middleware(app.wsgi_app)
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import joinedload
 from wtforms import PasswordField
 from wtforms.validators import DataRequired, EqualTo, ValidationError
 
-from app import audit, caching, events, fastpath, metrics, passwords, ratelimits, tokens
+from app import audit, caching, events, fastpath, metrics, passwords, ratelimits, requestlog, tokens
 from app.memo import remember
 from models.audit import AuditAction
 from views import display
@@ -165,6 +165,7 @@ class CrmSecurityManager(SecurityManager):
         user = self.load_user(pk)
         if user is not None and session.get(SESSION_EPOCH, 0) < tokens.stored_epoch(user.id):
             return None
+        requestlog.note_user(user)
         return user
 
     def register_views(self):
@@ -200,8 +201,10 @@ class CrmSecurityManager(SecurityManager):
         principal = fastpath.principal_for(jwt_data)
         if principal is not None:
             g.user = principal
-            return principal
-        return super().load_user_jwt(_jwt_header, jwt_data)
+        else:
+            principal = super().load_user_jwt(_jwt_header, jwt_data)
+        requestlog.note_user(principal)
+        return principal
 
     @staticmethod
     def extract_api_key_from_request():
@@ -341,6 +344,7 @@ class CrmSecurityManager(SecurityManager):
 
     def on_user_login(self, user):
         """Audit the login and emit USER_LOGGED_IN in one transaction."""
+        requestlog.note_user(user)
         audit.record(self.session, AuditAction.LOGIN, "user", user.id, None, user_id=user.id)
         events.emit(
             self.session,

@@ -146,3 +146,45 @@ def test_test_client_requests_get_an_id_and_a_text_line(app, client, caplog):
     assert (record.status, record.route, record.method) == (404, None, "GET")
     resp = client.get("/health")
     assert len(resp.headers["X-Request-ID"]) == 32
+
+
+def _request_record(caplog, rid):
+    (record,) = [r for r in caplog.records if r.name == "crm.request" and r.request_id == rid]
+    return record
+
+
+def test_the_user_is_on_the_line_of_a_session_screen_an_api_key_and_a_login(app, users, browser_login, caplog):
+    """Noted where the user is authenticated: the session loader, an API key, the form login (app/security.py, app/api_keys.py)."""
+    import logging
+
+    from app import api_keys
+    from app.extensions import db
+
+    with app.app_context():
+        _row, raw = api_keys.create(f"log-{uuid.uuid4().hex[:8]}", users["manager"].id, "Manager", "read-only", 1)
+        db.session.commit()
+    screen = browser_login("sales")
+    with caplog.at_level(logging.INFO, logger="crm.request"):
+        assert screen.get("/customerview/list/", headers={"X-Request-ID": "screen-1"}).status_code == 200
+        assert app.test_client().get("/api/customers?limit=5", headers={"X-API-Key": raw, "X-Request-ID": "key-1"}).status_code == 200
+        fresh = app.test_client()
+        resp = fresh.post("/login/", data={"username": users["sales2"].email, "password": PASSWORD}, headers={"X-Request-ID": "login-1"})
+        assert resp.status_code == 302
+    assert _request_record(caplog, "screen-1").user_id == users["sales"].id
+    assert _request_record(caplog, "key-1").user_id == users["manager"].id
+    assert _request_record(caplog, "login-1").user_id == users["sales2"].id
+
+
+def test_a_request_nothing_authenticates_loads_no_user_for_its_line(app, browser_login, caplog, monkeypatch):
+    """/health with a session cookie: no user row is loaded for the log line, and none is logged."""
+    import logging
+
+    screen = browser_login("sales")
+    loads = []
+    sm = app.appbuilder.sm
+    real = sm.load_user
+    monkeypatch.setattr(sm, "load_user", lambda pk: loads.append(pk) or real(pk))
+    with caplog.at_level(logging.DEBUG, logger="crm.request"):
+        assert screen.get("/health", headers={"X-Request-ID": "probe-1"}).status_code == 200
+    assert loads == []
+    assert _request_record(caplog, "probe-1").user_id is None
