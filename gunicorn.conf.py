@@ -9,6 +9,8 @@ import os
 import shutil
 import tempfile
 
+from gunicorn import glogging
+
 # Metrics (app/metrics.py): the workers count into one directory of memory-mapped files,
 # set before any worker imports prometheus-client. Unset: a private one of this master.
 _PRIVATE_METRICS_DIR = None
@@ -30,6 +32,16 @@ _formatter = (
     if _config.LOG_FORMAT.strip().lower() == "json"
     else {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s"}
 )
+
+
+class RequestLinesLogger(glogging.Logger):
+    """gunicorn's logger without its access log: app/requestlog.py writes each request's line."""
+
+    def access(self, resp, req, environ, request_time):
+        """Nothing: with `logconfig_dict` set gunicorn builds every access line's fields, even for a logger with no handler."""
+
+
+logger_class = RequestLinesLogger
 logconfig_dict = {
     "root": {"level": _config.LOG_LEVEL, "handlers": []},
     "loggers": {

@@ -95,6 +95,28 @@ def test_login_limit_counts_across_workers(server, redis_url):
     assert keys, "the counter is in Redis, where every worker reads it"
 
 
+def test_gunicorn_builds_no_access_line_of_its_own():
+    """gunicorn.conf.py's logger skips gunicorn's access line (app/requestlog.py writes one per request), and keeps its error log."""
+    import runpy
+
+    from gunicorn import glogging
+
+    class Untouchable:
+        def __getattr__(self, name):
+            raise AssertionError(f"the access log read {name}")
+
+    saved = dict(os.environ)
+    settings = runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(__file__)), "gunicorn.conf.py"))
+    os.environ.clear()
+    os.environ.update(saved)
+    settings["on_exit"](None)
+    cls = settings["logger_class"]
+    assert issubclass(cls, glogging.Logger) and cls.error is glogging.Logger.error
+    # gunicorn's own `access` reads its config, the response, the request and the environ.
+    assert cls.access(Untouchable(), Untouchable(), Untouchable(), {}, 0.01) is None
+    assert "gunicorn.error" in settings["logconfig_dict"]["loggers"]
+
+
 def test_workers_freeze_the_loaded_app_out_of_the_gc():
     """gunicorn.conf.py (read by every gunicorn started here) freezes what a worker loaded."""
     import gc
