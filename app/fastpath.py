@@ -320,6 +320,8 @@ class Middleware:
 
     def _answer(self, environ):
         app = self.app
+        if caching.fast_clients() is None:  # no answer cache on Redis (CACHE_ANSWERS off, the embedded default): nothing to route for
+            return None
         route = _route(app, environ)
         if route is None:
             return None
