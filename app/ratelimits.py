@@ -125,8 +125,8 @@ def check_where_limited(app):
     The check is the only place blueprint, default, application and meta limits are
     applied; decorated limits (the logins, register) are checked by their own wrappers
     whatever this does, and the /api budget is app/budget.py's. No default, application
-    or meta limit is configured, so on any other request the check finds nothing to count,
-    at a cost comparable to the rest of a cache hit's handling. Flask's scoped hooks
+    or meta limit is configured, so on any other request the check finds nothing to count
+    yet costs about as much as Flask's own handling of a small request. Flask's scoped hooks
     (`before_request_funcs[blueprint]`) run it where it applies; a limit configured for
     every request (APP_WIDE_SETTINGS) leaves it app-wide.
     """
