@@ -12,6 +12,7 @@ from app.events import TOPICS, topic_name
 log = logging.getLogger(__name__)
 
 DLQ_SUFFIX = ".dlq"
+CLIENT_LOG = logging.getLogger("crm.kafka.client")
 
 
 def base_config(config):
@@ -19,6 +20,9 @@ def base_config(config):
     conf = {
         "bootstrap.servers": config["KAFKA_BROKERS"],
         "client.id": config["KAFKA_CLIENT_ID"],
+        # librdkafka's own lines through Python logging (app/logs.py's format), not raw to stderr:
+        # a process's output stays one JSON object per line in production.
+        "logger": CLIENT_LOG,
     }
     protocol = config.get("KAFKA_SECURITY_PROTOCOL")
     if config.get("KAFKA_USERNAME"):

@@ -8,6 +8,7 @@ outbox row is published by `relay_batch`, read back by a real consumer and handl
 import io
 import json
 import logging
+import time
 import uuid
 
 import pytest
@@ -142,3 +143,20 @@ def test_the_worker_process_writes_one_json_object_per_line(database_url, redis_
     parsed = [json.loads(line) for line in lines]  # a line that is not JSON fails here
     assert all({"time", "level", "logger", "message"} <= set(p) for p in parsed)
     assert any(p["logger"].startswith("rq.") for p in parsed), lines[:20]
+
+
+def test_librdkafka_lines_go_through_python_logging_not_raw_stderr(capfd, caplog):
+    """A Kafka client's own notices (here: no brokers configured) arrive as `crm.kafka.client` records, so they take the JSON format."""
+    import logging
+
+    from confluent_kafka import Producer
+
+    from app import kafka
+
+    with caplog.at_level(logging.DEBUG, logger="crm.kafka.client"):
+        producer = Producer(kafka.producer_config({"KAFKA_BROKERS": "", "KAFKA_CLIENT_ID": "crm-logs", "KAFKA_DELIVERY_TIMEOUT_MS": 1000}))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(r.name == "crm.kafka.client" for r in caplog.records):
+            producer.poll(0.1)  # librdkafka hands its queued lines to the logger on poll
+    assert any("bootstrap.servers" in r.getMessage() for r in caplog.records if r.name == "crm.kafka.client")
+    assert "bootstrap.servers" not in capfd.readouterr().err
