@@ -181,14 +181,15 @@ def _route(app, environ):
     return None if spec is None else (spec, getattr(view, "crm_permission", None))
 
 
-def answer(environ, route, locale):
+def answer(environ, route, locale, pair=None):
     """The cached answer of this bearer GET when its token, epochs, generations and permission are current, else None.
 
     `route`: (cache spec, permission) of its view (`_route`); `locale`: the request's
-    locale (part of the answer's key). Raises `budget.OverBudget` when the caller's budget,
-    charged in the same Redis read, is spent.
+    locale (part of the answer's key); `pair`: `caching.fast_clients()` when the caller
+    has it already. Raises `budget.OverBudget` when the caller's budget, charged in the
+    same Redis read, is spent.
     """
-    pair = caching.fast_clients()
+    pair = pair or caching.fast_clients()
     if pair is None:
         return None
     found = bearer_claims(environ.get("HTTP_AUTHORIZATION", ""))
@@ -320,13 +321,14 @@ class Middleware:
 
     def _answer(self, environ):
         app = self.app
-        if caching.fast_clients() is None:  # no answer cache on Redis (CACHE_ANSWERS off, the embedded default): nothing to route for
+        pair = caching.fast_clients()
+        if pair is None:  # no answer cache on Redis (CACHE_ANSWERS off, the embedded default): nothing to route for
             return None
         route = _route(app, environ)
         if route is None:
             return None
         # No session cookie and no `_l_`: FAB's locale selector answers its default.
-        response = answer(environ, route, app.appbuilder.bm.babel_default_locale)
+        response = answer(environ, route, app.appbuilder.bm.babel_default_locale, pair)
         if response is None:
             return None
         budget.finish(response, environ)

@@ -84,6 +84,9 @@ _MY_PASSWORD_ACCOUNT = limiter.shared_limit(
     config_limit("LOGIN_RATE_LIMIT_ACCOUNT"), "login-account", key_func=signed_in_account_key, methods=["POST"]
 )
 
+# FAB's blueprints with a password form, and the per-account limit each is put under.
+PASSWORD_FORMS = {"AuthDBView": _FORM_LOGIN_ACCOUNT, "ResetMyPasswordView": _MY_PASSWORD_ACCOUNT}
+
 
 def limit_password_forms(app):
     """Put FAB's form login and own-password form under the per-account login limit the API logins count on.
@@ -91,7 +94,7 @@ def limit_password_forms(app):
     FAB's AUTH_RATE_LIMIT counts the form login per client IP only: guesses spread over
     many addresses, or typed into the own-password form of a stolen session, met no limit.
     """
-    for name, limit in (("AuthDBView", _FORM_LOGIN_ACCOUNT), ("ResetMyPasswordView", _MY_PASSWORD_ACCOUNT)):
+    for name, limit in PASSWORD_FORMS.items():
         blueprint = app.blueprints.get(name)
         if blueprint is not None:
             limit(blueprint)
@@ -112,7 +115,7 @@ APP_WIDE_SETTINGS = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_ME
 
 def limited_blueprints(app):
     """The blueprints that carry limits of their own: FAB's form login (AUTH_RATE_LIMIT and the per-account one) and own-password form."""
-    names = {"AuthDBView", "ResetMyPasswordView"}
+    names = set(PASSWORD_FORMS)
     auth_view = getattr(app.appbuilder.sm, "auth_view", None)
     if auth_view is not None and auth_view.blueprint is not None:
         names.add(auth_view.blueprint.name)  # AUTH_TYPE decides which login view FAB registers
